@@ -1,0 +1,171 @@
+"""The codec interface every ternary layout implements (formats/README.md).
+
+A codec turns the canonical ternary tensor -- int8 codes in {-1, 0, +1} of shape
+(M, K) = (out_features, in_features) plus a float32 scale -- into the bytes one layout
+stores, and back. Codecs know nothing about files or models: the container writes the
+bytes, and for safetensors layouts the scale travels as its own tensor.
+
+Subclasses declare their facts as class attributes and implement ``_check``,
+``nbytes``, ``_encode`` and ``_decode``; the base class does argument validation,
+so every codec refuses bad input with the same clear errors.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import CodecError, CorruptDataError, ShapeError, UnknownCodecError
+from ._bits import as_f32_scale, ternary_to_codes
+
+Shape = tuple[int, int]
+
+
+class Codec(abc.ABC):
+    """One ternary layout, with its parameters bound."""
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    container: ClassVar[str]  # "gguf" or "safetensors"
+    spec: ClassVar[str]  # the formats/ document that defines the layout
+    runtime: ClassVar[str]  # who reads this layout besides bitpack
+    constraints: ClassVar[str]  # the shape rules, in one human line
+    lossless_scale: ClassVar[str] = "yes"  # can any f32 scale be stored exactly?
+    param_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.param_names))
+        if unknown:
+            allowed = ", ".join(self.param_names) or "none"
+            raise UnknownCodecError(
+                f"{self.name} has no parameter {', '.join(unknown)} (parameters: {allowed})"
+            )
+        self.params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
+
+    # -- configuration (numcodecs style) ---------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """Plain JSON-able dict that :func:`bitpack.codecs.get_codec` rebuilds the codec from."""
+        return {"id": self.name, **self.params}
+
+    def for_shape(self, shape: Shape) -> Codec:
+        """This codec with every parameter resolved for ``shape`` (what a file records)."""
+        self.check(shape)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Codec) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.get_config(), sort_keys=True))
+
+    # -- shape facts ---------------------------------------------------------------
+    def check(self, shape: Shape) -> Shape:
+        """Return (M, K) or raise ShapeError naming the rule ``shape`` breaks."""
+        try:
+            m, k = (int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise ShapeError(f"{self.name} encodes 2-D weights (M, K); got shape {shape!r}") from None
+        if m <= 0 or k <= 0:
+            raise ShapeError(f"{self.name} needs a non-empty (M, K) shape; got ({m}, {k})")
+        self._check(m, k)
+        return m, k
+
+    def _check(self, m: int, k: int) -> None:  # noqa: B027 - most codecs accept any shape
+        """Raise ShapeError if (m, k) cannot be encoded."""
+
+    @abc.abstractmethod
+    def nbytes(self, shape: Shape) -> int:
+        """Exact size of ``encode``'s result for ``shape`` (GGUF: trailers included)."""
+
+    def bits_per_weight(self, shape: Shape) -> float:
+        m, k = self.check(shape)
+        return 8.0 * self.nbytes((m, k)) / (m * k)
+
+    # -- data ----------------------------------------------------------------------
+    def encode(self, codes: np.ndarray, scale: Any) -> np.ndarray:
+        """Encode the canonical tensor; returns exactly ``nbytes(codes.shape)`` bytes."""
+        codes = np.asarray(codes)
+        shape = self.check(codes.shape)
+        out = self._encode(ternary_to_codes(codes), self._encode_scale(scale, shape), shape)
+        assert out.nbytes == self.nbytes(shape), (self.name, out.nbytes, self.nbytes(shape))
+        return out
+
+    def decode(self, buf: Any, shape: Shape, scale: Any = None) -> tuple[np.ndarray, Any]:
+        """Decode ``buf`` into (int8 codes of ``shape``, scale)."""
+        shape = self.check(shape)
+        data = as_bytes(buf)
+        want = self.nbytes(shape)
+        if data.size != want:
+            raise CorruptDataError(
+                f"{self.name} data for shape {shape} must be {want} bytes, got {data.size}"
+            )
+        return self._decode(data, shape, scale)
+
+    def _encode_scale(self, scale: Any, shape: Shape) -> Any:
+        """Validate the scale for this codec; the default is one finite f32 value."""
+        return as_f32_scale(scale, self.name)
+
+    @abc.abstractmethod
+    def _encode(self, codes: np.ndarray, scale: Any, shape: Shape) -> np.ndarray:
+        """``codes`` are validated uint8 codes c = t + 1 of ``shape``."""
+
+    @abc.abstractmethod
+    def _decode(self, data: np.ndarray, shape: Shape, scale: Any) -> tuple[np.ndarray, Any]:
+        """``data`` is a flat uint8 array of exactly ``nbytes(shape)`` bytes."""
+
+
+class SafetensorsCodec(Codec):
+    """A layout stored as one safetensors weight tensor; the scale is a tensor of its own."""
+
+    container = "safetensors"
+    stored_dtype: ClassVar[np.dtype]
+
+    @abc.abstractmethod
+    def stored_shape(self, shape: Shape) -> tuple[int, ...]:
+        """Shape of the stored weight tensor for logical ``shape``."""
+
+    def nbytes(self, shape: Shape) -> int:
+        return int(np.prod(self.stored_shape(shape))) * np.dtype(self.stored_dtype).itemsize
+
+    def decode(self, buf: Any, shape: Shape, scale: Any = None) -> tuple[np.ndarray, Any]:
+        codes, _ = super().decode(buf, shape, None)
+        return codes, (None if scale is None else as_f32_scale(scale, self.name))
+
+
+class GGUFCodec(Codec):
+    """A layout stored as one GGUF tensor whose bytes a runtime reads as they are."""
+
+    container = "gguf"
+
+
+def as_bytes(buf: Any) -> np.ndarray:
+    """View bytes, bytearray, memoryview or any contiguous array as flat uint8."""
+    if isinstance(buf, np.ndarray):
+        if not buf.flags.c_contiguous:
+            buf = np.ascontiguousarray(buf)
+        return buf.reshape(-1).view(np.uint8)
+    try:
+        return np.frombuffer(buf, dtype=np.uint8)
+    except TypeError:
+        raise CodecError(f"expected bytes or a NumPy array, got {type(buf).__name__}") from None
+
+
+def pad(x: int, a: int) -> int:
+    """x rounded up to a multiple of a."""
+    return -(-x // a) * a
+
+
+def require(ok: bool, codec: str, shape: Shape, rule: str) -> None:
+    """Raise the ShapeError that names ``rule`` unless ``ok``."""
+    if not ok:
+        raise ShapeError(f"{codec} cannot encode shape {tuple(shape)}: {rule}")
+
+
+__all__ = ["Codec", "GGUFCodec", "SafetensorsCodec", "Shape", "as_bytes", "pad", "require"]

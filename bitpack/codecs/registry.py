@@ -1,0 +1,57 @@
+"""The one table of codecs: name -> implementing class, imported on first use.
+
+Adding a codec is one module and one line here. Outside packages can add theirs
+through the ``bitpack.codecs`` entry-point group (name = "module:Class").
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from ..errors import UnknownCodecError
+from .base import Codec
+
+CODECS: dict[str, str] = {
+    "int8": "bitpack.codecs.int8:Int8",
+    "i2_packed": "bitpack.codecs.i2_packed:I2Packed",
+    "hf_packed": "bitpack.codecs.hf_packed:HFPacked",
+    "i2_s": "bitpack.codecs.i2_s:I2S",
+    "tq2_0": "bitpack.codecs.tq2_0:TQ2_0",
+    "tq1_0": "bitpack.codecs.tq1_0:TQ1_0",
+    "tl1": "bitpack.codecs.tl1:TL1",
+    "tl2": "bitpack.codecs.tl2:TL2",
+}
+ALIASES: dict[str, str] = {"i2_naive": "int8"}
+
+_loaded: dict[str, type[Codec]] = {}
+
+
+def _external() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group="bitpack.codecs")}
+
+
+def codec_class(name: str) -> type[Codec]:
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in _loaded:
+        target = CODECS.get(key) or _external().get(key)
+        if target is None:
+            known = ", ".join(list_codecs())
+            raise UnknownCodecError(f"unknown codec {name!r}; known codecs: {known}")
+        module, _, attr = target.partition(":")
+        _loaded[key] = getattr(importlib.import_module(module), attr)
+    return _loaded[key]
+
+
+def get_codec(name: str | dict[str, Any], **params: Any) -> Codec:
+    """A codec by name with its parameters, or from a ``get_config()`` dict."""
+    if isinstance(name, dict):
+        params = {k: v for k, v in name.items() if k != "id"} | params
+        name = name["id"]
+    return codec_class(name)(**params)
+
+
+def list_codecs() -> list[str]:
+    """Canonical names of every codec, built-in first."""
+    return list(CODECS) + sorted(set(_external()) - set(CODECS))

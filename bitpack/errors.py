@@ -1,0 +1,31 @@
+"""Exceptions bitpack raises for bad input.
+
+Every error a user can cause derives from :class:`BitpackError`; the command line turns
+it into one line on stderr and exit code 2. Anything else escaping is a bug.
+"""
+
+
+class BitpackError(Exception):
+    """Bad input, unsupported shape or usage error (exit code 2)."""
+
+    exit_code = 2
+
+
+class UnknownCodecError(BitpackError, ValueError):
+    """A codec name or parameter that bitpack does not know."""
+
+
+class ShapeError(BitpackError, ValueError):
+    """A tensor shape that a codec cannot encode; the message names the rule."""
+
+
+class CodecError(BitpackError, ValueError):
+    """Input values a codec refuses (codes outside {-1, 0, +1}, a bad scale)."""
+
+
+class ScaleError(CodecError):
+    """A scale the target cannot hold exactly (and rounding was not allowed)."""
+
+
+class CorruptDataError(CodecError):
+    """Encoded bytes that no encoder produces: wrong length, invalid codes."""
