@@ -90,8 +90,10 @@ def resolve_tiles(
         if all(getattr(tiles, key) == value for key, value in given.items()):
             if problem(m, k, tiles) is None:
                 return tiles
-    fixed = f" with {', '.join(f'{k_}={v}' for k_, v in given.items())}" if given else ""
-    raise ShapeError(f"{codec} has no valid tiling{fixed} for shape {shape}: {_why_none(codec, m, k)}")
+    if given and options:  # explain with the caller's values filled in by the first option
+        tiles = Tiles(**(options[0].as_dict() | given))
+        raise ShapeError(f"{codec} tiles {_fmt(tiles)} do not fit shape {shape}: {problem(m, k, tiles)}")
+    raise ShapeError(f"{codec} has no valid tiling for shape {shape}: {_why_none(codec, m, k)}")
 
 
 def _why_none(codec: str, m: int, k: int) -> str:

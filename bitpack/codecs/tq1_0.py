@@ -19,12 +19,26 @@ _REGIONS = ((0, 32, 5), (160, 16, 5), (240, 4, 4))
 _V = np.arange(256)
 ENCODE_V = ((_V * 256 + 242) // 243).clip(max=255).astype(np.uint8)  # v -> byte (v <= 242)
 _TRITS = np.stack([((_V * 3**n) % 256 * 3) >> 8 for n in range(5)])  # (trit n, byte)
-# Ternary value (trit - 1) of trit n of every byte, for decoding by table look-up.
-TERNARY = (_TRITS - 1).astype(np.int8)
 _DECODED_V = (_TRITS * (3 ** np.arange(4, -1, -1))[:, None]).sum(axis=0)
 # A byte is valid when it re-encodes to itself; a four-trit byte also needs trit 4 = 0.
 VALID = ENCODE_V[_DECODED_V] == _V
 VALID_QH = VALID & (_TRITS[4] == 0)
+
+
+def _pairwise(table: np.ndarray) -> np.ndarray:
+    """A per-byte table extended to little-endian byte pairs (65536 entries), so one
+    look-up on a uint16 view handles two bytes."""
+    lo, hi = np.meshgrid(np.arange(256), np.arange(256))
+    if table.dtype == bool:
+        return (table[lo] & table[hi]).reshape(-1)
+    return (table[lo].astype(np.uint16) | table[hi].astype(np.uint16) << 8).reshape(-1)
+
+
+ENCODE_V2 = _pairwise(ENCODE_V)
+VALID2, VALID_QH2 = _pairwise(VALID), _pairwise(VALID_QH)
+# Ternary value (trit - 1) of trit n, for both bytes of a pair: the two elements are
+# neighbours in the block, so the result is stored as one uint16.
+TERNARY2 = [_pairwise((_TRITS[n] - 1).astype(np.int8).view(np.uint8)) for n in range(5)]
 
 
 class TQ1_0(TQCodec):  # noqa: N801 - named after the GGML type
@@ -33,35 +47,39 @@ class TQ1_0(TQCodec):  # noqa: N801 - named after the GGML type
     block_bytes = 54
 
     def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        nblocks = blocks.shape[0]
-        v = np.empty((nblocks, 52), dtype=np.uint8)
+        words = blocks.view(np.uint32)  # 4 codes per word; no step below carries across bytes
+        v = np.empty((blocks.shape[0], 52), dtype=np.uint8)
+        v_words = v.view(np.uint32)
         at = 0
         for first, width, trits in _REGIONS:
-            region = blocks[:, first : first + width * trits].reshape(nblocks, trits, width)
-            acc = v[:, at : at + width]
+            w = width // 4
+            region = words[:, first // 4 : first // 4 + w * trits].reshape(-1, trits, w)
+            acc = v_words[:, at : at + w]
             acc[...] = region[:, 0]
             for n in range(1, 5):  # Horner; a missing fifth trit counts as 0
-                np.multiply(acc, np.uint8(3), out=acc)
+                acc *= np.uint32(3)
                 if n < trits:
                     acc += region[:, n]
-            at += width
-        return ENCODE_V[v]
+            at += w
+        return ENCODE_V2[v.view(np.uint16)].view(np.uint8)
 
     def _unpack_blocks(self, qs: np.ndarray) -> np.ndarray:
-        for valid, lo, hi in ((VALID, 0, 48), (VALID_QH, 48, 52)):
-            ok = valid[qs[:, lo:hi]]
+        pairs = qs.view(np.uint16)  # (nblocks, 26): two bytes per look-up
+        for valid, lo, hi in ((VALID2, 0, 24), (VALID_QH2, 24, 26)):
+            ok = valid[pairs[:, lo:hi]]
             if not ok.all():
-                block, byte = np.argwhere(~ok)[0]
+                block, pair = np.argwhere(~ok)[0]
                 raise CorruptDataError(
-                    f"{self.name} block {block} byte {lo + byte} (0x{qs[block, lo + byte]:02X}) "
-                    "is not a valid base-3 packing; no encoder writes it"
+                    f"{self.name} block {block} bytes {2 * (lo + pair)}-{2 * (lo + pair) + 1} "
+                    f"(0x{int(pairs[block, lo + pair]):04X}) are not a valid base-3 packing; "
+                    "no encoder writes them"
                 )
-        t = np.empty((qs.shape[0], 256), dtype=np.int8)
+        t = np.empty((qs.shape[0], 128), dtype=np.uint16)  # element pairs
         at = 0
         for first, width, trits in _REGIONS:
-            src = qs[:, at : at + width]
-            dest = t[:, first : first + width * trits].reshape(-1, trits, width)
+            src = pairs[:, at : at + width // 2]
+            dest = t[:, first // 2 : (first + width * trits) // 2].reshape(-1, trits, width // 2)
             for n in range(trits):
-                dest[:, n] = TERNARY[n][src]
-            at += width
-        return t
+                np.take(TERNARY2[n], src, out=dest[:, n])
+            at += width // 2
+        return t.view(np.int8)
