@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import CodecError, CorruptDataError, ShapeError, UnknownCodecError
+from ..errors import CodecError, CorruptDataError, ShapeError
 from ._bits import as_f32_scale, ternary_to_codes
 
 Shape = tuple[int, int]
@@ -33,16 +33,11 @@ class Codec(abc.ABC):
     spec: ClassVar[str]  # the formats/ document that defines the layout
     runtime: ClassVar[str]  # who reads this layout besides bitpack
     constraints: ClassVar[str]  # the shape rules, in one human line
+    bits_text: ClassVar[str]  # bits per weight as a formula, for tables
     lossless_scale: ClassVar[str] = "yes"  # can any f32 scale be stored exactly?
     param_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.param_names))
-        if unknown:
-            allowed = ", ".join(self.param_names) or "none"
-            raise UnknownCodecError(
-                f"{self.name} has no parameter {', '.join(unknown)} (parameters: {allowed})"
-            )
         self.params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
 
     # -- configuration (numcodecs style) ---------------------------------------------

@@ -18,6 +18,7 @@ _SHIFTS = (0, 2, 4, 6)  # row quarter i goes to bits 2i, 2i+1
 class HFPacked(SafetensorsCodec):
     name = "hf_packed"
     spec = "formats/hf_packed.md"
+    bits_text = "2"
     runtime = "transformers (quant_method: bitnet), mlx-lm"
     constraints = "M % 4 == 0"
     stored_dtype = np.dtype(np.uint8)

@@ -28,6 +28,7 @@ def spread_pairs(b: np.ndarray) -> np.ndarray:
 class I2Packed(SafetensorsCodec):
     name = "i2_packed"
     spec = "formats/i2_packed.md"
+    bits_text = "2 (8·⌈K/4⌉/K when K % 4 != 0)"
     runtime = "bitpack"
     constraints = "none (rows padded to a multiple of 4)"
     stored_dtype = np.dtype(np.uint8)

@@ -27,6 +27,7 @@ _SHIFTS = (6, 4, 2, 0)  # group g of 32 elements goes to bits 6-2g, 7-2g
 class I2S(GGUFCodec):
     name = "i2_s"
     spec = "formats/i2_s.md"
+    bits_text = "2 + 256/(M·K)"
     runtime = "bitnet.cpp (x86 AVX2 builds), ik_llama.cpp"
     constraints = "K % 128 == 0 (M % 32 == 0 recommended)"
 

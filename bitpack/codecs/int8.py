@@ -13,6 +13,7 @@ class Int8(SafetensorsCodec):
     name = "int8"
     aliases = ("i2_naive",)
     spec = "formats/int8.md"
+    bits_text = "8"
     runtime = "bitpack; any reader of I8 safetensors sees the raw values"
     constraints = "none"
     stored_dtype = np.dtype(np.int8)

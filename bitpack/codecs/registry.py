@@ -49,7 +49,12 @@ def get_codec(name: str | dict[str, Any], **params: Any) -> Codec:
     if isinstance(name, dict):
         params = {k: v for k, v in name.items() if k != "id"} | params
         name = name["id"]
-    return codec_class(name)(**params)
+    cls = codec_class(name)
+    unknown = sorted(set(params) - set(cls.param_names))
+    if unknown:
+        allowed = ", ".join(cls.param_names) or "none"
+        raise UnknownCodecError(f"{cls.name} has no parameter {', '.join(unknown)} (parameters: {allowed})")
+    return cls(**params)
 
 
 def list_codecs() -> list[str]:

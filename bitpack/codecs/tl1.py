@@ -63,6 +63,7 @@ _TO_ROWS = tuple(int(a) for a in np.argsort(_TO_FILE))
 class TL1(TLCodec):
     name = "tl1"
     spec = "formats/tl1.md"
+    bits_text = "2 + 256/(M·K)"
     runtime = "bitnet.cpp built with -DBITNET_ARM_TL1=ON and kernels generated for the same tiles"
     constraints = "M % BM == 0, K % BK == 0, BM % bm == 0, bm in {32, 64}, BK % (256/bm) == 0"
     presets = TL1_PRESETS

@@ -57,6 +57,7 @@ _SIGNS_TO_ROWS = tuple(int(a) for a in np.argsort(_SIGNS_TO_FILE))
 class TL2(TLCodec):
     name = "tl2"
     spec = "formats/tl2.md"
+    bits_text = "≈1.67-1.70: 5/3 on K3 columns, 2 on the tail, padded to F"
     runtime = "bitnet.cpp built with -DBITNET_X86_TL2=ON and kernels generated for the same tiles"
     constraints = "bm == 32, M % BM == 0, BM % 32 == 0, BK % 24 == 0, (K mod BK) % 32 == 0, K >= 256"
     presets = TL2_PRESETS

@@ -44,6 +44,7 @@ TERNARY2 = [_pairwise((_TRITS[n] - 1).astype(np.int8).view(np.uint8)) for n in r
 class TQ1_0(TQCodec):  # noqa: N801 - named after the GGML type
     name = "tq1_0"
     spec = "formats/tq1_0.md"
+    bits_text = "1.6875"
     block_bytes = 54
 
     def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ _SHIFTS = (0, 2, 4, 6)
 class TQ2_0(TQCodec):  # noqa: N801 - named after the GGML type
     name = "tq2_0"
     spec = "formats/tq2_0.md"
+    bits_text = "2.0625"
     block_bytes = 66
 
     def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
