@@ -10,6 +10,7 @@ rule, and explicit tiles always win.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
@@ -85,13 +86,15 @@ def resolve_tiles(
             raise ShapeError(f"{codec} tiles {_fmt(tiles)} do not fit shape {shape}: {why}")
         return tiles
     preset = preset_for(presets, shape)
-    options = ([preset] if preset else []) + list(candidates(m, k))
+    options = itertools.chain([preset] if preset else [], candidates(m, k))
+    first = None
     for tiles in options:
+        first = first or tiles
         if all(getattr(tiles, key) == value for key, value in given.items()):
             if problem(m, k, tiles) is None:
                 return tiles
-    if given and options:  # explain with the caller's values filled in by the first option
-        tiles = Tiles(**(options[0].as_dict() | given))
+    if given and first:  # explain with the caller's values filled in by the first option
+        tiles = Tiles(**(first.as_dict() | given))
         raise ShapeError(f"{codec} tiles {_fmt(tiles)} do not fit shape {shape}: {problem(m, k, tiles)}")
     raise ShapeError(f"{codec} has no valid tiling for shape {shape}: {_why_none(codec, m, k)}")
 

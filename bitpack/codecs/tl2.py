@@ -22,18 +22,48 @@ from .base import Shape, pad
 from .tiles import TL2_PRESETS, Tiles, divisors_desc
 from .tl1 import pack_pair_bytes, unpack_pair_bytes
 
-# w = 9*c0 + 3*c1 + c2 (codes c = t + 1) is v + 13; index |v| and sign (v < 0) by table.
-_W = np.arange(27)
-INDEX_OF_W = np.abs(_W - 13).astype(np.uint8)
-# (sign << 4 | index) -> the triplet's three ternary values; 127 marks invalid keys
-# (an index above 13, or a sign bit on index 0, which no encoder writes).
-_KEY = np.arange(32)
-_V = np.where(_KEY >> 4, -(_KEY & 15), _KEY & 15)
-_KEY_VALID = ((_KEY & 15) <= 13) & ~((_KEY >> 4 == 1) & (_KEY & 15 == 0))
-_T2 = (_V + 1) % 3 - 1
-_T1 = ((_V - _T2) // 3 + 1) % 3 - 1
-_T0 = ((_V - _T2) // 3 - _T1) // 3
-TRIPLET_OF_KEY = np.where(_KEY_VALID[:, None], np.stack([_T0, _T1, _T2], axis=1), 127).astype(np.int8)
+_TRITS3 = np.array([[a, b, c] for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)])
+_V3 = _TRITS3 @ [9, 3, 1]  # triplet -> v in [-13, 13]
+
+
+def _triplet(index: int, sign: int) -> list[int] | None:
+    """The triplet stored as (index, sign bit), or None for keys no encoder writes."""
+    if index > 13 or (sign and index == 0):
+        return None
+    return list(_TRITS3[list(_V3).index(-index if sign else index)])
+
+
+def _pair_tables() -> tuple[np.ndarray, list[np.ndarray]]:
+    """Decode tables keyed by one index byte plus its two sign bits:
+    key = sign_hi << 9 | sign_lo << 8 | byte. Each gives the six ternary values of the
+    two triplets as three little-endian uint16 pairs; VALID marks keys an encoder writes."""
+    valid = np.zeros(1024, dtype=bool)
+    six = np.zeros((1024, 6), dtype=np.int8)
+    for key in range(1024):
+        hi = _triplet((key & 255) >> 4, key >> 9 & 1)
+        lo = _triplet(key & 15, key >> 8 & 1)
+        if hi is not None and lo is not None:
+            valid[key] = True
+            six[key] = hi + lo
+    pairs = six.view(np.uint16)
+    return valid, [np.ascontiguousarray(pairs[:, j]) for j in range(3)]
+
+
+PAIR_KEY_VALID, PAIR_KEY_TERNARY = _pair_tables()
+
+# Sign bits: a row's 8 triplets u = 0..7 are packed MSB-first into one byte (np.packbits);
+# rows r and r + 16 then interleave into one uint16 word, u of row r at bit 15 - 2u,
+# u of row r + 16 at bit 14 - 2u.
+_B = np.arange(256)
+SPREAD = sum(((_B >> i) & 1) << (2 * i) for i in range(8)).astype(np.uint16)  # bit i -> 2i
+_W16 = np.arange(65536)
+EVEN_BITS = sum(((_W16 >> (2 * i)) & 1) << i for i in range(8)).astype(np.uint8)
+ODD_BITS = sum(((_W16 >> (2 * i + 1)) & 1) << i for i in range(8)).astype(np.uint8)
+# Sign byte -> the sign bits of its four triplet pairs, as bytes (hi << 1 | lo).
+SIGN_PAIRS = np.array(
+    [[(b >> (7 - 2 * p) & 1) << 1 | (b >> (6 - 2 * p) & 1) for p in range(4)] for b in range(256)],
+    dtype=np.uint8,
+).view(np.uint32).reshape(256)
 
 
 def payload_limit(m: int, k: int) -> int:
@@ -48,9 +78,8 @@ def _row_axes(m: int, bm_: int) -> tuple[int, ...]:
 # Byte grid (i0, i2, a, b, rr, i1, i3) -> file order (i0, i1, i2, i3, b, a, rr).
 _BYTES_TO_FILE = (0, 5, 1, 6, 3, 2, 4)
 _BYTES_TO_ROWS = tuple(int(a) for a in np.argsort(_BYTES_TO_FILE))
-# Sign grid (i0, i2, rhi, word, i1, g, u) -> (i0, i1, i2, g, word, u, rhi); within a
-# little-endian uint16 word, triplet u of row 16*rhi + word is bit 15 - (2u + rhi).
-_SIGNS_TO_FILE = (0, 4, 1, 5, 3, 6, 2)
+# Sign-byte grid (i0, i2, rhi, word, i1, g) -> (i0, i1, i2, g, word, rhi).
+_SIGNS_TO_FILE = (0, 4, 1, 5, 3, 2)
 _SIGNS_TO_ROWS = tuple(int(a) for a in np.argsort(_SIGNS_TO_FILE))
 
 
@@ -98,15 +127,18 @@ class TL2(TLCodec):
         at = 0
         if k3:
             triplets = codes[:, :k3].reshape(m, k3 // 3, 3)
-            w = triplets[..., 0] * np.uint8(9)
+            w = triplets[..., 0] * np.uint8(9)  # 9*c0 + 3*c1 + c2 = v + 13
             w += triplets[..., 1] * np.uint8(3)
             w += triplets[..., 2]
-            index = INDEX_OF_W[w]
+            v = np.subtract(w, np.uint8(13), out=w).view(np.int8)
+            index = np.abs(v).view(np.uint8)
             nibbles = (index[:, 0::2] << np.uint8(4)) | index[:, 1::2]
             at = _put(out, at, nibbles.reshape(*_row_axes(m, t.BM), k3 // t.BK, t.BK // 6), _BYTES_TO_FILE)
-            signs = (w < 13).reshape(m // t.BM, t.BM // 32, 2, 16, k3 // t.BK, t.BK // 24, 8)
-            bits = signs.transpose(_SIGNS_TO_FILE)[..., ::-1, ::-1].reshape(-1, 16)
-            at = _put(out, at, np.packbits(bits, axis=-1, bitorder="little"), (0, 1))
+            sign_bytes = np.packbits((v < 0).reshape(m, k3 // 24, 8), axis=-1)
+            grid = sign_bytes.reshape(m // t.BM, t.BM // 32, 2, 16, k3 // t.BK, t.BK // 24)
+            rows = grid.transpose(_SIGNS_TO_FILE)  # (..., word, rhi)
+            words = (SPREAD[rows[..., 0]] << np.uint16(1)) | SPREAD[rows[..., 1]]
+            at = _put(out, at, words.astype("<u2").reshape(-1).view(np.uint8), (0,))
         if k2:
             tail = pack_pair_bytes(codes[:, k3:])
             at = _put(out, at, tail.reshape(*_row_axes(m, t.BM), k2 // 32, 8), _BYTES_TO_FILE)
@@ -123,25 +155,25 @@ class TL2(TLCodec):
         if k3:
             grid = (*rows, k3 // t.BK, t.BK // 6)
             nibbles, at = _take(data, at, grid, _BYTES_TO_FILE, _BYTES_TO_ROWS)
-            nibbles = nibbles.reshape(m, k3 // 6)
-            sgrid = (m // t.BM, t.BM // 32, 2, 16, k3 // t.BK, t.BK // 24, 8)
+            sgrid = (m // t.BM, t.BM // 32, 2, 16, k3 // t.BK, t.BK // 24)
             nsign = m * k3 // 24
-            bits = np.unpackbits(data[at : at + nsign].reshape(-1, 2), axis=-1, bitorder="little")
-            filed = [sgrid[a] for a in _SIGNS_TO_FILE]
-            signs = bits.reshape(filed)[..., ::-1, ::-1].transpose(_SIGNS_TO_ROWS).reshape(m, k3 // 3)
+            words = data[at : at + nsign].view("<u2").reshape([sgrid[a] for a in _SIGNS_TO_FILE][:-1])
             at += nsign
-            key = np.empty((m, k3 // 3), dtype=np.uint8)
-            key[:, 0::2] = nibbles >> np.uint8(4)
-            key[:, 1::2] = nibbles & np.uint8(15)
-            key |= signs << np.uint8(4)
-            triplets = TRIPLET_OF_KEY[key]
-            if (triplets[..., 0] == 127).any():
-                row, col = np.argwhere(triplets[..., 0] == 127)[0]
+            filed = np.stack([ODD_BITS[words], EVEN_BITS[words]], axis=-1)
+            sign_bytes = np.ascontiguousarray(filed.transpose(_SIGNS_TO_ROWS)).reshape(m, k3 // 24)
+            key = nibbles.reshape(m, k3 // 6).astype(np.uint16)
+            key |= SIGN_PAIRS[sign_bytes].view(np.uint8).reshape(m, k3 // 6).astype(np.uint16) << np.uint16(8)
+            ok = PAIR_KEY_VALID[key]
+            if not ok.all():
+                row, col = np.argwhere(~ok)[0]
                 raise CorruptDataError(
-                    f"tl2 triplet at row {row}, columns {3 * col}..{3 * col + 2} has index "
-                    f"{key[row, col] & 15} with sign {key[row, col] >> 4}; no encoder writes it"
+                    f"tl2 triplets at row {row}, columns {6 * col}..{6 * col + 5} are stored as "
+                    f"key 0x{int(key[row, col]):03X} (an index above 13, or a sign bit on index 0); "
+                    "no encoder writes it"
                 )
-            out[:, :k3] = triplets.reshape(m, k3)
+            six = out[:, :k3].view(np.uint16).reshape(m, k3 // 6, 3)
+            for j, table in enumerate(PAIR_KEY_TERNARY):
+                six[..., j] = table[key]
         if k2:
             tail, at = _take(data, at, (*rows, k2 // 32, 8), _BYTES_TO_FILE, _BYTES_TO_ROWS)
             out[:, k3:] = unpack_pair_bytes(tail.reshape(m, k2 // 4), self.name)
