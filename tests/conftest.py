@@ -1,23 +1,17 @@
-"""Shared test configuration for the codec suite.
+"""Shared test configuration for the codec tests.
 
 * Hypothesis runs a bounded number of small examples so the whole suite stays fast on a
   2-core machine, and it keeps no example database inside the work tree. Under CI
   (``CI`` set) it is derandomized so a run is reproducible; on a developer machine it
   explores new examples every run.
-* ``REPO_ROOT`` / ``SHARED_DIR`` locate the repository and the project's ``shared/``
-  folder, which CI checks out beside the repository (``/path/main`` and ``/path/shared``).
+* The conformance suite (codec_suite.py) is parametrized per codec by the hook below.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from hypothesis import HealthCheck, settings
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
-FIXTURES_DIR = REPO_ROOT / "fixtures" / "codec_golden"
 
 settings.register_profile(
     "bitpack",
@@ -28,3 +22,21 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bitpack"))
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrize the conformance suite from the attributes of each codec's subclass.
+
+    A suite test that takes ``example_shape`` runs once per shape in the subclass's
+    ``example_shapes``; one that takes ``refused_case`` runs once per (shape, rule) in
+    ``refused_cases()``. Each codec therefore plugs in only its own facts.
+    """
+    cls = metafunc.cls
+    if cls is None:
+        return
+    if "example_shape" in metafunc.fixturenames:
+        shapes = list(cls.example_shapes)
+        metafunc.parametrize("example_shape", shapes, ids=[f"{m}x{k}" for m, k in shapes])
+    if "refused_case" in metafunc.fixturenames:
+        cases = list(cls.refused_cases())
+        metafunc.parametrize("refused_case", cases, ids=[repr(shape) for shape, _ in cases])
