@@ -41,6 +41,18 @@ VALID2, VALID_QH2 = _pairwise(VALID), _pairwise(VALID_QH)
 TERNARY2 = [_pairwise((_TRITS[n] - 1).astype(np.int8).view(np.uint8)) for n in range(5)]
 
 
+def _horner(trits: np.ndarray, extra: int = 0) -> np.ndarray:
+    """sum(trits[n] * 3**(len - 1 - n)) * 3**extra, byte-wise on packed words."""
+    acc = trits[0].copy()
+    three = acc.dtype.type(3)
+    for n in range(1, len(trits)):
+        acc *= three
+        acc += trits[n]
+    for _ in range(extra):
+        acc *= three
+    return acc
+
+
 class TQ1_0(TQCodec):  # noqa: N801 - named after the GGML type
     name = "tq1_0"
     spec = "formats/tq1_0.md"
@@ -48,21 +60,25 @@ class TQ1_0(TQCodec):  # noqa: N801 - named after the GGML type
     block_bytes = 54
 
     def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        words = blocks.view(np.uint32)  # 4 codes per word; no step below carries across bytes
-        v = np.empty((blocks.shape[0], 52), dtype=np.uint8)
-        v_words = v.view(np.uint32)
+        # Work on the transpose: row w of ``cols`` is code word w (8 codes) of every block,
+        # so each Horner step below is one long contiguous operation. Codes are at most 2
+        # and v at most 242, so no step carries across bytes.
+        nblocks = blocks.shape[0]
+        cols = np.ascontiguousarray(blocks.view(np.uint64).T)  # (32 words, nblocks)
+        qs = np.empty((nblocks, 52), dtype=np.uint8)
+        qs16 = qs.view(np.uint16)
         at = 0
-        for first, width, trits in _REGIONS:
-            w = width // 4
-            region = words[:, first // 4 : first // 4 + w * trits].reshape(-1, trits, w)
-            acc = v_words[:, at : at + w]
-            acc[...] = region[:, 0]
-            for n in range(1, 5):  # Horner; a missing fifth trit counts as 0
-                acc *= np.uint32(3)
-                if n < trits:
-                    acc += region[:, n]
-            at += w
-        return ENCODE_V2[v.view(np.uint16)].view(np.uint8)
+        for first, width, trits in _REGIONS[:2]:  # 32- and 16-byte regions: whole words
+            w = width // 8
+            region = cols[first // 8 : first // 8 + w * trits].reshape(trits, w, nblocks)
+            v = _horner(region)  # (w, nblocks) words of v
+            lut = ENCODE_V2[v.view(np.uint16).reshape(w, nblocks, 4)]
+            qs16[:, at : at + 4 * w].reshape(nblocks, w, 4).transpose(1, 0, 2)[...] = lut
+            at += 4 * w
+        tail = cols[30:32].view(np.uint32).reshape(2, nblocks, 2).transpose(0, 2, 1)
+        v = _horner(tail.reshape(4, 1, nblocks), extra=1)  # four trits, fifth counts as 0
+        qs16[:, at : at + 2] = ENCODE_V2[v.view(np.uint16).reshape(nblocks, 2)]
+        return qs
 
     def _unpack_blocks(self, qs: np.ndarray) -> np.ndarray:
         pairs = qs.view(np.uint16)  # (nblocks, 26): two bytes per look-up
