@@ -31,7 +31,7 @@ def lanes(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _mask(word: np.ndarray, pattern: np.uint64) -> Any:
+def word_mask(word: np.ndarray, pattern: np.uint64) -> Any:
     """``pattern`` truncated to ``word``'s width."""
     return word.dtype.type(int(pattern) & ((1 << (8 * word.dtype.itemsize)) - 1))
 
@@ -75,13 +75,13 @@ def pack_pairs(planes: list[np.ndarray], shifts: tuple[int, ...], out: np.ndarra
 def unpack_pair(words: np.ndarray, shift: int, out: np.ndarray) -> np.ndarray:
     """out = the 2-bit code at bit ``shift`` of every byte of ``words`` (wide views)."""
     np.right_shift(words, words.dtype.type(shift), out=out)
-    out &= _mask(words, LOW_PAIR)
+    out &= word_mask(words, LOW_PAIR)
     return out
 
 
 def find_code3(words: np.ndarray) -> int | None:
     """Flat byte index of the first byte holding a 2-bit code 3, or None."""
-    bad = words & (words >> words.dtype.type(1)) & _mask(words, EVEN_BITS)
+    bad = words & (words >> words.dtype.type(1)) & word_mask(words, EVEN_BITS)
     if not bad.any():
         return None
     first = int(np.flatnonzero(bad.reshape(-1))[0])

@@ -127,6 +127,7 @@ class SafetensorsCodec(Codec):
         """Shape of the stored weight tensor for logical ``shape``."""
 
     def nbytes(self, shape: Shape) -> int:
+        shape = self.check(shape)
         return int(np.prod(self.stored_shape(shape))) * np.dtype(self.stored_dtype).itemsize
 
     def decode(self, buf: Any, shape: Shape, scale: Any = None) -> tuple[np.ndarray, Any]:

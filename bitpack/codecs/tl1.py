@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import CorruptDataError
-from ._bits import f32_trailer, read_f32_trailer
+from ._bits import f32_trailer, lanes, read_f32_trailer, word_mask
 from ._tl import TLCodec
 from .base import Shape
 from .tiles import TL1_PRESETS, Tiles, divisors_desc
@@ -30,6 +30,11 @@ _PAIR = np.stack([_B >> 4, _B & 15])
 PAIR_VALID = (_PAIR <= 8).all(axis=0)
 _T = np.stack([_PAIR[0] // 3 - 1, _PAIR[0] % 3 - 1, _PAIR[1] // 3 - 1, _PAIR[1] % 3 - 1], axis=1)
 PAIR_DECODE = np.where(PAIR_VALID[:, None], _T, 0).astype(np.int8).view(np.uint32).reshape(256)
+# The same for two bytes at once (a little-endian uint16 -> eight values as one uint64).
+_LO, _HI = np.divmod(np.arange(65536), 256)[::-1]
+PAIR_DECODE2 = PAIR_DECODE[_LO].astype(np.uint64) | PAIR_DECODE[_HI].astype(np.uint64) << np.uint64(32)
+_NIBBLE_TOP = np.uint64(0x8888888888888888)
+_NIBBLE_LOW = np.uint64(0x7777777777777777)
 
 
 def pack_pair_bytes(codes: np.ndarray) -> np.ndarray:
@@ -40,13 +45,18 @@ def pack_pair_bytes(codes: np.ndarray) -> np.ndarray:
 
 def unpack_pair_bytes(b: np.ndarray, codec: str) -> np.ndarray:
     """Pair-index bytes (M, K/4) -> int8 ternary (M, K); refuses an index above 8."""
-    ok = PAIR_VALID[b]
-    if not ok.all():
-        row, col = np.argwhere(~ok)[0]
+    words = lanes(b.reshape(-1))
+    top, low = word_mask(words, _NIBBLE_TOP), word_mask(words, _NIBBLE_LOW)
+    # A nibble above 8 has its top bit set and a non-zero rest; (rest + 7) never carries
+    # out of the nibble, and its top bit is set exactly when rest > 0.
+    if (words & top & ((words & low) + low)).any():
+        row, col = np.argwhere(~PAIR_VALID[b])[0]
         raise CorruptDataError(
             f"{codec} byte 0x{b[row, col]:02X} (row {row}, column {4 * col}) holds a pair "
             "index above 8; no encoder writes it"
         )
+    if b.shape[1] % 2 == 0:
+        return PAIR_DECODE2[b.view(np.uint16)].view(np.int8).reshape(b.shape[0], -1)
     return PAIR_DECODE[b].view(np.int8).reshape(b.shape[0], -1)
 
 
