@@ -123,7 +123,8 @@ class TQCodec(GGUFCodec):
 def _exact_f16(scale: np.ndarray, codec: str) -> np.ndarray:
     """``scale`` as f16, refusing any value f16 does not hold exactly (formats/tq2_0.md)."""
     f32 = scale.astype(np.float32)
-    f16 = f32.astype(np.float16)
+    with np.errstate(over="ignore"):  # an overflow to inf is reported below
+        f16 = f32.astype(np.float16)
     lost = (f16.astype(np.float32) != f32) | ~np.isfinite(f16)
     if lost.any():
         bad = float(f32.reshape(-1)[int(np.flatnonzero(lost.reshape(-1))[0])])
