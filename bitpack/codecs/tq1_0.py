@@ -81,7 +81,26 @@ class TQ1_0(TQCodec):  # noqa: N801 - named after the GGML type
         return qs
 
     def _unpack_blocks(self, qs: np.ndarray) -> np.ndarray:
-        pairs = qs.view(np.uint16)  # (nblocks, 26): two bytes per look-up
+        # As in _pack_blocks, work on the transpose (row w = word w of every block), where
+        # each look-up is one long operation; one transpose back at the end.
+        nblocks = qs.shape[0]
+        padded = np.zeros((nblocks, 56), dtype=np.uint8)
+        padded[:, :52] = qs
+        pairs = np.ascontiguousarray(padded.view(np.uint64).T).view(np.uint16).reshape(7, nblocks, 4)
+        if not (VALID2[pairs[:6]].all() and VALID_QH2[pairs[6, :, :2]].all()):
+            self._refuse_invalid(qs)
+        words = np.empty((32, nblocks), dtype=np.uint64)  # word w of the decoded blocks
+        ternary = words.view(np.uint16).reshape(32, nblocks, 4)
+        for n in range(5):
+            np.take(TERNARY2[n], pairs[0:4], out=ternary[4 * n : 4 * n + 4])  # elements 32n + m
+            np.take(TERNARY2[n], pairs[4:6], out=ternary[20 + 2 * n : 22 + 2 * n])  # 160 + 16n + m
+        tail = words[30:32].view(np.uint16).reshape(2, nblocks, 2, 2)  # elements 240 + 4n + j
+        for n in range(4):
+            tail[n // 2, :, n % 2] = TERNARY2[n][pairs[6, :, :2]]
+        return np.ascontiguousarray(words.T).view(np.int8)
+
+    def _refuse_invalid(self, qs: np.ndarray) -> None:
+        pairs = qs.view(np.uint16)  # (nblocks, 26)
         for valid, lo, hi in ((VALID2, 0, 24), (VALID_QH2, 24, 26)):
             ok = valid[pairs[:, lo:hi]]
             if not ok.all():
@@ -91,12 +110,3 @@ class TQ1_0(TQCodec):  # noqa: N801 - named after the GGML type
                     f"(0x{int(pairs[block, lo + pair]):04X}) are not a valid base-3 packing; "
                     "no encoder writes them"
                 )
-        t = np.empty((qs.shape[0], 128), dtype=np.uint16)  # element pairs
-        at = 0
-        for first, width, trits in _REGIONS:
-            src = pairs[:, at : at + width // 2]
-            dest = t[:, first // 2 : (first + width * trits) // 2].reshape(-1, trits, width // 2)
-            for n in range(trits):
-                np.take(TERNARY2[n], src, out=dest[:, n])
-            at += width // 2
-        return t.view(np.int8)
