@@ -3,7 +3,7 @@
 * Hypothesis runs a bounded number of small examples so the whole suite stays fast on a
   2-core machine, and it keeps no example database inside the work tree. Under CI
   (``CI`` set) it is derandomized so a run is reproducible; on a developer machine it
-  explores new examples every run.
+  explores new examples every run. HYPOTHESIS_PROFILE=thorough runs many more.
 * The conformance suite (codec_suite.py) is parametrized per codec by the hook below.
 """
 
@@ -19,8 +19,11 @@ settings.register_profile(
     deadline=None,
     database=None,
     derandomize=bool(os.environ.get("CI")),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # The conformance suite runs one @given method from many codec subclasses on purpose.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.differing_executors],
 )
+# HYPOTHESIS_PROFILE=thorough explores far more examples (minutes, not seconds).
+settings.register_profile("thorough", parent=settings.get_profile("bitpack"), max_examples=600)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bitpack"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import operator
 from typing import ClassVar, Iterator
 
 from ..errors import CodecError
@@ -17,10 +18,17 @@ class TLCodec(GGUFCodec):
     presets: ClassVar[list[Preset]]
 
     def __init__(self, BM: int | None = None, BK: int | None = None, bm: int | None = None) -> None:  # noqa: N803
+        tiles = {}
         for key, value in (("BM", BM), ("BK", BK), ("bm", bm)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            if value is None:
+                continue
+            try:  # numpy integers (e.g. read from an .npz) are integers too; bools are not
+                tiles[key] = operator.index(value) if not isinstance(value, bool) else None
+            except TypeError:
+                tiles[key] = None
+            if tiles[key] is None or tiles[key] <= 0:
                 raise CodecError(f"{self.name} tile parameter {key} must be a positive integer; got {value!r}")
-        super().__init__(BM=BM, BK=BK, bm=bm)
+        super().__init__(**tiles)
 
     def tiles(self, shape: Shape) -> Tiles:
         """The tiles this codec uses for ``shape`` (raises ShapeError when none fit)."""

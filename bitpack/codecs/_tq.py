@@ -68,7 +68,17 @@ class TQCodec(GGUFCodec):
                 f"{self.name} per-block scales for shape {shape} must have shape {blocks}; "
                 f"got {per_block.shape}"
             )
-        return _exact_f16(per_block, self.name)
+        if not (np.issubdtype(per_block.dtype, np.floating) or np.issubdtype(per_block.dtype, np.integer)):
+            raise CodecError(f"{self.name} per-block scales must be real numbers; got dtype {per_block.dtype}")
+        if not np.isfinite(per_block).all():
+            raise ScaleError(f"{self.name} per-block scales must be finite")
+        as_f32 = per_block.astype(np.float32)
+        if (as_f32.astype(np.float64) != per_block.astype(np.float64)).any():
+            raise ScaleError(
+                f"{self.name} per-block scales must be exactly float32 values; pass them as float32 "
+                "if rounding is intended"
+            )
+        return _exact_f16(as_f32, self.name)
 
     def _block_scales(self, codes: np.ndarray, scale: Any) -> np.ndarray:
         """The f16 d of every block, as uint8 pairs (nblocks, 2)."""

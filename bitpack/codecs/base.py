@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import json
+import operator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -64,7 +65,7 @@ class Codec(abc.ABC):
     def check(self, shape: Shape) -> Shape:
         """Return (M, K) or raise ShapeError naming the rule ``shape`` breaks."""
         try:
-            m, k = (int(d) for d in shape)
+            m, k = (operator.index(d) for d in shape)  # integers only: 32.5 or "32" are refused
         except (TypeError, ValueError):
             raise ShapeError(f"{self.name} encodes 2-D weights (M, K); got shape {shape!r}") from None
         if m <= 0 or k <= 0:
