@@ -36,8 +36,12 @@ def word_mask(word: np.ndarray, pattern: np.uint64) -> Any:
     return word.dtype.type(int(pattern) & ((1 << (8 * word.dtype.itemsize)) - 1))
 
 
-def ternary_to_codes(t: np.ndarray) -> np.ndarray:
-    """Validate ternary values and return uint8 codes c = t + 1 (C-contiguous, same shape)."""
+def ternary_to_codes(t: np.ndarray, spare: int = 0) -> np.ndarray:
+    """Validate ternary values and return uint8 codes c = t + 1 (C-contiguous, same shape).
+
+    ``spare`` extra bytes (code 1) follow the codes in memory, for readers of unaligned
+    words that may look a few bytes past the last code.
+    """
     if t.dtype != np.int8:
         if not np.issubdtype(t.dtype, np.integer):
             raise CodecError(
@@ -47,7 +51,10 @@ def ternary_to_codes(t: np.ndarray) -> np.ndarray:
         if lo < -1 or hi > 1:
             raise CodecError(f"codes must be -1, 0 or +1; found {lo if lo < -1 else hi}")
         t = t.astype(np.int8)
-    c = np.add(np.ascontiguousarray(t).view(np.uint8), np.uint8(1))
+    buf = np.empty(t.size + spare, dtype=np.uint8)
+    buf[t.size :] = 1
+    c = buf[: t.size].reshape(t.shape)
+    np.add(np.ascontiguousarray(t).view(np.uint8), np.uint8(1), out=c)
     if c.size and c.max() > 2:
         flat = int(np.argmax(c.reshape(-1) > 2))
         where = np.unravel_index(flat, c.shape)

@@ -37,6 +37,7 @@ class Codec(abc.ABC):
     bits_text: ClassVar[str]  # bits per weight as a formula, for tables
     lossless_scale: ClassVar[str] = "yes"  # can any f32 scale be stored exactly?
     param_names: ClassVar[tuple[str, ...]] = ()
+    spare_code_bytes: ClassVar[int] = 0  # readable bytes _encode needs after the codes
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
@@ -89,7 +90,8 @@ class Codec(abc.ABC):
         """Encode the canonical tensor; returns exactly ``nbytes(codes.shape)`` bytes."""
         codes = np.asarray(codes)
         shape = self.check(codes.shape)
-        out = self._encode(ternary_to_codes(codes), self._encode_scale(scale, shape), shape)
+        codes = ternary_to_codes(codes, spare=self.spare_code_bytes)
+        out = self._encode(codes, self._encode_scale(scale, shape), shape)
         assert out.nbytes == self.nbytes(shape), (self.name, out.nbytes, self.nbytes(shape))
         return out
 

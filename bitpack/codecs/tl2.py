@@ -65,6 +65,27 @@ SIGN_PAIRS = np.array(
     dtype=np.uint8,
 ).view(np.uint32).reshape(256)
 
+# Multiplying a little-endian uint32 of codes (c0, c1, c2, next) by this puts
+# w = 9*c0 + 3*c1 + c2 in byte 2; bytes 0 and 1 stay below 256, so nothing carries.
+_TRIPLET_SUM = np.uint32(9 << 16 | 3 << 8 | 1)
+# Multiplying eight 0/1 bytes by this gathers them into the top byte, first byte at bit 7
+# (the order np.packbits uses); the cross terms land on distinct lower bits, so no carries.
+_MSB_FIRST = np.uint64(0x8040201008040201)
+
+
+def _triplet_values(codes: np.ndarray, k3: int) -> np.ndarray:
+    """v = 9*t0 + 3*t1 + t2 of every triplet in the first k3 columns, as int8 (m, k3/3).
+
+    Each triplet is read as one unaligned uint32 starting at its first code; the fourth
+    byte belongs to the next triplet (or is the spare byte after the last code)."""
+    m, k = codes.shape
+    assert codes.base is not None and codes.base.nbytes > codes.nbytes, "needs spare_code_bytes"
+    words = np.ndarray((m, k3 // 3), dtype="<u4", buffer=codes.base, strides=(k, 3))
+    w = np.multiply(words, _TRIPLET_SUM)
+    w >>= np.uint32(16)
+    w -= np.uint32(13)  # w = v + 13; as bytes, the low byte is v in two's complement
+    return w.astype(np.uint8).view(np.int8)
+
 
 def payload_limit(m: int, k: int) -> int:
     """F: the padded payload size, integer arithmetic left to right as in the converter."""
@@ -90,6 +111,7 @@ class TL2(TLCodec):
     runtime = "bitnet.cpp built with -DBITNET_X86_TL2=ON and kernels generated for the same tiles"
     constraints = "bm == 32, M % BM == 0, BM % 32 == 0, BK % 24 == 0, (K mod BK) % 32 == 0, K >= 256"
     presets = TL2_PRESETS
+    spare_code_bytes = 1  # _triplet_values reads one byte past the last triplet
 
     def _candidates(self, m: int, k: int) -> Iterator[Tiles]:
         widths = [96, 192] + [bk for bk in range(24, k + 1, 24) if bk not in (96, 192)]
@@ -126,15 +148,12 @@ class TL2(TLCodec):
         out = np.zeros(self.nbytes(shape), dtype=np.uint8)
         at = 0
         if k3:
-            triplets = codes[:, :k3].reshape(m, k3 // 3, 3)
-            w = triplets[..., 0] * np.uint8(9)  # 9*c0 + 3*c1 + c2 = v + 13
-            w += triplets[..., 1] * np.uint8(3)
-            w += triplets[..., 2]
-            v = np.subtract(w, np.uint8(13), out=w).view(np.int8)
-            index = np.abs(v).view(np.uint8)
-            nibbles = (index[:, 0::2] << np.uint8(4)) | index[:, 1::2]
+            v = _triplet_values(codes, k3)
+            pairs = np.abs(v).view(np.uint16)  # |v| of triplets 2q (low byte) and 2q + 1
+            nibbles = ((pairs << np.uint16(4)) | (pairs >> np.uint16(8))).astype(np.uint8)
             at = _put(out, at, nibbles.reshape(*_row_axes(m, t.BM), k3 // t.BK, t.BK // 6), _BYTES_TO_FILE)
-            sign_bytes = np.packbits((v < 0).reshape(m, k3 // 24, 8), axis=-1)
+            negative = (v < 0).view(np.uint64)  # 8 triplets' sign flags (0/1 bytes) per word
+            sign_bytes = ((negative * _MSB_FIRST) >> np.uint64(56)).astype(np.uint8)
             grid = sign_bytes.reshape(m // t.BM, t.BM // 32, 2, 16, k3 // t.BK, t.BK // 24)
             rows = grid.transpose(_SIGNS_TO_FILE)  # (..., word, rhi)
             words = (SPREAD[rows[..., 0]] << np.uint16(1)) | SPREAD[rows[..., 1]]
