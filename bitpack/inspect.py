@@ -1,0 +1,93 @@
+"""``bitpack inspect``: what a model file holds, tensor by tensor, and what looks wrong.
+
+Reads through the same readers as ``convert``, one tensor at a time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .codecs import get_codec, list_codecs
+from .convert import open_model
+from .models.arch import Kind
+from .models.model import Float, Ternary
+
+FLOAT_BITS = {"F32": 32, "F16": 16, "BF16": 16, "F64": 64}
+# A BitNet weight scale is mean|W| (or its inverse): values far outside this range suggest
+# the scale convention (multiply vs divide) was misread somewhere upstream.
+PLAUSIBLE_SCALE = (1e-3, 1e2)
+
+
+def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[str, Any] | None = None,
+            scale_convention: str | None = None) -> dict[str, Any]:
+    model = open_model(path, dialect=dialect, tile_params=tile_params, scale_convention=scale_convention)
+    warnings = list(model.warnings)
+    tensors = []
+    params = 0
+    for e in model.entries:
+        n = int(np.prod(e.shape))
+        params += n
+        item: dict[str, Any] = {"name": e.name, "shape": list(e.shape)}
+        value = e.load()
+        if isinstance(value, Ternary):
+            item.update(_ternary(e, value, model.container, warnings))
+        else:
+            assert isinstance(value, Float)
+            item.update(codec=None, dtype=value.stored, bits_per_weight=FLOAT_BITS.get(value.stored), scale=None)
+        tensors.append(item)
+    if model.container == "gguf":
+        if model.tokenizer_kv.get("tokenizer.ggml.model", (None,))[0] == "gpt2" and \
+                "tokenizer.ggml.pre" not in model.tokenizer_kv:
+            warnings.append("tokenizer.ggml.pre is missing: llama.cpp falls back to a default pre-tokenizer "
+                            "and warns that generation quality will be degraded")
+        if not model.tokenizer_kv:
+            warnings.append("the file carries no tokenizer")
+    size = sum(Path(f).stat().st_size for f in model.files if Path(f).suffix in (".gguf", ".safetensors"))
+    return {
+        "path": str(path),
+        "container": model.container,
+        "layout": model.layout,
+        "dialect": model.dialect,
+        "architecture": model.arch.name,
+        "linear_class": model.linear_class,
+        "hparams": model.hparams.as_dict(),
+        "tensors": tensors,
+        "parameters": params,
+        "bits_per_weight": round(8 * size / params, 4) if params else None,
+        "warnings": warnings,
+    }
+
+
+def _ternary(e, t: Ternary, container: str, warnings: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"codec": e.stored if e.stored in _CODECS else None, "dtype": None if e.stored in _CODECS else e.stored}
+    if e.stored in _CODECS:
+        codec = get_codec(e.stored, **(e.source_params or {}))
+        out["bits_per_weight"] = round(codec.bits_per_weight(e.shape), 4)
+        if e.source_params:
+            out["params"] = e.source_params
+    else:  # master weights
+        out["bits_per_weight"] = FLOAT_BITS.get(e.stored)
+        out["ternarized"] = "absmean"
+        if t.borderline:
+            out["borderline"] = t.borderline
+    if t.per_block:
+        out["scale"] = {"per_block": True, "min": float(t.scale.min()), "max": float(t.scale.max())}
+    else:
+        out["scale"] = float(t.scale)
+        lo, hi = PLAUSIBLE_SCALE
+        if t.scale != 0 and not lo <= abs(float(t.scale)) <= hi:
+            warnings.append(f"{e.name}: scale {float(t.scale):.4g} is unusual for a BitNet weight; "
+                            "check the scale convention (multiply vs divide)")
+    if not t.codes.any():
+        warnings.append(f"{e.name}: every weight is zero (as in the corrupted bitnet-b1.58-2B-4T revisions); "
+                        "use another revision of the model")
+    counts = np.bincount((t.codes.reshape(-1).view(np.uint8) + 1) & 3, minlength=3)
+    out["fractions"] = {"-1": round(counts[0] / t.codes.size, 4), "0": round(counts[1] / t.codes.size, 4),
+                        "+1": round(counts[2] / t.codes.size, 4)}
+    return out
+
+
+_CODECS = set(list_codecs())

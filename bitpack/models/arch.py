@@ -1,0 +1,135 @@
+"""Architectures as data: which graph a model runs, and its tensors' names on both sides.
+
+The internal ("canonical") name of every tensor is its GGUF name (``blk.3.attn_q.weight``).
+Ternary weights are kept in Hugging Face row order; the llama GGUF q/k row permutation is
+applied only at the GGUF boundary (spec/checkpoints.md §5).
+
+Sources: spec/checkpoints.md §4.3 (architecture decision), §6 (HF names), spec/gguf.md §4-§6
+(architecture strings, hyper-parameter keys, GGUF names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(Enum):
+    TERNARY = "ternary"  # one of the seven projections
+    NORM = "norm"  # RMSNorm weights, always F32 in GGUF
+    EMBEDDING = "embedding"  # token embedding
+    HEAD = "head"  # untied output projection
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One tensor of a layer (or of the model when ``per_layer`` is False)."""
+
+    gguf: str  # GGUF name; "{i}" is the layer index
+    kind: Kind
+    hf: tuple[str, ...]  # accepted HF names, the first one is written
+    sub_norm: bool = False  # exists only in architectures with sub-norms
+    hf_bitnet: str | None = None  # HF name written for BitNet-family targets, when it differs
+
+
+MODEL_SLOTS = (
+    Slot("token_embd.weight", Kind.EMBEDDING, ("model.embed_tokens.weight",)),
+    Slot("output_norm.weight", Kind.NORM, ("model.norm.weight",)),
+    Slot("output.weight", Kind.HEAD, ("lm_head.weight",)),
+)
+
+LAYER_SLOTS = (
+    Slot("blk.{i}.attn_norm.weight", Kind.NORM, ("model.layers.{i}.input_layernorm.weight",)),
+    Slot("blk.{i}.attn_q.weight", Kind.TERNARY, ("model.layers.{i}.self_attn.q_proj.weight",)),
+    Slot("blk.{i}.attn_k.weight", Kind.TERNARY, ("model.layers.{i}.self_attn.k_proj.weight",)),
+    Slot("blk.{i}.attn_v.weight", Kind.TERNARY, ("model.layers.{i}.self_attn.v_proj.weight",)),
+    Slot("blk.{i}.attn_output.weight", Kind.TERNARY, ("model.layers.{i}.self_attn.o_proj.weight",)),
+    Slot(
+        "blk.{i}.attn_sub_norm.weight",
+        Kind.NORM,
+        ("model.layers.{i}.self_attn.attn_sub_norm.weight", "model.layers.{i}.self_attn.inner_attn_ln.weight"),
+        sub_norm=True,
+    ),
+    Slot("blk.{i}.ffn_norm.weight", Kind.NORM, ("model.layers.{i}.post_attention_layernorm.weight",)),
+    Slot("blk.{i}.ffn_gate.weight", Kind.TERNARY, ("model.layers.{i}.mlp.gate_proj.weight",)),
+    Slot("blk.{i}.ffn_up.weight", Kind.TERNARY, ("model.layers.{i}.mlp.up_proj.weight",)),
+    Slot("blk.{i}.ffn_down.weight", Kind.TERNARY, ("model.layers.{i}.mlp.down_proj.weight",)),
+    Slot(
+        "blk.{i}.ffn_sub_norm.weight",
+        Kind.NORM,
+        ("model.layers.{i}.mlp.ffn_sub_norm.weight", "model.layers.{i}.mlp.ffn_layernorm.weight"),
+        sub_norm=True,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str  # GGUF general.architecture
+    hidden_act: str  # "relu2" or "silu"
+    sub_norms: bool
+    permute_qk: bool  # llama.cpp's NORM RoPE needs interleaved q/k rows
+    head_always_tied: bool  # the graph multiplies by token_embd; an output tensor is refused
+    separate_scales: bool  # the graph reads optional F32 "<proj>.scale" tensors (gguf.md §6.1)
+    hf_architectures: tuple[str, ...]  # config.json "architectures" written for this graph
+    hf_model_type: str
+    dialects: tuple[str, ...]  # GGUF dialects whose runtime executes this graph correctly
+
+
+ARCHITECTURES = {
+    a.name: a
+    for a in (
+        Architecture("bitnet-b1.58", "relu2", True, False, True, False,
+                     ("BitNetForCausalLM",), "bitnet", ("bitnet-cpp-2024", "bitnet-cpp-2026")),
+        Architecture("bitnet", "silu", True, False, True, True,
+                     ("BitNetForCausalLM",), "bitnet", ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026")),
+        Architecture("llama", "silu", False, True, False, False,
+                     ("LlamaForCausalLM",), "llama", ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026")),
+    )
+}
+ALIASES = {"bitnet-25": "bitnet-b1.58"}  # the first 2B-4T upload's name for the same graph
+
+
+def architecture(name: str) -> Architecture:
+    return ARCHITECTURES[ALIASES.get(name, name)]
+
+
+def decide(hidden_act: str, has_sub_norms: bool) -> Architecture | None:
+    """The graph of an HF checkpoint (checkpoints.md §4.3); None when unsupported."""
+    for arch in ARCHITECTURES.values():
+        if arch.hidden_act == hidden_act and arch.sub_norms == has_sub_norms:
+            return arch
+    return None
+
+
+def slots(arch: Architecture, n_layers: int, tied: bool) -> list[tuple[str, Slot, int | None]]:
+    """(canonical name, slot, layer) for every tensor a model of ``arch`` has, in GGUF order."""
+    out = []
+    for slot in MODEL_SLOTS:
+        if slot.kind is Kind.HEAD and (tied or arch.head_always_tied):
+            continue
+        out.append((slot.gguf, slot, None))
+    for i in range(n_layers):
+        for slot in LAYER_SLOTS:
+            if slot.sub_norm and not arch.sub_norms:
+                continue
+            out.append((slot.gguf.format(i=i), slot, i))
+    return out
+
+
+def hf_name(slot: Slot, layer: int | None, which: int = 0) -> str:
+    return slot.hf[which].format(i=layer)
+
+
+def permute_rows(rows: int, head_dim: int, to_gguf: bool) -> list[int] | None:
+    """Row order for llama's q/k: GGUF row 2i + j <- HF row j*d/2 + i within every head.
+
+    Returns the index array ``idx`` with ``new = old[idx]``."""
+    import numpy as np
+
+    if rows % head_dim or head_dim % 2:
+        return None
+    half = head_dim // 2
+    heads = rows // head_dim
+    hf_of_gguf = np.arange(rows).reshape(heads, 2, half).transpose(0, 2, 1).reshape(-1)
+    return hf_of_gguf if to_gguf else np.argsort(hf_of_gguf)

@@ -1,0 +1,287 @@
+"""Plan a GGUF file for a canonical model: metadata, tensor table and a producer per tensor.
+
+Everything that can refuse does so here, before a byte is written: the dialect must run
+the architecture and the codec (gguf.md §3, §4.1), every projection's shape must fit the
+codec (all offenders listed at once), and every scale must survive exactly (codecs.md §10)
+unless the caller allows rounding, in which case every rounded tensor is listed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import __version__
+from ..codecs import get_codec
+from ..codecs.base import GGUFCodec
+from ..codecs.tiles import Tiles
+from ..containers.gguf_types import TYPES
+from ..errors import BitpackError, ShapeError
+from .arch import Kind, permute_rows
+from .model import Entry, Float, Model, Ternary
+from .tokenizer import tokenizer_kv
+
+# general.file_type labels per dialect (gguf.md §3.1): display only, never used to decode.
+FILE_TYPE = {
+    ("mainline", "tq1_0"): 36, ("mainline", "tq2_0"): 37,
+    ("bitnet-cpp-2024", "i2_s"): 40, ("bitnet-cpp-2024", "tl1"): 38, ("bitnet-cpp-2024", "tl2"): 39,
+    ("bitnet-cpp-2026", "i2_s"): 41, ("bitnet-cpp-2026", "tl1"): 42, ("bitnet-cpp-2026", "tl2"): 43,
+}
+# Dialects whose runtime executes each codec, preferred first. TL2's id differs between
+# the fork generations; the current microsoft/BitNet (2026 fork) is the default.
+CODEC_DIALECTS = {
+    "tq1_0": ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026"),
+    "tq2_0": ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026"),
+    "i2_s": ("bitnet-cpp-2026", "bitnet-cpp-2024"),
+    "tl1": ("bitnet-cpp-2026", "bitnet-cpp-2024"),
+    "tl2": ("bitnet-cpp-2026", "bitnet-cpp-2024"),
+}
+EMBED_DTYPES = ("f16", "bf16", "f32")
+
+
+@dataclass
+class PlannedTensor:
+    name: str
+    shape: tuple[int, ...]  # NumPy order
+    type_name: str  # "F32", "I2_S", ...
+    type_id: int
+    nbytes: int
+    produce: Callable[[], np.ndarray]  # the exact bytes (or an array whose bytes they are)
+    codec: dict[str, Any] | None = None  # resolved codec config for ternary tensors
+    bits_per_weight: float | None = None
+
+
+@dataclass
+class GGUFPlan:
+    dialect: str
+    codec: str
+    kv: list[tuple[str, Any, str]]
+    tensors: list[PlannedTensor]
+    notes: list[str] = field(default_factory=list)  # lossy choices, per tensor
+    warnings: list[str] = field(default_factory=list)
+    tiles: list[tuple[tuple[int, int], Tiles]] = field(default_factory=list)
+
+
+def type_id(dialect: str, type_name: str) -> int:
+    for tid, t in TYPES[dialect].items():
+        if t.name == type_name:
+            return tid
+    raise BitpackError(f"GGUF type {type_name} does not exist in the {dialect} dialect")
+
+
+def choose_dialect(model: Model, codec: str, dialect: str | None) -> str:
+    runs_codec = CODEC_DIALECTS[codec]
+    if dialect is None:
+        for d in runs_codec:
+            if d in model.arch.dialects:
+                return d
+        raise BitpackError(f"no runtime executes a {model.arch.name} model stored as {codec}; "
+                           f"choose i2_s for this architecture")
+    if dialect not in TYPES:
+        raise BitpackError(f"unknown dialect {dialect!r} (known: {', '.join(TYPES)})")
+    if dialect not in runs_codec:
+        raise BitpackError(f"the {dialect} runtime has no {codec} type (it runs {', '.join(c for c, ds in CODEC_DIALECTS.items() if dialect in ds)})")
+    if dialect not in model.arch.dialects:
+        raise BitpackError(f"the {dialect} runtime does not implement the {model.arch.name} graph "
+                           f"(it would compute a different model; runs it: {', '.join(model.arch.dialects)})")
+    return dialect
+
+
+def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
+              params: dict[str, Any] | None = None, embed_dtype: str | None = None,
+              allow_scale_rounding: bool = False, source_info: dict[str, Any] | None = None,
+              name: str | None = None) -> GGUFPlan:
+    codec0 = get_codec(codec_name, **(params or {}))
+    if not isinstance(codec0, GGUFCodec):
+        raise BitpackError(f"{codec_name} is a safetensors layout; write it as a model directory")
+    dialect = choose_dialect(model, codec0.name, dialect)
+    if embed_dtype is not None and embed_dtype not in EMBED_DTYPES:
+        raise BitpackError(f"--embed-dtype must be one of {', '.join(EMBED_DTYPES)}")
+
+    # 1. every shape, all offenders at once
+    codecs: dict[str, Any] = {}
+    refused = []
+    for e in model.ternary:
+        try:
+            codecs[e.name] = codec0.for_shape(e.shape)
+        except ShapeError as err:
+            refused.append(f"{e.name} {list(e.shape)}: {str(err).split(': ', 1)[-1]}")
+    if refused:
+        raise BitpackError(f"{codec0.name} cannot hold {len(refused)} of {len(model.ternary)} projections: "
+                           + "; ".join(refused[:6]) + (f"; and {len(refused) - 6} more" if len(refused) > 6 else "")
+                           + ". Choose another codec (i2_s needs K % 128 == 0; int8 and i2_packed take any shape)")
+
+    plan = GGUFPlan(dialect, codec0.name, [], [], warnings=list(model.warnings))
+    is_tq = codec0.name in ("tq1_0", "tq2_0")
+    scale_modes = _tq_scale_modes(model, codec0.name, allow_scale_rounding, plan) if is_tq else {}
+
+    # 2. the tensor table
+    for e in model.entries:
+        if e.kind is Kind.TERNARY:
+            codec = codecs[e.name]
+            mode = scale_modes.get(e.name)
+            if mode == "separate":
+                codec = get_codec(codec.name, scale_mode="separate")
+            tname = TYPES[dialect][_codec_type(dialect, codec.name)].name
+            plan.tensors.append(PlannedTensor(
+                e.name, e.shape, tname, _codec_type(dialect, codec.name), codec.nbytes(e.shape),
+                _ternary_producer(e, codec, model, allow_scale_rounding, plan), codec.get_config(),
+                codec.bits_per_weight(e.shape)))
+            if codec.name in ("tl1", "tl2"):
+                plan.tiles.append((e.shape, codec.tiles(e.shape)))
+            if mode == "separate":
+                plan.tensors.append(PlannedTensor(
+                    e.name.removesuffix(".weight") + ".scale", (1,), "F32", type_id(dialect, "F32"), 4,
+                    _scale_producer(e)))
+        else:
+            dtype = _float_dtype(e, embed_dtype, plan)
+            nbytes = int(np.prod(e.shape)) * (4 if dtype == "F32" else 2)
+            plan.tensors.append(PlannedTensor(e.name, e.shape, dtype, type_id(dialect, dtype), nbytes,
+                                              _float_producer(e, dtype)))
+
+    # 3. metadata
+    arch = model.arch.name
+    plan.kv = [
+        ("general.architecture", arch, "string"),
+        ("general.name", name or Path(model.source.rstrip("/")).name, "string"),
+        ("general.file_type", FILE_TYPE.get((dialect, codec0.name), FILE_TYPE.get(("mainline", codec0.name), 0)), "u32"),
+        ("general.quantization_version", 2, "u32"),
+        *model.hparams.gguf_kv(arch),
+        *_tokenizer(model, plan),
+        ("bitpack.format_version", 1, "u32"),
+        ("bitpack.dialect", dialect, "string"),
+        ("bitpack.codec", codec0.name, "string"),
+        ("bitpack.codec_params", json.dumps(_codec_params(plan), sort_keys=True), "string"),
+        ("bitpack.source", json.dumps(source_info or {"path": model.source}, sort_keys=True), "string"),
+        ("bitpack.version", __version__, "string"),
+    ]
+    return plan
+
+
+def _codec_type(dialect: str, codec: str) -> int:
+    for tid, t in TYPES[dialect].items():
+        if t.codec == codec:
+            return tid
+    raise BitpackError(f"the {dialect} dialect has no type for {codec}")
+
+
+def _codec_params(plan: GGUFPlan) -> dict[str, Any]:
+    out = {}
+    for t in plan.tensors:
+        if t.codec and len(t.codec) > 1:
+            out[t.name] = {k: v for k, v in t.codec.items() if k != "id"}
+    return out
+
+
+def _tq_scale_modes(model: Model, codec: str, allow_rounding: bool, plan: GGUFPlan) -> dict[str, str]:
+    """Baked fp16 block scales where exact, else separate F32 .scale tensors where the graph
+    reads them (bitnet), else refuse or -- when allowed -- round (codecs.md §10, gguf.md §6.1)."""
+    modes, lossy = {}, []
+    for e in model.ternary:
+        scale = e.load().scale
+        if np.ndim(scale):
+            modes[e.name] = "baked"  # per-block scales: written block by block, exactly
+            continue
+        if np.float32(np.float16(scale)) == scale and np.isfinite(np.float16(scale)):
+            modes[e.name] = "baked"
+        elif model.arch.separate_scales:
+            modes[e.name] = "separate"
+        else:
+            lossy.append((e.name, float(scale), float(np.float16(scale))))
+            modes[e.name] = "baked"
+    if lossy and not allow_rounding:
+        listing = "; ".join(f"{n} {s!r} -> {r!r}" for n, s, r in lossy[:6])
+        raise BitpackError(
+            f"{codec} stores fp16 block scales and the {model.arch.name} graph reads no separate scale "
+            f"tensor, so {len(lossy)} scales would be rounded: {listing}"
+            + (f"; and {len(lossy) - 6} more" if len(lossy) > 6 else "")
+            + ". Pass --allow-scale-rounding to accept, or choose i2_s (exact f32 scales)")
+    for n, s, r in lossy:
+        plan.notes.append(f"{n}: scale {s!r} rounded to fp16 {r!r} (relative change {abs(r - s) / abs(s):.2e})")
+    return modes
+
+
+def _ternary_producer(e: Entry, codec, model: Model, allow_rounding: bool, plan: GGUFPlan):
+    def produce() -> np.ndarray:
+        t = e.load()
+        assert isinstance(t, Ternary)
+        codes, scale = t.codes, t.scale
+        if model.arch.permute_qk and (".attn_q." in e.name or ".attn_k." in e.name):
+            heads = model.hparams.n_heads if ".attn_q." in e.name else model.hparams.n_kv_heads
+            codes = codes[permute_rows(e.shape[0], e.shape[0] // heads, to_gguf=True)]
+        if codec.params.get("scale_mode") == "separate":
+            scale = np.float32(1)
+        elif codec.name in ("tq1_0", "tq2_0") and np.ndim(scale) == 0 and allow_rounding:
+            scale = np.float32(np.float16(scale))  # listed in plan.notes
+        elif np.ndim(scale) and codec.name not in ("tq1_0", "tq2_0"):
+            raise BitpackError(f"{e.name} has per-block scales that differ; {codec.name} keeps one scale "
+                               "per tensor (convert to tq1_0/tq2_0 instead)")
+        return codec.encode(codes, scale)
+
+    return produce
+
+
+def _scale_producer(e: Entry):
+    def produce() -> np.ndarray:
+        return np.array([e.load().scale], dtype="<f4")
+
+    return produce
+
+
+def _float_dtype(e: Entry, embed_dtype: str | None, plan: GGUFPlan) -> str:
+    if e.kind is Kind.NORM:
+        return "F32"  # every norm is F32 in GGUF (gguf.md §6); bf16/f16 -> f32 is exact
+    values = e.load()
+    assert isinstance(values, Float)
+    v = values.values
+    exact = {"F32": True,
+             "F16": bool(np.array_equal(v.astype(np.float16).astype(np.float32), v)),
+             "BF16": bool(np.array_equal(_bf16_round(v), v))}
+    if embed_dtype is not None:
+        dtype = embed_dtype.upper()
+        if not exact[dtype]:
+            changed = int(np.count_nonzero(_round_to(v, dtype) != v))
+            plan.notes.append(f"{e.name}: stored as {dtype} as requested; {changed} of {v.size} values rounded")
+        return dtype
+    return next(d for d in ("F16", "BF16", "F32") if exact[d])
+
+
+def _bf16_round(v: np.ndarray) -> np.ndarray:
+    bits = v.view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    return rounded.view(np.float32)
+
+
+def _round_to(v: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "F16":
+        return v.astype(np.float16).astype(np.float32)
+    if dtype == "BF16":
+        return _bf16_round(v)
+    return v
+
+
+def _float_producer(e: Entry, dtype: str):
+    def produce() -> np.ndarray:
+        v = e.load().values
+        if dtype == "F32":
+            return v.astype("<f4")
+        if dtype == "F16":
+            return v.astype("<f2")
+        return (_bf16_round(v).view(np.uint32) >> np.uint32(16)).astype("<u2")
+
+    return produce
+
+
+def _tokenizer(model: Model, plan: GGUFPlan) -> list[tuple[str, Any, str]]:
+    if model.tokenizer_dir is not None:
+        kv, warnings = tokenizer_kv(model.tokenizer_dir, model.hparams.vocab_size)
+        plan.warnings.extend(warnings)
+        return kv
+    if model.tokenizer_kv:
+        return [(k, v, t) for k, (v, t) in model.tokenizer_kv.items()]
+    plan.warnings.append("the source has no tokenizer; the GGUF carries none (runtimes need one to run it)")
+    return []

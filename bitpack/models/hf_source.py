@@ -1,0 +1,215 @@
+"""Read a Hugging Face checkpoint (directory, index or single file) into the canonical model.
+
+Three published ternary layouts plus bitpack's own (spec/checkpoints.md §1):
+master weights (ternarized here with absmean), packed uint8 + ``weight_scale`` under
+``autobitlinear`` (multiply) or ``bitlinear`` (divide), and bitpack's ``int8`` /
+``i2_packed`` (``__metadata__["bitpack.codec"]``). The scale convention is resolved here,
+once, into the multiply form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..codecs import get_codec
+from ..containers.hf_dir import read_config, tokenizer_files
+from ..containers.safetensors_file import Checkpoint
+from ..errors import BitpackError
+from .arch import Kind, decide, slots
+from .hparams import HParams
+from .model import Entry, Float, Model, Ternary
+from .ternarize import absmean
+
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+LINEAR_CLASSES = ("autobitlinear", "bitlinear")
+
+
+def config_dir(path: Path) -> Path:
+    """The folder holding config.json for a directory, index or .safetensors path."""
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "config.json").is_file():
+        raise BitpackError(f"{path}: no config.json {'in' if path.is_dir() else 'beside'} it; "
+                           "bitpack needs the model's config.json to know its architecture")
+    return folder
+
+
+def open_hf(path: Path, scale_convention: str | None = None) -> Model:
+    folder = config_dir(path)
+    config, duplicates = read_config(folder)
+    warnings = [w.message for w in duplicates]
+    for dup in duplicates:
+        if dup.path == "quantization_config" and dup.differ and scale_convention is None:
+            linear = [v.get("linear_class", "bitlinear") if isinstance(v, dict) else v for v in dup.values]
+            if len(set(map(str, linear))) > 1:
+                raise BitpackError(
+                    f"{folder}/config.json has quantization_config {len(dup.values)} times with different "
+                    f"linear_class ({', '.join(map(str, linear))}); the scale convention is ambiguous. "
+                    "Pass --scale-convention multiply (autobitlinear) or divide (bitlinear)")
+    ckpt = Checkpoint(path)
+    where = str(path)
+    hp = HParams.from_config(config, where)
+    names = set(ckpt.names())
+    has_sub = any(".attn_sub_norm." in n or ".inner_attn_ln." in n for n in names)
+    arch = decide(hp.hidden_act, has_sub)
+    if arch is None:
+        raise BitpackError(
+            f"{where}: unsupported architecture (hidden_act {hp.hidden_act!r}, "
+            f"{'with' if has_sub else 'without'} sub-norms); bitpack reads BitNet b1.58 2B-4T, "
+            "1bitLLM and Llama-shaped ternary checkpoints"
+        )
+    layout, linear_class, codec_name = _layout(config, ckpt, where)
+    if scale_convention is not None and layout == "packed":
+        linear_class = {"multiply": "autobitlinear", "divide": "bitlinear"}[scale_convention]
+    used: set[str] = set()
+    entries = []
+    missing = []
+    for canonical, slot, layer in slots(arch, hp.n_layers, hp.tied):
+        found = next((n.format(i=layer) for n in slot.hf if n.format(i=layer) in names), None)
+        if found is None:
+            missing.append(slot.hf[0].format(i=layer))
+            continue
+        used.add(found)
+        if slot.kind is Kind.TERNARY:
+            shape = hp.ternary_shape(canonical)
+            scale_name = found + "_scale"
+            if layout != "master":
+                if scale_name not in names:
+                    missing.append(scale_name)
+                    continue
+                used.add(scale_name)
+            entries.append(Entry(canonical, slot.kind, shape, codec_name or ckpt.info(found).dtype,
+                                 _ternary_loader(ckpt, found, scale_name, shape, layout, linear_class, codec_name, where),
+                                 source_name=found))
+        else:
+            info = ckpt.info(found)
+            if info.dtype not in FLOAT_DTYPES:
+                raise BitpackError(f"{where}: {found} is {info.dtype}; expected a float tensor")
+            entries.append(Entry(canonical, slot.kind, tuple(info.shape), info.dtype,
+                                 _float_loader(ckpt, found), source_name=found))
+    if missing:
+        raise BitpackError(f"{where}: missing tensors: {', '.join(missing[:8])}"
+                           + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
+    extra = sorted(names - used)
+    if hp.tied and "lm_head.weight" in extra:
+        _check_tied_head(ckpt, where)
+        extra.remove("lm_head.weight")
+        warnings.append("tied model carries an lm_head.weight equal to the embedding; it was dropped")
+    if extra:
+        raise BitpackError(f"{where}: tensors bitpack does not know where to put: {', '.join(extra[:8])}"
+                           + (f" and {len(extra) - 8} more" if len(extra) > 8 else ""))
+    _check_shapes(entries, hp, where)
+    return Model(
+        source=str(path), container="safetensors",
+        layout=_layout_label(layout, linear_class, codec_name, entries),
+        arch=arch, hparams=hp, entries=entries, files=list(ckpt.files) + [folder / "config.json"],
+        config=config, tokenizer_dir=folder if tokenizer_files(folder) else None,
+        linear_class=linear_class, warnings=warnings,
+        source_scale_dtype=_scale_dtype(ckpt, entries) if layout == "packed" else None,
+    )
+
+
+def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str) -> tuple[str, str | None, str | None]:
+    """("master" | "packed" | "bitpack", linear_class, bitpack codec)."""
+    meta = ckpt.metadata or {}
+    if "bitpack.codec" in meta:
+        codec = meta["bitpack.codec"]
+        if codec not in ("int8", "i2_packed"):
+            raise BitpackError(f"{where}: bitpack.codec {codec!r} is not a safetensors ternary layout")
+        return "bitpack", None, codec
+    qc = config.get("quantization_config") or {}
+    method = qc.get("quant_method")
+    if method not in (None, "bitnet", "bitpack"):
+        raise BitpackError(f"{where}: quant_method {method!r} is not BitNet; bitpack reads ternary checkpoints")
+    if qc.get("use_rms_norm"):
+        raise BitpackError(f"{where}: quantization_config.use_rms_norm is true; no published checkpoint uses it "
+                           "and bitpack does not support it")
+    probe = next((n for n in ckpt.names() if n.endswith("q_proj.weight")), None)
+    if probe is None:
+        raise BitpackError(f"{where}: no self_attn.q_proj.weight; not a decoder checkpoint bitpack knows")
+    dtype = ckpt.info(probe).dtype
+    if dtype in FLOAT_DTYPES:
+        return "master", None, None
+    if dtype != "U8":
+        raise BitpackError(f"{where}: {probe} is {dtype}; expected float master weights or packed U8")
+    linear_class = qc.get("linear_class", "bitlinear")
+    if linear_class not in LINEAR_CLASSES:
+        raise BitpackError(f"{where}: linear_class {linear_class!r} is unknown (expected {' or '.join(LINEAR_CLASSES)})")
+    if qc.get("quantization_mode", "offline") != "offline":
+        raise BitpackError(f"{where}: projections are packed U8 but quantization_mode is "
+                           f"{qc.get('quantization_mode')!r}; the config contradicts the weights")
+    return "packed", linear_class, "hf_packed"
+
+
+def _ternary_loader(ckpt, name, scale_name, shape, layout, linear_class, codec_name, where):
+    def load() -> Ternary:
+        if layout == "master":
+            t = absmean(ckpt.array(name, dtype=np.float32).reshape(shape))
+            return Ternary(t.codes, t.scale, borderline=t.borderline)
+        stored = ckpt.info(name)
+        codec = get_codec(codec_name)
+        want = codec.stored_shape(shape)
+        if tuple(stored.shape) != tuple(want):
+            raise BitpackError(f"{where}: {name} has shape {list(stored.shape)}; {codec_name} of a "
+                               f"{shape[0]}x{shape[1]} weight is {list(want)}")
+        codes, _ = codec.decode(ckpt.raw(name), shape)
+        ws = ckpt.array(scale_name, dtype=np.float32).reshape(-1)
+        if ws.size != 1 or not np.isfinite(ws[0]) or ws[0] == 0:
+            raise BitpackError(f"{where}: {scale_name} must be one finite non-zero value; got {ws[:4]}")
+        if linear_class == "bitlinear":  # weight_scale holds 1/mean|W|: divide (checkpoints.md §3.2)
+            return Ternary(codes, np.float32(np.float32(1) / ws[0]), source_weight_scale=ckpt.raw(scale_name).copy())
+        return Ternary(codes, np.float32(ws[0]))
+
+    return load
+
+
+def _scale_dtype(ckpt, entries: list[Entry]) -> str | None:
+    dtypes = {ckpt.info(e.source_name + "_scale").dtype for e in entries if e.kind is Kind.TERNARY}
+    return dtypes.pop() if len(dtypes) == 1 else None
+
+
+def _float_loader(ckpt, name):
+    def load() -> Float:
+        return Float(np.ascontiguousarray(ckpt.array(name, dtype=np.float32)), ckpt.info(name).dtype)
+
+    return load
+
+
+def _check_tied_head(ckpt, where: str) -> None:
+    head = ckpt.array("lm_head.weight", dtype=np.float32)
+    embed = ckpt.array("model.embed_tokens.weight", dtype=np.float32)
+    if head.shape != embed.shape or not np.array_equal(head, embed):
+        raise BitpackError(f"{where}: tie_word_embeddings is true but lm_head.weight differs from the embedding")
+
+
+def _check_shapes(entries: list[Entry], hp: HParams, where: str) -> None:
+    expect = {
+        "token_embd.weight": (hp.vocab_size, hp.hidden_size),
+        "output.weight": (hp.vocab_size, hp.hidden_size),
+        "output_norm.weight": (hp.hidden_size,),
+    }
+    bad = []
+    for e in entries:
+        if e.kind is Kind.TERNARY:
+            continue
+        want = expect.get(e.name)
+        if want is None:
+            want = (hp.intermediate_size,) if "ffn_sub_norm" in e.name else (hp.hidden_size,)
+        if e.name in ("token_embd.weight", "output.weight") and e.shape[1:] == want[1:] and e.shape[0] >= hp.vocab_size:
+            continue  # embeddings may be padded beyond vocab_size
+        if tuple(e.shape) != want:
+            bad.append(f"{e.source_name} {list(e.shape)} (expected {list(want)})")
+    if bad:
+        raise BitpackError(f"{where}: tensor shapes disagree with config.json: {'; '.join(bad[:6])}")
+
+
+def _layout_label(layout: str, linear_class: str | None, codec: str | None, entries: list[Entry]) -> str:
+    if layout == "master":
+        dtypes = sorted({e.stored for e in entries if e.kind is Kind.TERNARY})
+        return f"master weights ({'/'.join(dtypes)})"
+    if layout == "packed":
+        return f"hf_packed ({linear_class})"
+    return f"bitpack {codec}"
+

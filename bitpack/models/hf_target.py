@@ -1,0 +1,211 @@
+"""Write a canonical model as an HF model directory in a safetensors layout.
+
+``hf_packed`` directories load in transformers (quant_method ``bitnet``); ``int8`` and
+``i2_packed`` are bitpack's own lossless layouts (spec/checkpoints.md §3.3, §7). Scales are
+kept exact: ``weight_scale`` is F32 by default; bf16 (as published) or a bitlinear 1/s that
+does not invert exactly needs ``allow_scale_rounding`` and is listed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import __version__
+from ..codecs import get_codec
+from ..codecs.base import SafetensorsCodec
+from ..containers.hf_dir import ModelDirWriter, tokenizer_files
+from ..errors import BitpackError, ShapeError
+from .arch import LAYER_SLOTS, MODEL_SLOTS, Kind
+from .model import Entry, Float, Model, Ternary
+
+SCALE_DTYPES = ("f32", "bf16")
+_ST_DTYPE = {np.dtype(np.int8): "I8", np.dtype(np.uint8): "U8"}
+_NAME_OF = {slot.gguf: slot for slot in (*MODEL_SLOTS, *LAYER_SLOTS)}
+
+
+@dataclass
+class Planned:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    produce: Callable[[], np.ndarray]
+    codec: str | None = None
+
+
+@dataclass
+class HFPlan:
+    codec: str
+    config: dict[str, Any]
+    metadata: dict[str, str]
+    tensors: list[Planned]
+    copy: list[Path]
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def hf_name(canonical: str) -> str:
+    """The transformers name written for a canonical tensor (BitNet names for sub-norms)."""
+    parts = canonical.split(".")
+    if parts[0] == "blk":
+        slot = _NAME_OF["blk.{i}." + ".".join(parts[2:])]
+        return slot.hf[0].format(i=int(parts[1]))
+    return _NAME_OF[canonical].hf[0]
+
+
+def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_class: str | None = None,
+            allow_scale_rounding: bool = False, source_info: dict[str, Any] | None = None) -> HFPlan:
+    codec = get_codec(codec_name)
+    if not isinstance(codec, SafetensorsCodec):
+        raise BitpackError(f"{codec_name} is a GGUF layout; write it as a .gguf file")
+    if scale_dtype not in SCALE_DTYPES:
+        raise BitpackError(f"--scale-dtype must be one of {', '.join(SCALE_DTYPES)}")
+    refused = []
+    for e in model.ternary:
+        try:
+            codec.check(e.shape)
+        except ShapeError as err:
+            refused.append(f"{e.name} {list(e.shape)}: {str(err).split(': ', 1)[-1]}")
+    if refused:
+        raise BitpackError(f"{codec.name} cannot hold {len(refused)} projections: " + "; ".join(refused[:6]))
+    packed = codec.name == "hf_packed"
+    if linear_class is None:
+        linear_class = model.linear_class or ("bitlinear" if model.arch.name == "llama" else "autobitlinear")
+    if linear_class not in ("autobitlinear", "bitlinear"):
+        raise BitpackError("--linear-class must be autobitlinear or bitlinear")
+
+    plan = HFPlan(codec.name, _config(model, codec.name, linear_class), {}, [], [], warnings=list(model.warnings))
+    shapes = {}
+    for e in model.entries:
+        name = hf_name(e.name)
+        if e.kind is Kind.TERNARY:
+            shapes[name] = list(e.shape)
+            plan.tensors.append(Planned(name, _ST_DTYPE[codec.stored_dtype], codec.stored_shape(e.shape),
+                                        _codes_producer(e, codec), codec.name))
+            dtype = _scale_dtype(model, linear_class, scale_dtype, packed)
+            plan.tensors.append(Planned(name + "_scale", dtype, (1,),
+                                        _scale_producer(e, linear_class if packed else "autobitlinear", dtype,
+                                                        allow_scale_rounding, plan)))
+        else:
+            dtype = e.stored if e.stored in ("F32", "F16", "BF16") else "F32"
+            plan.tensors.append(Planned(name, dtype, e.shape, _float_producer(e, dtype)))
+    plan.metadata = {
+        "format": "pt",
+        "bitpack.format_version": "1",
+        "bitpack.codec": codec.name,
+        "bitpack.shapes": json.dumps(shapes, sort_keys=True),
+        "bitpack.source": json.dumps(source_info or {"path": model.source}, sort_keys=True),
+        "bitpack.version": __version__,
+    }
+    if model.tokenizer_dir is not None:
+        plan.copy = [p for p in tokenizer_files(model.tokenizer_dir)]
+    else:
+        plan.warnings.append("the source carries no HF tokenizer files; the output directory has none "
+                             "(copy tokenizer.json / tokenizer.model from the original model)")
+    return plan
+
+
+def write_hf(plan: HFPlan, out_dir: Path, *, overwrite: bool, protect: list[Path],
+             progress: Callable[[str, int], None] | None = None) -> int:
+    """Write ``plan`` into ``out_dir`` atomically; returns the bytes written."""
+    with ModelDirWriter(out_dir, overwrite=overwrite, protect=protect) as writer:
+        writer.write_json("config.json", plan.config)
+        for path in plan.copy:
+            if path.name != "config.json":
+                writer.copy(path)
+        with writer.safetensors("model.safetensors", plan.metadata) as st:
+            for t in plan.tensors:
+                st.add(t.name, t.dtype, t.shape)
+            for t in plan.tensors:
+                data = t.produce()
+                st.write(t.name, data)
+                if progress:
+                    progress(t.name, data.nbytes)
+        writer.commit()
+    return sum(p.stat().st_size for p in Path(out_dir).iterdir() if p.is_file())
+
+
+def _config(model: Model, codec: str, linear_class: str) -> dict[str, Any]:
+    base = dict(model.config) if model.config else {}
+    base.update(model.hparams.to_config())
+    base["architectures"] = list(model.arch.hf_architectures)
+    base["model_type"] = model.arch.hf_model_type
+    base.setdefault("torch_dtype", "bfloat16")
+    if codec == "hf_packed":
+        not_convert = (model.config or {}).get("quantization_config", {}).get("modules_to_not_convert")
+        base["quantization_config"] = {
+            "quant_method": "bitnet", "linear_class": linear_class, "quantization_mode": "offline",
+            "modules_to_not_convert": not_convert if not_convert is not None else ["lm_head"],
+        }
+    else:
+        base["quantization_config"] = {"quant_method": "bitpack", "codec": codec, "format_version": 1,
+                                       "scale_convention": "multiply"}
+    return base
+
+
+def _scale_dtype(model: Model, linear_class: str, requested: str, packed: bool) -> str:
+    if packed and linear_class == "bitlinear" and model.source_scale_dtype and model.linear_class == "bitlinear":
+        return model.source_scale_dtype  # the source's own weight_scale bits are kept
+    return "BF16" if requested == "bf16" else "F32"
+
+
+def _codes_producer(e: Entry, codec):
+    def produce() -> np.ndarray:
+        t = e.load()
+        assert isinstance(t, Ternary)
+        if t.per_block:
+            raise BitpackError(f"{e.name} has per-block scales that differ; {codec.name} keeps one "
+                               "scale per tensor")
+        return codec.encode(t.codes, t.scale)
+
+    return produce
+
+
+def _scale_producer(e: Entry, linear_class: str, dtype: str, allow_rounding: bool, plan: HFPlan):
+    def produce() -> np.ndarray:
+        t = e.load()
+        s = np.float32(t.scale)
+        if linear_class == "bitlinear":
+            if t.source_weight_scale is not None:  # the checkpoint's own bits: exact round trip
+                return t.source_weight_scale
+            stored = np.float32(np.float32(1) / s)
+            back = np.float32(np.float32(1) / stored)
+        else:
+            stored = s
+            back = s
+        if dtype == "BF16":
+            bits = _bf16_bits(stored)
+            back_value = (bits.astype(np.uint32) << 16).view(np.float32)[0]
+            back = back_value if linear_class != "bitlinear" else np.float32(np.float32(1) / back_value)
+            out = bits
+        else:
+            out = np.array([stored], dtype="<f4")
+        if back != s:
+            if not allow_rounding:
+                raise BitpackError(f"{e.name}: scale {float(s)!r} does not survive as a {linear_class} "
+                                   f"weight_scale ({float(back)!r}); pass --allow-scale-rounding to accept")
+            plan.notes.append(f"{e.name}: scale {float(s)!r} stored as {float(back)!r}")
+        return out
+
+    return produce
+
+
+def _bf16_bits(v: np.float32) -> np.ndarray:
+    bits = np.array([v], dtype=np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    return rounded.astype(np.uint16)
+
+
+def _float_producer(e: Entry, dtype: str):
+    def produce() -> np.ndarray:
+        v = e.load()
+        assert isinstance(v, Float)
+        values = v.values
+        if dtype == "F16":
+            return values.astype(np.float16)
+        return values  # F32, or BF16 given as exactly representable float32
+    return produce

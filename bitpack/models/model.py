@@ -1,0 +1,78 @@
+"""The canonical model every source is read into and every target is written from.
+
+Tensors are listed up front (name, kind, logical shape, stored dtype) and loaded one at a
+time on demand, so a conversion holds about one tensor in memory whatever the model size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .arch import Architecture, Kind
+from .hparams import HParams
+
+
+@dataclass
+class Ternary:
+    """A ternary weight in canonical form (spec/README.md): HF row order, multiply scale."""
+
+    codes: np.ndarray  # int8 (M, K) of -1, 0, +1
+    scale: Any  # np.float32, or a float32 (M, K/256) array for TQ tensors whose blocks differ
+    source_weight_scale: np.ndarray | None = None  # a bitlinear checkpoint's own 1/s value, kept
+    borderline: int = 0  # absmean elements at a rounding boundary (masters only)
+
+    @property
+    def per_block(self) -> bool:
+        return np.ndim(self.scale) != 0
+
+
+@dataclass
+class Float:
+    """A full-precision tensor: exact float32 values plus the dtype it was stored in."""
+
+    values: np.ndarray  # float32, exact
+    stored: str  # "F32", "F16", "BF16" or a GGUF type name for dequantized tensors
+
+
+@dataclass
+class Entry:
+    name: str  # canonical (GGUF) name
+    kind: Kind
+    shape: tuple[int, ...]  # logical shape, NumPy order; (M, K) for projections
+    stored: str  # source storage: float dtype, or the source codec for projections
+    load: Callable[[], Ternary | Float]
+    source_name: str | None = None  # the name in the source file
+    source_params: dict[str, Any] | None = None  # codec parameters of the source (TL tiles)
+
+
+@dataclass
+class Model:
+    source: str  # what the user named
+    container: str  # "safetensors" or "gguf"
+    layout: str  # e.g. "hf_packed (autobitlinear)", "master weights (BF16)", "gguf i2_s"
+    arch: Architecture
+    hparams: HParams
+    entries: list[Entry]
+    files: list[Path]  # every input file read (receipts hash them)
+    config: dict[str, Any] | None = None  # the source's config.json, when it had one
+    tokenizer_dir: Path | None = None  # HF tokenizer files, when the source has them
+    tokenizer_kv: dict[str, Any] = field(default_factory=dict)  # GGUF tokenizer.* keys
+    linear_class: str | None = None  # of a packed HF source
+    source_scale_dtype: str | None = None  # dtype of a packed HF source's weight_scale tensors
+    dialect: str | None = None  # of a GGUF source
+    codec_params: dict[str, Any] = field(default_factory=dict)  # bitpack.codec_params of a GGUF source
+    warnings: list[str] = field(default_factory=list)
+
+    def entry(self, name: str) -> Entry:
+        for e in self.entries:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    @property
+    def ternary(self) -> list[Entry]:
+        return [e for e in self.entries if e.kind is Kind.TERNARY]

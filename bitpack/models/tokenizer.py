@@ -1,0 +1,126 @@
+"""Tokenizer carry-over into GGUF ``tokenizer.*`` keys (spec/gguf.md §7), with gguf-py's
+vocab helpers doing the reading.
+
+The tokenizer model follows the files present: a byte-level BPE ``tokenizer.json`` is
+``gpt2``, a ``tokenizer.model`` is SentencePiece ``llama``; never SentencePiece for a BPE
+vocabulary (the upstream converters' bug, microsoft/BitNet PR #508). ``tokenizer.ggml.pre``
+is always written: recognised pre-tokenizers by their split pattern, else ``default`` with
+a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import BitpackError
+
+# A GGUF KV triple: (key, value, value type name); array types are "[elem]".
+KV = tuple[str, Any, str]
+
+# Split regexes of known pre-tokenizers -> llama.cpp's pre-tokenizer name.
+LLAMA3_PATTERN = (
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+    "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
+KNOWN_PRE = {LLAMA3_PATTERN: "llama-bpe"}
+PADDING_TYPE = 5  # gguf TokenType.UNUSED
+
+
+def tokenizer_kv(folder: Path, vocab_size: int) -> tuple[list[KV], list[str]]:
+    """GGUF tokenizer keys for the HF tokenizer files in ``folder``, plus warnings."""
+    import gguf
+    from gguf.vocab import BpeVocab, SentencePieceVocab, SpecialVocab
+
+    warnings: list[str] = []
+    tokenizer_json = folder / "tokenizer.json"
+    logging.getLogger("gguf").setLevel(logging.ERROR)  # gguf-py logs at INFO; bitpack reports itself
+    try:
+        if tokenizer_json.is_file() and _is_byte_level_bpe(tokenizer_json):
+            vocab, model = BpeVocab(folder), "gpt2"
+            pre, warning = _pre_tokenizer(tokenizer_json)
+            if warning:
+                warnings.append(warning)
+        elif (folder / "tokenizer.model").is_file():
+            vocab, model, pre = SentencePieceVocab(folder), "llama", "default"
+        else:
+            raise BitpackError(f"{folder}: no tokenizer bitpack can carry over (a byte-level BPE "
+                               "tokenizer.json or a SentencePiece tokenizer.model)")
+        special = SpecialVocab(folder, load_merges=model == "gpt2", n_vocab=vocab_size)
+    except ImportError as err:
+        raise BitpackError(f"{folder}: reading tokenizer.model needs the sentencepiece package ({err})") from None
+    except (OSError, ValueError, KeyError) as err:
+        raise BitpackError(f"{folder}: cannot read the tokenizer ({err})") from None
+
+    tokens, scores, types = [], [], []
+    for text, score, toktype in vocab.all_tokens():
+        tokens.append(text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text)
+        scores.append(float(score))
+        types.append(int(toktype))
+    if len(tokens) > vocab_size:
+        raise BitpackError(f"{folder}: the tokenizer has {len(tokens)} tokens but vocab_size is {vocab_size}")
+    for i in range(len(tokens), vocab_size):  # the embedding has rows past the tokenizer's end
+        tokens.append(f"[PAD{i}]")
+        scores.append(-1000.0)
+        types.append(PADDING_TYPE)
+
+    kv: list[KV] = [
+        ("tokenizer.ggml.model", model, "string"),
+        ("tokenizer.ggml.pre", pre, "string"),
+        ("tokenizer.ggml.tokens", tokens, "[string]"),
+        ("tokenizer.ggml.token_type", types, "[i32]"),
+    ]
+    if model == "llama":
+        kv.append(("tokenizer.ggml.scores", scores, "[f32]"))
+    if special.merges:
+        kv.append(("tokenizer.ggml.merges", list(special.merges), "[string]"))
+    elif model == "gpt2":
+        raise BitpackError(f"{folder}: the BPE tokenizer has no merges; the GGUF would not tokenize")
+    for typ, token_id in sorted(special.special_token_ids.items()):
+        kv.append((f"tokenizer.ggml.{typ}_token_id", int(token_id), "u32"))
+    for typ, value in sorted(special.add_special_token.items()):
+        kv.append((f"tokenizer.ggml.add_{typ}_token", bool(value), "bool"))
+    if special.chat_template:
+        template = special.chat_template
+        if not isinstance(template, str):  # a list of named templates: keep the default one
+            template = next((t["template"] for t in template if t.get("name") == "default"), None)
+        if template:
+            kv.append(("tokenizer.chat_template", template, "string"))
+    return kv, warnings
+
+
+def _is_byte_level_bpe(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise BitpackError(f"{path}: not readable JSON ({err})") from None
+    model = data.get("model") or {}
+    decoder = data.get("decoder") or {}
+    return model.get("type") == "BPE" and not model.get("byte_fallback") and decoder.get("type") == "ByteLevel"
+
+
+def _pre_tokenizer(path: Path) -> tuple[str, str | None]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    patterns = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            pattern = node.get("pattern")
+            if isinstance(pattern, dict) and "Regex" in pattern:
+                patterns.append(pattern["Regex"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(data.get("pre_tokenizer"))
+    for pattern in patterns:
+        if pattern in KNOWN_PRE:
+            return KNOWN_PRE[pattern], None
+    return "default", (
+        f"{path}: pre-tokenizer not recognised; wrote tokenizer.ggml.pre = 'default', which splits text "
+        "like GPT-2 and may tokenize differently from the original"
+    )
