@@ -18,7 +18,7 @@ from .codecs.tiles import kernel_config_ini
 from .containers.gguf_file import GGUFWriter
 from .errors import BitpackError
 from .models.gguf_source import open_gguf
-from .models.gguf_target import plan_gguf
+from .models.gguf_target import plan_gguf, value_type
 from .models.hf_source import open_hf
 from .models.hf_target import plan_hf, write_hf
 from .models.model import Model
@@ -134,7 +134,7 @@ def _write_gguf(plan, out: Path, overwrite: bool, progress: Progress | None) -> 
         raise BitpackError(f"output folder {out.parent} does not exist")
     with GGUFWriter(out) as writer:
         for key, value, kind in plan.kv:
-            writer.add_kv(key, value, kind)
+            writer.add_kv(key, value, value_type(kind))
         for t in plan.tensors:
             writer.add_tensor(t.name, t.shape, t.type_id, t.nbytes)
         writer.write_header()
@@ -143,5 +143,4 @@ def _write_gguf(plan, out: Path, overwrite: bool, progress: Progress | None) -> 
             writer.write_tensor(t.name, data)
             if progress:
                 progress(t.name, t.nbytes)
-        writer.close()
-    return out.stat().st_size
+    return out.stat().st_size  # leaving the block closes the writer: fsync, then rename into place

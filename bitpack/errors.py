@@ -29,3 +29,11 @@ class ScaleError(CodecError):
 
 class CorruptDataError(CodecError):
     """Encoded bytes that no encoder produces: wrong length, invalid codes."""
+
+
+class ContainerError(BitpackError):
+    """A malformed, truncated or inconsistent file container (safetensors, GGUF, model directory)."""
+
+
+class DialectError(ContainerError):
+    """A GGUF file whose producer dialect cannot be decided (spec/gguf.md §3.2); pass one."""

@@ -77,7 +77,7 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
     return Model(
         source=str(path), container="gguf", layout=f"gguf {'/'.join(sorted({e.stored for e in entries if e.kind is Kind.TERNARY}))}",
         arch=arch, hparams=hp, entries=entries, files=[Path(path)],
-        tokenizer_kv={k: v for k, v in f.kv.items() if k.startswith("tokenizer.")},
+        tokenizer_kv={k: (v, f.kv_types[k]) for k, v in f.kv.items() if k.startswith("tokenizer.")},
         dialect=f.dialect, codec_params=params,
     )
 

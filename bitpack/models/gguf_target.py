@@ -19,7 +19,7 @@ from .. import __version__
 from ..codecs import get_codec
 from ..codecs.base import GGUFCodec
 from ..codecs.tiles import Tiles
-from ..containers.gguf_types import TYPES
+from ..containers.gguf_types import TYPES, ValueType
 from ..errors import BitpackError, ShapeError
 from .arch import Kind, permute_rows
 from .model import Entry, Float, Model, Ternary
@@ -64,6 +64,22 @@ class GGUFPlan:
     notes: list[str] = field(default_factory=list)  # lossy choices, per tensor
     warnings: list[str] = field(default_factory=list)
     tiles: list[tuple[tuple[int, int], Tiles]] = field(default_factory=list)
+
+
+# KV value types by short name; "[name]" is an array of them (tokenizer.py uses these too).
+VALUE_TYPES = {"u8": ValueType.UINT8, "i8": ValueType.INT8, "u16": ValueType.UINT16, "i16": ValueType.INT16,
+               "u32": ValueType.UINT32, "i32": ValueType.INT32, "f32": ValueType.FLOAT32, "bool": ValueType.BOOL,
+               "string": ValueType.STRING, "u64": ValueType.UINT64, "i64": ValueType.INT64,
+               "f64": ValueType.FLOAT64}
+
+
+def value_type(spec: str | tuple[int, int | None]) -> tuple[int, int | None]:
+    """(value type, element type) for a short type name, or a GGUFFile.kv_types entry as is."""
+    if isinstance(spec, tuple):
+        return spec
+    if spec.startswith("["):
+        return ValueType.ARRAY, VALUE_TYPES[spec[1:-1]]
+    return VALUE_TYPES[spec], None
 
 
 def type_id(dialect: str, type_name: str) -> int:

@@ -114,11 +114,11 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
 def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str) -> tuple[str, str | None, str | None]:
     """("master" | "packed" | "bitpack", linear_class, bitpack codec)."""
     meta = ckpt.metadata or {}
-    if "bitpack.codec" in meta:
-        codec = meta["bitpack.codec"]
-        if codec not in ("int8", "i2_packed"):
-            raise BitpackError(f"{where}: bitpack.codec {codec!r} is not a safetensors ternary layout")
+    codec = meta.get("bitpack.codec")
+    if codec in ("int8", "i2_packed"):
         return "bitpack", None, codec
+    if codec not in (None, "hf_packed"):  # hf_packed reads like any transformers checkpoint
+        raise BitpackError(f"{where}: bitpack.codec {codec!r} is not a safetensors ternary layout")
     qc = config.get("quantization_config") or {}
     method = qc.get("quant_method")
     if method not in (None, "bitnet", "bitpack"):

@@ -1,0 +1,1 @@
+"""File containers: safetensors, GGUF, HF model directories, Hub snapshots."""

@@ -1,0 +1,865 @@
+"""GGUF v3 reader and streaming writer (spec/gguf.md §1, §3.2, §8).
+
+The reader memory-maps the file and checks every structural rule of gguf.md §1.7 before
+anything is returned, so a crafted or truncated file raises one clear
+:class:`~bitpack.errors.ContainerError` naming the byte offset or tensor (pitfalls.md P20),
+never another exception and never a partial result. It works out the producer dialect
+(§3.2) before it maps a type id to a size or codec, because ids 39 and 42 mean different
+things to different producers.
+
+The writer lays out the header and tensor table from the declared sizes, then streams
+tensor data in order to a temporary file that is renamed into place only on success.
+PyPI ``gguf`` cannot do either job: its reader refuses ids 36/38/42 and its writer cannot
+express I2_S/TL1/TL2 (§10).
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import secrets
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BitpackError, ContainerError, DialectError
+from .gguf_types import (
+    BITNET_CPP_2024,
+    BITNET_CPP_2026,
+    DEFAULT_ALIGNMENT,
+    DIALECTS,
+    DTYPE_TO_VALUE_TYPE,
+    FORK_ARCHITECTURES,
+    GGUF_MAGIC,
+    GGUF_VERSION,
+    MAINLINE,
+    MAX_DIMS,
+    MAX_NAME_BYTES,
+    SCALAR_DTYPES,
+    STRUCT_FORMATS,
+    TYPES,
+    GGMLType,
+    ValueType,
+    mxfp4_nbytes,
+    pad,
+    tl2_nbytes,
+)
+
+__all__ = ["GGUFFile", "GGUFTensor", "GGUFWarning", "GGUFWriter"]
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_INT64_MAX = 2**63 - 1  # ggml stores ne as int64_t
+_MAX_NESTING = 8  # arrays of arrays: mainline refuses them; we allow a few levels, not a stack overflow
+_DIALECT_HINT = "pass dialect= (--dialect) with one of " + ", ".join(DIALECTS)
+
+
+class GGUFWarning(UserWarning):
+    """A tolerated irregularity (offsets in a bitnet-cpp-2024 file, gguf.md §1.7)."""
+
+
+@dataclass(frozen=True)
+class GGUFTensor:
+    """One tensor-info record plus where its bytes are.
+
+    ``ne`` is in ggml order (ne0, the contiguous row length, first). ``offset`` is relative
+    to the data section, ``data_offset`` absolute. ``extent`` is the room up to the next
+    tensor's data (or the end of the file for the last one), padding included (§3.2 rule 5).
+    ``nbytes`` is the exact size per the file's dialect, or None when the type is unknown.
+    """
+
+    name: str
+    ne: tuple[int, ...]
+    type_id: int
+    offset: int
+    data_offset: int
+    extent: int
+    nbytes: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """NumPy (C-order) shape: ne reversed (gguf.md §1.5)."""
+        return tuple(reversed(self.ne))
+
+    @property
+    def n_elements(self) -> int:
+        return math.prod(self.ne)
+
+
+# ---------------------------------------------------------------------------------------
+# Reader
+# ---------------------------------------------------------------------------------------
+
+
+class _Cursor:
+    """Bounds-checked little-endian reads from the mapped file; every error names the offset."""
+
+    def __init__(self, buf: Any, size: int, label: str) -> None:
+        self.buf, self.size, self.label, self.pos = buf, size, label, 0
+
+    def fail(self, msg: str) -> ContainerError:
+        return ContainerError(f"{self.label}: {msg}")
+
+    def need(self, n: int, what: str) -> None:
+        if self.pos + n > self.size:
+            raise self.fail(
+                f"file ends at byte {self.size} inside {what} at offset {self.pos} "
+                f"(needs {n} bytes): the file is truncated"
+            )
+
+    def u32(self, what: str) -> int:
+        self.need(4, what)
+        (v,) = _U32.unpack_from(self.buf, self.pos)
+        self.pos += 4
+        return v
+
+    def u64(self, what: str) -> int:
+        self.need(8, what)
+        (v,) = _U64.unpack_from(self.buf, self.pos)
+        self.pos += 8
+        return v
+
+    def string(self, what: str) -> str:
+        at = self.pos
+        n = self.u64(f"the length of {what}")
+        if n > self.size - self.pos:
+            raise self.fail(
+                f"{what} at offset {at} declares {n} bytes, but only {self.size - self.pos} "
+                "remain in the file (corrupt length or truncated file)"
+            )
+        # surrogateescape keeps invalid UTF-8 byte-exact for a faithful rewrite
+        s = self.buf[self.pos : self.pos + n].decode("utf-8", "surrogateescape")
+        self.pos += n
+        return s
+
+    def scalar(self, vtype: int, what: str) -> Any:
+        fmt = STRUCT_FORMATS[vtype]
+        size = struct.calcsize(fmt)
+        self.need(size, what)
+        (v,) = struct.unpack_from(fmt, self.buf, self.pos)
+        if vtype == ValueType.BOOL:
+            if v > 1:
+                raise self.fail(f"{what} at offset {self.pos} is a BOOL with byte value {v} (must be 0 or 1)")
+            v = bool(v)
+        self.pos += size
+        return v
+
+    def value(self, vtype: int, what: str, depth: int = 0) -> tuple[Any, int | None]:
+        """Read one KV value; returns (python value, element type for arrays else None)."""
+        if vtype in STRUCT_FORMATS:
+            return self.scalar(vtype, what), None
+        if vtype == ValueType.STRING:
+            return self.string(what), None
+        if vtype != ValueType.ARRAY:
+            raise self.fail(f"{what} has unknown value type {vtype} at offset {self.pos - 4}")
+        at = self.pos
+        etype = self.u32(f"the element type of {what}")
+        count = self.u64(f"the element count of {what}")
+        return self.array(etype, count, at, what, depth), etype
+
+    def array(self, etype: int, count: int, at: int, what: str, depth: int) -> Any:
+        remaining = self.size - self.pos
+        # The smallest encoding of one element: its fixed size, 8 for a string's length,
+        # 12 for a nested array's type and count. A count the file cannot hold is refused
+        # before anything is allocated.
+        min_size = {ValueType.STRING: 8, ValueType.ARRAY: 12}.get(etype)
+        if min_size is None:
+            if etype not in SCALAR_DTYPES:
+                raise self.fail(f"{what} at offset {at} is an array of unknown value type {etype}")
+            min_size = np.dtype(SCALAR_DTYPES[etype]).itemsize
+        if count * min_size > remaining:
+            raise self.fail(
+                f"{what} at offset {at} declares {count} elements, more than the {remaining} bytes "
+                "left in the file can hold (corrupt count or truncated file)"
+            )
+        if etype == ValueType.STRING:
+            return self.string_array(count, what)
+        if etype == ValueType.ARRAY:
+            if depth >= _MAX_NESTING:
+                raise self.fail(f"{what} at offset {at} nests arrays more than {_MAX_NESTING} levels deep")
+            out = []
+            for i in range(count):
+                inner_at = self.pos
+                inner = self.u32(f"the element type of {what}[{i}]")
+                inner_count = self.u64(f"the element count of {what}[{i}]")
+                out.append(self.array(inner, inner_count, inner_at, f"{what}[{i}]", depth + 1))
+            return out
+        dtype = np.dtype(SCALAR_DTYPES[etype])
+        # astype copies (the KV values must not pin the mapping) into native byte order
+        arr = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.pos).astype(dtype.newbyteorder("="))
+        self.pos += arr.nbytes
+        if etype == ValueType.BOOL:
+            if count and arr.max() > 1:
+                raise self.fail(f"{what} at offset {at} is a BOOL array with a byte other than 0 or 1")
+            arr = arr.view(np.bool_)
+        return arr
+
+    def string_array(self, count: int, what: str) -> list[str]:
+        # Tokenizer arrays hold 128K-280K strings: one tight loop, no per-element checks
+        # beyond what the slice needs. A length running past the end is caught after the
+        # loop (slices clamp) or by unpack_from raising struct.error.
+        buf, pos, unpack = self.buf, self.pos, _U64.unpack_from
+        out: list[str] = [""] * count
+        try:
+            for i in range(count):
+                (n,) = unpack(buf, pos)
+                pos += 8
+                out[i] = buf[pos : pos + n].decode("utf-8", "surrogateescape")
+                pos += n
+        except struct.error:
+            pos = self.size + 1
+        if pos > self.size:
+            raise self.fail(
+                f"{what} (array of {count} strings starting at offset {self.pos}) runs past "
+                f"the end of the file ({self.size} bytes): corrupt length or truncated file"
+            )
+        self.pos = pos
+        return out
+
+
+class GGUFFile:
+    """A GGUF v3 file, parsed and checked on open; tensor data stays memory-mapped.
+
+    ``dialect`` forces the producer dialect (§3.2) instead of detecting it; use it when
+    detection reports ambiguous evidence.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], dialect: str | None = None) -> None:
+        self.path = Path(path)
+        self._label = os.fspath(path)
+        if dialect is not None and dialect not in DIALECTS:
+            raise DialectError(f"{self._label}: unknown dialect {dialect!r}; {_DIALECT_HINT}")
+        self.warnings: list[str] = []
+        self.kv: dict[str, Any] = {}
+        self.kv_types: dict[str, tuple[int, int | None]] = {}
+        self.tensors: list[GGUFTensor] = []
+        self._by_name: dict[str, GGUFTensor] = {}
+        self._mm: mmap.mmap | None = None
+        try:
+            with open(self.path, "rb") as f:
+                self.size = os.fstat(f.fileno()).st_size
+                head = f.read(24)
+                self.version = self._check_preamble(head)
+                self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as e:
+            raise ContainerError(f"{self._label}: cannot read the file: {e.strerror or e}") from None
+        try:
+            self._parse(dialect)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- parsing -------------------------------------------------------------------
+    def _check_preamble(self, head: bytes) -> int:
+        """Magic and version from the first bytes, with a specific message per failure (§1)."""
+        cur = _Cursor(head, len(head), self._label)
+        if head[:4] != GGUF_MAGIC:
+            if len(head) < 4 and GGUF_MAGIC.startswith(head):
+                cur.need(4, "the magic bytes")
+            raise cur.fail(
+                f"not a GGUF file: the magic at offset 0 is {head[:4].hex(' ')} ({head[:4]!r}), "
+                f"expected 47 47 55 46 ('GGUF')"
+            )
+        cur.pos = 4
+        version = cur.u32("the version field")
+        if version != GGUF_VERSION:
+            swapped = int.from_bytes(version.to_bytes(4, "little"), "big")
+            if version & 0xFFFF == 0 and 1 <= swapped <= GGUF_VERSION:
+                raise cur.fail(f"big-endian GGUF file (version {swapped} stored big-endian at offset 4); "
+                               "bitpack reads little-endian files only")
+            if version in (1, 2):
+                raise cur.fail(f"GGUF version {version} is not supported (bitpack reads version 3); "
+                               "re-convert the model with a current llama.cpp")
+            raise cur.fail(f"unsupported GGUF version {version} at offset 4 (bitpack reads version 3)")
+        cur.need(16, "the tensor and key/value counts")
+        return version
+
+    def _parse(self, dialect: str | None) -> None:
+        cur = _Cursor(self._mm, self.size, self._label)
+        cur.pos = 8
+        n_tensors = cur.u64("the tensor count")
+        n_kv = cur.u64("the key/value count")
+        # Smallest possible records: KV = key length 8 + type 4 + 1 byte; tensor info =
+        # name length 8 + n_dims 4 + one ne 8 + type 4 + offset 8. Refuse impossible counts
+        # before looping over them.
+        if n_kv * 13 + n_tensors * 32 > self.size - 24:
+            raise cur.fail(f"the header declares {n_tensors} tensors and {n_kv} key/value pairs, "
+                           f"more than the file's {self.size} bytes can hold (corrupt or truncated)")
+        self._parse_kv(cur, n_kv)
+        self.alignment = self._alignment(cur)
+        seen: set[str] = set()
+        infos = [self._parse_tensor_info(cur, i, seen) for i in range(n_tensors)]
+        self.data_start = pad(cur.pos, self.alignment)
+        self._place_tensors(cur, infos)
+        self.dialect = dialect or self._detect_dialect()
+        self._check_tensor_data(cur)
+
+    def _parse_kv(self, cur: _Cursor, n_kv: int) -> None:
+        for i in range(n_kv):
+            at = cur.pos
+            key = cur.string(f"the key of key/value pair {i}")
+            if key in self.kv:
+                raise cur.fail(f"duplicate key '{key}' at offset {at} (keys must be unique, gguf.md §1.2)")
+            vtype = cur.u32(f"the value type of '{key}'")
+            self.kv[key], etype = cur.value(vtype, f"the value of '{key}'")
+            self.kv_types[key] = (vtype, etype)
+
+    def _alignment(self, cur: _Cursor) -> int:
+        if "general.alignment" not in self.kv:
+            return DEFAULT_ALIGNMENT
+        value = self.kv["general.alignment"]
+        if self.kv_types["general.alignment"] != (ValueType.UINT32, None):
+            raise cur.fail(f"general.alignment must be a UINT32, got value type {self.kv_types['general.alignment'][0]}")
+        if value < 1 or value & (value - 1):
+            raise cur.fail(f"general.alignment is {value}, not a power of two")
+        return value
+
+    def _parse_tensor_info(self, cur: _Cursor, i: int, seen: set[str]) -> tuple[str, tuple[int, ...], int, int, int]:
+        at = cur.pos
+        name = cur.string(f"the name of tensor {i}")
+        size = len(name.encode("utf-8", "surrogateescape"))
+        if size > MAX_NAME_BYTES:
+            raise cur.fail(f"tensor {i} name '{name[:72]}...' at offset {at} is {size} bytes; "
+                           f"ggml allows at most {MAX_NAME_BYTES} (GGML_MAX_NAME)")
+        if name in seen:
+            raise cur.fail(f"duplicate tensor name '{name}' at offset {at}")
+        seen.add(name)
+        n_dims = cur.u32(f"n_dims of tensor '{name}'")
+        if not 1 <= n_dims <= MAX_DIMS:
+            raise cur.fail(f"tensor '{name}' at offset {at} has n_dims {n_dims}; GGUF allows 1 to {MAX_DIMS}")
+        ne = tuple(cur.u64(f"ne[{d}] of tensor '{name}'") for d in range(n_dims))
+        if min(ne) < 1:
+            raise cur.fail(f"tensor '{name}' at offset {at} has ne {list(ne)}; every dimension must be >= 1")
+        if max(ne) > _INT64_MAX or math.prod(ne) > _INT64_MAX:
+            raise cur.fail(f"tensor '{name}' at offset {at} has ne {list(ne)}, whose element count overflows 64 bits")
+        type_id = cur.u32(f"the type of tensor '{name}'")
+        offset = cur.u64(f"the data offset of tensor '{name}'")
+        return name, ne, type_id, offset, at
+
+    def _place_tensors(self, cur: _Cursor, infos: list[tuple[str, tuple[int, ...], int, int, int]]) -> None:
+        """Absolute offsets and extents (§3.2 rule 5): up to the next higher offset, or the file end."""
+        if not infos:
+            return
+        data_size = self.size - self.data_start
+        if data_size < 0:
+            raise cur.fail(f"file ends at byte {self.size}, before the tensor data section starting at "
+                           f"byte {self.data_start}: the file is truncated")
+        for name, _, _, offset, _ in infos:
+            if offset > data_size:
+                raise cur.fail(f"tensor '{name}' has data offset {offset} (byte {self.data_start + offset}), "
+                               f"past the end of the file ({self.size} bytes)")
+        starts = sorted({info[3] for info in infos}) + [data_size]
+        following = dict(zip(starts, starts[1:]))
+        for name, ne, type_id, offset, _ in infos:
+            t = GGUFTensor(name, ne, type_id, offset, self.data_start + offset, following[offset] - offset)
+            self.tensors.append(t)
+            self._by_name[name] = t
+
+    def _fits(self, t: GGUFTensor, nbytes: int | None) -> bool:
+        """Does ``t``'s extent match a type of size ``nbytes``? The last tensor may be unpadded."""
+        if nbytes is None:
+            return False
+        last = t.data_offset + t.extent == self.size
+        return t.extent == pad(nbytes, self.alignment) or (last and t.extent == nbytes)
+
+    def _detect_dialect(self) -> str:
+        """gguf.md §3.2: the bitpack.dialect key, else fork evidence and the extents of ids 39/42."""
+        label = self._label
+        if "bitpack.dialect" in self.kv:
+            value = self.kv["bitpack.dialect"]
+            if self.kv_types["bitpack.dialect"] != (ValueType.STRING, None) or value not in DIALECTS:
+                raise DialectError(f"{label}: bitpack.dialect is {value!r}, not one of {', '.join(DIALECTS)}")
+            return value
+        arch = self.architecture
+        ids = {t.type_id for t in self.tensors}
+        fork_why = [f"type {i} ({TYPES[BITNET_CPP_2024][i].name})" for i in sorted(ids & {36, 38})]
+        if arch in FORK_ARCHITECTURES:
+            fork_why.append(f"architecture '{arch}'")
+        # Each piece of evidence narrows the set of dialects that can have produced the file.
+        evidence: list[tuple[set[str], str]] = []
+        if fork_why:
+            evidence.append(({BITNET_CPP_2024, BITNET_CPP_2026}, " and ".join(fork_why)))
+        if arch == "bitnet-25":  # rule 6: removed in the 2026 fork
+            evidence.append(({BITNET_CPP_2024}, "architecture 'bitnet-25'"))
+        no_fork = f"but nothing else marks a bitnet.cpp file (no type 36/38, architecture {arch!r}); {_DIALECT_HINT}"
+        for t in self.tensors:
+            if t.type_id not in (39, 42):
+                continue
+            tl2 = self._fits(t, tl2_nbytes(t.shape))
+            what = f"tensor '{t.name}' (type {t.type_id}, extent {t.extent} bytes)"
+            if t.type_id == 39:
+                mx = self._fits(t, mxfp4_nbytes(t.shape))
+                if fork_why and tl2 and mx:
+                    raise DialectError(f"{label}: {what} fits both TL2 and MXFP4; {_DIALECT_HINT}")
+                if fork_why and tl2:
+                    evidence.append(({BITNET_CPP_2024}, f"{what} sized as TL2"))
+                elif mx:
+                    evidence.append(({MAINLINE, BITNET_CPP_2026}, f"{what} sized as MXFP4"))
+                elif tl2:
+                    raise DialectError(f"{label}: {what} is sized as bitnet.cpp TL2, {no_fork}")
+                else:
+                    raise DialectError(f"{label}: {what} fits neither TL2 ({tl2_nbytes(t.shape)} bytes) nor "
+                                       f"MXFP4 ({mxfp4_nbytes(t.shape)} bytes); {_DIALECT_HINT}")
+            elif fork_why and tl2:
+                evidence.append(({BITNET_CPP_2026}, f"{what} sized as TL2"))
+            elif tl2:
+                raise DialectError(f"{label}: {what} is sized as bitnet.cpp TL2, {no_fork}")
+            else:
+                evidence.append(({MAINLINE}, f"{what} is mainline Q2_0"))
+        candidates, reasons = set(DIALECTS), []
+        for compatible, why in evidence:
+            if not candidates & compatible:
+                raise DialectError(f"{label}: conflicting dialect evidence: {why}, but {'; '.join(reasons)}; "
+                                   f"{_DIALECT_HINT}")
+            candidates &= compatible
+            reasons.append(why)
+        # Several candidates remain only when none of the ids they disagree on is present, so
+        # the choice changes no size or codec: prefer mainline, then the 2024-25 fork (the
+        # official 2B-4T file's producer).
+        return next(d for d in (MAINLINE, BITNET_CPP_2024, BITNET_CPP_2026) if d in candidates)
+
+    def _check_tensor_data(self, cur: _Cursor) -> None:
+        """Sizes per the dialect, bounds, alignment and the running sum (§1.4, §1.7)."""
+        lenient = self.dialect == BITNET_CPP_2024  # that fork checks bounds only (§1.4)
+        table = TYPES[self.dialect]
+        expected: int | None = 0
+        for i, t in enumerate(self.tensors):
+            gt = table.get(t.type_id)
+            nbytes = gt.nbytes(t.shape) if gt is not None and gt.nbytes is not None else None
+            if gt is not None and gt.nbytes is not None and nbytes is None:
+                raise cur.fail(f"tensor '{t.name}' has type {gt.name} but ne {list(t.ne)}, which that type "
+                               "cannot hold (row length ne0 must be a whole number of blocks)")
+            if nbytes is not None and t.offset + nbytes > self.size - self.data_start:
+                raise cur.fail(f"tensor '{t.name}' data (offset {t.data_offset}, {nbytes} bytes) runs past "
+                               f"the end of the file ({self.size} bytes)")
+            problems = []
+            if t.offset % self.alignment:
+                problems.append(f"tensor '{t.name}' has offset {t.offset}, not a multiple of the alignment "
+                                f"{self.alignment}")
+            elif expected is not None and t.offset != expected:
+                problems.append(f"tensor '{t.name}' has offset {t.offset}, expected {expected} (the padded "
+                                "running sum of the preceding tensors' sizes)")
+            for msg in problems:
+                if not lenient:
+                    raise cur.fail(msg)
+                self.warnings.append(msg)
+                warnings.warn(f"{self._label}: {msg}", GGUFWarning, stacklevel=4)
+            # an unknown size breaks the chain: the next offset cannot be predicted
+            expected = None if nbytes is None else t.offset + pad(nbytes, self.alignment)
+            self.tensors[i] = t = GGUFTensor(t.name, t.ne, t.type_id, t.offset, t.data_offset, t.extent, nbytes)
+            self._by_name[t.name] = t
+
+    # -- queries -------------------------------------------------------------------
+    @property
+    def architecture(self) -> str | None:
+        arch = self.kv.get("general.architecture")
+        return arch if isinstance(arch, str) else None
+
+    def tensor(self, name: str | GGUFTensor) -> GGUFTensor:
+        key = name.name if isinstance(name, GGUFTensor) else name
+        try:
+            return self._by_name[key]
+        except KeyError:
+            raise ContainerError(f"{self._label}: no tensor named '{key}'") from None
+
+    def shape(self, name: str | GGUFTensor) -> tuple[int, ...]:
+        """NumPy-order shape (ne reversed)."""
+        return self.tensor(name).shape
+
+    def ggml_type(self, name: str | GGUFTensor) -> GGMLType | None:
+        """What the tensor's type id means in this file's dialect (None: unknown id)."""
+        return TYPES[self.dialect].get(self.tensor(name).type_id)
+
+    def type_name(self, name: str | GGUFTensor) -> str:
+        gt = self.ggml_type(name)
+        return gt.name if gt is not None else f"unknown type {self.tensor(name).type_id}"
+
+    def codec_name(self, name: str | GGUFTensor) -> str | None:
+        """'i2_s', 'tl1', 'tl2', 'tq1_0', 'tq2_0', or None for a non-ternary or unknown type."""
+        gt = self.ggml_type(name)
+        return gt.codec if gt is not None else None
+
+    def require_codec(self, name: str | GGUFTensor) -> str:
+        """The tensor's ternary codec, or a clear error when its type is not ternary."""
+        codec = self.codec_name(name)
+        if codec is None:
+            t = self.tensor(name)
+            raise ContainerError(f"{self._label}: tensor '{t.name}' has type {t.type_id} "
+                                 f"({self.type_name(t)} in dialect {self.dialect}), not a ternary type")
+        return codec
+
+    def raw(self, name: str | GGUFTensor) -> np.ndarray:
+        """The tensor's exact bytes (nbytes per the dialect) as a read-only, zero-copy uint8 view."""
+        t = self.tensor(name)
+        if t.nbytes is None:
+            raise ContainerError(f"{self._label}: tensor '{t.name}' has {self.type_name(t)} ({t.type_id}), "
+                                 f"whose size is unknown in dialect {self.dialect}; its data cannot be read")
+        if self._mm is None:
+            raise ContainerError(f"{self._label}: the file is closed")
+        return np.frombuffer(self._mm, dtype=np.uint8, count=t.nbytes, offset=t.data_offset)
+
+    def close(self) -> None:
+        """Release the mapping (views returned by raw() keep it alive until they go)."""
+        mm, self._mm = self._mm, None
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:
+                pass  # raw() views still use it; it is unmapped when the last one is freed
+
+    def __enter__(self) -> GGUFFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"GGUFFile({self._label!r}, dialect={self.dialect!r}, "
+                f"{len(self.tensors)} tensors, {len(self.kv)} keys)")
+
+
+# ---------------------------------------------------------------------------------------
+# Writer
+# ---------------------------------------------------------------------------------------
+
+
+def _element_type(value: Any, what: str) -> int:
+    """The GGUF element type a NumPy array or list carries (for arrays given without one)."""
+    if isinstance(value, np.ndarray):
+        vtype = DTYPE_TO_VALUE_TYPE.get(f"{value.dtype.kind}{value.dtype.itemsize}")
+        if vtype is None:
+            raise ContainerError(f"{what}: NumPy dtype {value.dtype} has no GGUF value type")
+        return vtype
+    items = list(value)
+    if all(isinstance(v, (str, bytes)) for v in items):
+        return ValueType.STRING  # includes the empty list: the ambiguity is documented
+    if all(isinstance(v, (list, tuple, np.ndarray)) for v in items):
+        return ValueType.ARRAY
+    raise ContainerError(f"{what}: cannot infer the element type of a list of {type(items[0]).__name__}; "
+                         "pass element_type or a NumPy array")
+
+
+def _encode_string(value: Any, what: str) -> bytes:
+    if isinstance(value, str):
+        data = value.encode("utf-8", "surrogateescape")
+    elif isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+    else:
+        raise ContainerError(f"{what}: expected a string, got {type(value).__name__}")
+    return _U64.pack(len(data)) + data
+
+
+def _encode_scalar(vtype: int, value: Any, what: str) -> bytes:
+    if vtype == ValueType.BOOL:
+        if value not in (0, 1) or isinstance(value, float):
+            raise ContainerError(f"{what}: BOOL value must be True/False, got {value!r}")
+        return bytes([int(value)])
+    try:
+        if vtype in (ValueType.FLOAT32, ValueType.FLOAT64):
+            return struct.pack(STRUCT_FORMATS[vtype], float(value))
+        if isinstance(value, (float, np.floating)) or not isinstance(value, (int, np.integer)):
+            raise TypeError
+        return struct.pack(STRUCT_FORMATS[vtype], int(value))
+    except (struct.error, OverflowError, TypeError, ValueError):
+        raise ContainerError(f"{what}: {value!r} is not a valid {ValueType(vtype).name}") from None
+
+
+def _encode_array(etype: int, value: Any, what: str, depth: int = 0) -> bytes:
+    if depth > _MAX_NESTING:
+        raise ContainerError(f"{what}: arrays nested more than {_MAX_NESTING} levels deep")
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise ContainerError(f"{what}: expected an array (list or NumPy array), got {type(value).__name__}")
+    head = _U32.pack(etype) + _U64.pack(len(value))
+    if etype == ValueType.STRING:
+        return head + b"".join([_encode_string(v, f"{what}[{i}]") for i, v in enumerate(value)])
+    if etype == ValueType.ARRAY:
+        parts = [head]
+        for i, inner in enumerate(value):
+            sub = f"{what}[{i}]"
+            parts.append(_encode_array(_element_type(inner, sub), inner, sub, depth + 1))
+        return b"".join(parts)
+    if etype not in SCALAR_DTYPES:
+        raise ContainerError(f"{what}: unknown element type {etype}")
+    arr = np.asarray(value)
+    if arr.ndim != 1:
+        raise ContainerError(f"{what}: arrays must be one-dimensional, got shape {arr.shape}")
+    dtype = np.dtype(SCALAR_DTYPES[etype])
+    if len(arr) and arr.dtype.kind not in "biuf":
+        raise ContainerError(f"{what}: array of {arr.dtype} cannot be stored as {ValueType(etype).name}")
+    if etype == ValueType.BOOL:
+        if len(arr) and not np.isin(arr, (0, 1)).all():
+            raise ContainerError(f"{what}: BOOL array holds values other than 0/1")
+    elif dtype.kind in "iu" and len(arr):
+        info = np.iinfo(dtype)
+        if arr.dtype.kind == "f" or arr.min() < info.min or arr.max() > info.max:
+            raise ContainerError(f"{what}: values do not fit {ValueType(etype).name} "
+                                 f"(range {arr.min()}..{arr.max()}, dtype {arr.dtype})")
+    elif dtype.kind == "f" and len(arr):
+        with np.errstate(over="ignore"):
+            cast = arr.astype(dtype)
+        if (np.isinf(cast) & ~np.isinf(arr)).any():
+            raise ContainerError(f"{what}: values overflow {ValueType(etype).name}")
+    return head + arr.astype(dtype).tobytes()
+
+
+@dataclass(frozen=True)
+class _Planned:
+    name: str
+    ne: tuple[int, ...]
+    type_id: int
+    offset: int
+    nbytes: int
+
+
+class GGUFWriter:
+    """Stream a GGUF v3 file: declare KV pairs and tensors, write the header, then data.
+
+    ``add_kv``/``add_tensor`` -> ``write_header()`` -> ``write_tensor()`` once per tensor in
+    declaration order -> ``close()``. Output goes to ``.<name>.<random>.part`` beside the
+    target and is renamed into place by ``close()`` after an fsync; ``abort()``, or an
+    exception inside ``with GGUFWriter(...)``, deletes it (pitfalls.md P20).
+
+    ``dialect``, if given, makes ``add_tensor`` check each declared size against that
+    dialect's type table (gguf.md §1.6).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, alignment: int = DEFAULT_ALIGNMENT,
+                 dialect: str | None = None) -> None:
+        self.path = Path(path)
+        if not isinstance(alignment, int) or alignment < 1 or alignment & (alignment - 1) or alignment >= 2**32:
+            raise ContainerError(f"{self.path}: alignment must be a power of two, got {alignment!r}")
+        if dialect is not None and dialect not in DIALECTS:
+            raise DialectError(f"{self.path}: unknown dialect {dialect!r}; {_DIALECT_HINT}")
+        self.alignment = alignment
+        self.dialect = dialect
+        self._kv: dict[str, bytes] = {}  # key -> encoded (key, type, value)
+        self._tensors: list[_Planned] = []
+        self._names: set[str] = set()
+        self._data_size = 0  # padded running sum (§1.4)
+        self._next = 0  # index of the next tensor write_tensor expects
+        self._state = "declaring"  # -> "writing" -> "closed" | "aborted"
+        self._file: Any = None
+        self._tmp: Path | None = None
+        self.data_start: int | None = None
+        self.bytes_written = 0
+
+    def _fail(self, msg: str) -> ContainerError:
+        return ContainerError(f"{self.path}: {msg}")
+
+    def _require(self, state: str, action: str) -> None:
+        if self._state != state:
+            when = {"declaring": "before write_header()", "writing": "after write_header()"}.get(state, state)
+            raise self._fail(f"{action} is only possible {when}; the writer is {self._state}")
+
+    # -- declaring -------------------------------------------------------------------
+    def add_kv(self, key: str, value: Any, value_type: int | tuple[int, int | None],
+               element_type: int | None = None) -> None:
+        """Add one key/value pair. ``value_type`` may be a ``GGUFFile.kv_types`` tuple.
+
+        Arrays: NumPy arrays carry their element type; lists of str are strings; otherwise
+        pass ``element_type``. Nested arrays hold NumPy arrays, lists of str, or lists.
+        Empty strings and arrays are written (PyPI gguf silently drops them, §10.2).
+        """
+        self._require("declaring", "add_kv")
+        if isinstance(value_type, tuple):
+            value_type, element_type = value_type
+        vtype = int(value_type)
+        what = f"key '{key}'"
+        if not isinstance(key, str) or not key:
+            raise self._fail(f"keys must be non-empty strings, got {key!r}")
+        if key in self._kv:
+            raise self._fail(f"duplicate {what}")
+        if key == "general.alignment":
+            # The alignment is the writer's own setting; written only when it is not 32 (§1.4).
+            if value != self.alignment or vtype != ValueType.UINT32:
+                raise self._fail(f"general.alignment {value!r} disagrees with GGUFWriter(alignment={self.alignment})")
+            return
+        if vtype in STRUCT_FORMATS:
+            body = _encode_scalar(vtype, value, what)
+        elif vtype == ValueType.STRING:
+            body = _encode_string(value, what)
+        elif vtype == ValueType.ARRAY:
+            etype = int(element_type) if element_type is not None else _element_type(value, what)
+            body = _encode_array(etype, value, what)
+        else:
+            raise self._fail(f"{what}: unknown value type {value_type!r}")
+        self._kv[key] = _encode_string(key, what) + _U32.pack(vtype) + body
+
+    def add_tensor(self, name: str, numpy_shape: tuple[int, ...], type_id: int, nbytes: int) -> int:
+        """Declare a tensor (NumPy-order shape, GGML type id, exact byte size); returns its offset."""
+        self._require("declaring", "add_tensor")
+        if not isinstance(name, str) or not name:
+            raise self._fail(f"tensor names must be non-empty strings, got {name!r}")
+        size = len(name.encode("utf-8", "surrogateescape"))
+        if size > MAX_NAME_BYTES:
+            raise self._fail(f"tensor name '{name}' is {size} bytes; ggml allows at most {MAX_NAME_BYTES}")
+        if name in self._names:
+            raise self._fail(f"duplicate tensor name '{name}'")
+        try:
+            shape = tuple(int(d) for d in numpy_shape)
+            type_id, nbytes = int(type_id), int(nbytes)
+        except (TypeError, ValueError):
+            raise self._fail(f"tensor '{name}': bad shape {numpy_shape!r}, type {type_id!r} or size {nbytes!r}") from None
+        if not 1 <= len(shape) <= MAX_DIMS or min(shape) < 1 or math.prod(shape) > _INT64_MAX:
+            raise self._fail(f"tensor '{name}': shape {shape} must have 1 to {MAX_DIMS} dimensions, each >= 1")
+        if not 0 <= type_id < 2**32 or nbytes < 1:
+            raise self._fail(f"tensor '{name}': bad type id {type_id} or byte size {nbytes}")
+        gt = TYPES[self.dialect].get(type_id) if self.dialect else None
+        if gt is not None and gt.nbytes is not None and gt.nbytes(shape) != nbytes:
+            raise self._fail(f"tensor '{name}': {gt.name} {shape} takes {gt.nbytes(shape)} bytes in "
+                             f"{self.dialect}, not {nbytes}")
+        offset = self._data_size
+        self._tensors.append(_Planned(name, tuple(reversed(shape)), type_id, offset, nbytes))
+        self._names.add(name)
+        self._data_size = offset + pad(nbytes, self.alignment)
+        return offset
+
+    @property
+    def total_size(self) -> int:
+        """The final file size (known once the header is laid out); no trailing padding."""
+        if self.data_start is None:
+            raise self._fail("the size is known only after write_header()")
+        if not self._tensors:
+            return self.data_start
+        last = self._tensors[-1]
+        return self.data_start + last.offset + last.nbytes
+
+    # -- writing ---------------------------------------------------------------------
+    def write_header(self) -> None:
+        """Create the temporary file and write header, KV pairs, tensor infos and padding."""
+        self._require("declaring", "write_header")
+        kv = list(self._kv.values())
+        if self.alignment != DEFAULT_ALIGNMENT:
+            kv.append(_encode_string("general.alignment", "") + _U32.pack(ValueType.UINT32)
+                      + _U32.pack(self.alignment))
+        parts = [GGUF_MAGIC, _U32.pack(GGUF_VERSION), _U64.pack(len(self._tensors)), _U64.pack(len(kv)), *kv]
+        for t in self._tensors:
+            parts += [_encode_string(t.name, ""), _U32.pack(len(t.ne)), *map(_U64.pack, t.ne),
+                      _U32.pack(t.type_id), _U64.pack(t.offset)]
+        header = b"".join(parts)
+        self.data_start = pad(len(header), self.alignment)
+        tmp = self.path.parent / f".{self.path.name}.{secrets.token_hex(4)}.part"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except OSError as e:
+            raise self._fail(f"cannot create {tmp}: {e.strerror or e}") from None
+        self._tmp, self._file, self._state = tmp, os.fdopen(fd, "wb"), "writing"
+        self._write(header + bytes(self.data_start - len(header)))
+
+    def _write(self, data: Any) -> None:
+        try:
+            self._file.write(data)
+        except OSError as e:
+            self.abort()
+            raise self._fail(f"writing failed: {e.strerror or e}") from None
+        self.bytes_written += memoryview(data).nbytes
+
+    def write_tensor(self, name: str, data: Any) -> None:
+        """Write the next tensor's bytes: exactly its declared nbytes, NumPy array or bytes-like."""
+        if self._state == "declaring":
+            self.write_header()
+        self._require("writing", "write_tensor")
+        if self._next >= len(self._tensors):
+            raise self._fail(f"tensor '{name}': all {len(self._tensors)} declared tensors are already written")
+        t = self._tensors[self._next]
+        if name != t.name:
+            why = "was not declared" if name not in self._names else "is out of order"
+            raise self._fail(f"tensor '{name}' {why}: '{t.name}' is next (tensors are written in declaration order)")
+        view = _byte_view(data, f"tensor '{name}'")
+        if view.nbytes != t.nbytes:
+            raise self._fail(f"tensor '{name}': got {view.nbytes} bytes of data, declared {t.nbytes}")
+        gap = self.data_start + t.offset - self.bytes_written  # zero padding up to the offset
+        if gap:
+            self._write(bytes(gap))
+        self._write(view)
+        self._next += 1
+
+    def close(self) -> None:
+        """Finish: check every tensor was written, fsync, rename into place."""
+        if self._state == "declaring":
+            self.write_header()
+        if self._state != "writing":
+            raise self._fail(f"close() on a writer that is {self._state}")
+        if self._next < len(self._tensors):
+            missing = [t.name for t in self._tensors[self._next :]]
+            raise self._fail(f"{len(missing)} declared tensors were not written, first '{missing[0]}'")
+        assert self.bytes_written == self.total_size, (self.bytes_written, self.total_size)
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        except OSError as e:
+            self.abort()
+            raise self._fail(f"cannot finish the file: {e.strerror or e}") from None
+        self._file, self._state = None, "closed"
+        _fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        """Discard the output: close and delete the temporary file. Safe to call repeatedly."""
+        if self._state in ("closed", "aborted"):
+            return
+        self._state = "aborted"
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        if self._tmp is not None:
+            try:
+                os.unlink(self._tmp)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> GGUFWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        try:
+            self.close()
+        except BaseException:
+            self.abort()
+            raise
+
+    def __del__(self) -> None:
+        # A writer dropped without close() must not leave a .part file behind.
+        if getattr(self, "_state", None) == "writing":
+            self.abort()
+
+
+def _byte_view(data: Any, what: str) -> memoryview:
+    """A flat byte view of ``data`` without copying it (memmaps stay on disk)."""
+    if isinstance(data, np.ndarray):
+        if data.dtype.hasobject:
+            raise ContainerError(f"{what}: object arrays cannot be written")
+        if data.dtype.byteorder == ">":
+            data = data.astype(data.dtype.newbyteorder("<"))  # GGUF is little-endian (§1)
+        data = np.ascontiguousarray(data).reshape(-1)  # copies only a non-contiguous tensor
+        return memoryview(data.view(np.uint8))
+    try:
+        return memoryview(data).cast("B")
+    except TypeError:
+        raise ContainerError(f"{what}: expected a NumPy array or bytes-like data, got {type(data).__name__}") from None
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable; not every platform can open a directory, so best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,583 @@
+"""Safetensors files without torch: a hardened lazy reader, sharded checkpoints, a streaming writer.
+
+Format (checkpoints.md §11): 8-byte little-endian header length N, N bytes of UTF-8 JSON mapping
+tensor names to ``{"dtype", "shape", "data_offsets": [begin, end]}`` (offsets relative to the
+data section) plus an optional ``"__metadata__"`` str -> str map, then the data, row-major and
+little-endian.
+
+The reader checks everything the reference implementation (huggingface/safetensors) checks and
+a little more (duplicate names, which serde_json silently collapses): a crafted or truncated file
+is one clear :class:`ContainerError`, never a crash, a huge allocation or a partial success
+(pitfalls.md P20). Data is memory-mapped, so opening a checkpoint parses headers only and
+reading a tensor touches only its bytes (P7).
+
+NumPy has no bfloat16: BF16 is read as uint16 bits and widened exactly (f32 bits = u16 << 16).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, Self
+
+import numpy as np
+
+from ..errors import ContainerError
+
+MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit against JSON bombs
+
+# Stored dtype -> NumPy dtype of the raw view (explicitly little-endian). BF16 is viewed as
+# its uint16 bit patterns; array() widens it.
+DTYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_), "U8": np.dtype("u1"), "I8": np.dtype("i1"),
+    "U16": np.dtype("<u2"), "I16": np.dtype("<i2"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
+    "U32": np.dtype("<u4"), "I32": np.dtype("<i4"), "F32": np.dtype("<f4"),
+    "U64": np.dtype("<u8"), "I64": np.dtype("<i8"), "F64": np.dtype("<f8"),
+}
+
+
+# --- bfloat16 ---------------------------------------------------------------------------------
+
+def f32_from_bf16(bits: np.ndarray) -> np.ndarray:
+    """Widen bf16 bit patterns (uint16) to float32, exactly: bf16 is the top half of a float32."""
+    bits = np.asarray(bits)
+    if bits.dtype.kind != "u" or bits.dtype.itemsize != 2:
+        raise ContainerError(f"bf16 bits must be uint16, got {bits.dtype}")
+    out = np.empty(bits.shape, np.uint32)  # one allocation, no uint32 temporary of the input
+    np.left_shift(bits, 16, out=out, dtype=np.uint32)
+    return out.view(np.float32)
+
+
+def bf16_bits(values: np.ndarray) -> np.ndarray:
+    """bf16 bit patterns (uint16) of float32 values that are exactly bf16-representable.
+
+    Refuses any value whose low 16 bits are set (it would need rounding, including NaNs
+    with a low payload): nothing is silently changed.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind != "f" or values.dtype.itemsize != 4:
+        raise ContainerError(f"bf16_bits needs float32 input, got {values.dtype}")
+    u32 = np.ascontiguousarray(values, dtype="<f4").view("<u4")
+    low = u32 & 0xFFFF
+    if low.any():
+        i = int(np.flatnonzero(low.reshape(-1))[0])
+        raise ContainerError(f"value {values.reshape(-1)[i]!r} at flat index {i} is not "
+                             "exactly representable in bf16 (refusing to round)")
+    return (u32 >> 16).astype("<u2")
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a safetensors file; ``offset`` is the absolute byte offset in the file."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    offset: int
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _Duplicate(key)
+        seen[key] = value
+    return seen
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _reject_constant(token: str) -> None:
+    raise ValueError(f"{token} is not valid JSON")
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int  # bool is an int subclass; true/false are not offsets or dimensions
+
+
+class SafetensorsFile:
+    """A validated, memory-mapped, read-only view of one .safetensors file."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self._mm: np.ndarray | None = None
+        try:
+            with self.path.open("rb") as fh:
+                self._size = os.fstat(fh.fileno()).st_size
+                head = fh.read(8)
+                if len(head) < 8:
+                    self._fail(f"file is {self._size} bytes, too short for the 8-byte header length")
+                n = int.from_bytes(head, "little")
+                if n > self._size - 8:
+                    self._fail(f"header length {n} is larger than the rest of the file "
+                               f"({self._size - 8} bytes): truncated or not a safetensors file")
+                if n > MAX_HEADER_BYTES:
+                    self._fail(f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
+                raw_header = fh.read(n)
+        except OSError as err:
+            raise ContainerError(f"{self.path}: cannot read ({err.strerror or err})") from None
+        if len(raw_header) != n:  # the file shrank under us
+            self._fail("file changed while reading its header")
+        self._data_start = 8 + n
+        self._data_len = self._size - self._data_start
+        self._parse_header(raw_header)
+
+    # -- header validation
+
+    def _fail(self, what: str, name: str | None = None) -> NoReturn:
+        where = f"{self.path}: tensor {name!r}: " if name is not None else f"{self.path}: "
+        raise ContainerError(where + what)
+
+    def _parse_header(self, raw: bytes) -> None:
+        try:
+            header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                                parse_constant=_reject_constant)
+        except _Duplicate as dup:
+            self._fail(f"header names {str(dup)!r} twice (duplicate keys are not allowed)")
+        except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
+            self._fail(f"header is not valid UTF-8 JSON ({err})")
+        if not isinstance(header, dict):
+            self._fail(f"header is a JSON {type(header).__name__}, not an object")
+        meta = header.pop("__metadata__", None)
+        if meta is None:  # the reference accepts a null __metadata__ as absent
+            meta = {}
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            self._fail("__metadata__ must map strings to strings")
+        self.metadata: dict[str, str] = meta
+        self._infos: dict[str, TensorInfo] = {}
+        spans = []
+        for name, entry in header.items():
+            begin, end = self._check_entry(name, entry)
+            spans.append((begin, end, name))
+        # The data section must be covered exactly, without holes or overlaps (the reference
+        # implementation refuses both): no hidden bytes for polyglot files, no aliasing.
+        spans.sort()
+        cursor, prev = 0, None
+        for begin, end, name in spans:
+            if begin < cursor:
+                self._fail(f"data_offsets [{begin}, {end}] overlap tensor {prev!r} "
+                           f"(which ends at {cursor})", name)
+            if begin > cursor:
+                self._fail(f"data_offsets [{begin}, {end}] leave a gap of {begin - cursor} "
+                           f"unindexed bytes at data offset {cursor}", name)
+            cursor, prev = end, name
+        if cursor != self._data_len:
+            self._fail(f"{self._data_len - cursor} bytes after the last tensor are not covered by "
+                       f"any tensor (data section is {self._data_len} bytes, tensors end at {cursor})")
+
+    def _check_entry(self, name: str, entry: Any) -> tuple[int, int]:
+        if not isinstance(entry, dict):
+            self._fail("entry is not a JSON object", name)
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if dtype not in DTYPES:
+            self._fail(f"unsupported dtype {dtype!r} (bitpack reads {', '.join(DTYPES)})", name)
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            self._fail(f"shape {shape!r} is not a list of non-negative integers", name)
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(_is_int(o) for o in offsets)):
+            self._fail(f"data_offsets {offsets!r} is not a pair of integers", name)
+        begin, end = offsets
+        if not 0 <= begin <= end <= self._data_len:
+            self._fail(f"data_offsets [{begin}, {end}] are outside the data section "
+                       f"[0, {self._data_len}] (truncated file?)", name)
+        nbytes = math.prod(shape) * DTYPES[dtype].itemsize
+        if end - begin != nbytes:
+            self._fail(f"data_offsets [{begin}, {end}] span {end - begin} bytes but {dtype} "
+                       f"{shape} needs {nbytes}", name)
+        self._infos[name] = TensorInfo(name, dtype, tuple(shape), nbytes, self._data_start + begin)
+        return begin, end
+
+    # -- data access
+
+    def _data(self) -> np.ndarray:
+        # Mapped on first use, so opening many shards costs no file descriptors.
+        if self._mm is None:
+            try:
+                if os.path.getsize(self.path) != self._size:
+                    self._fail(f"file size changed since it was opened (was {self._size} bytes)")
+                if self._data_len == 0:  # mmap cannot map zero bytes
+                    self._mm = np.empty(0, np.uint8)
+                    self._mm.flags.writeable = False
+                else:
+                    self._mm = np.asarray(np.memmap(self.path, dtype=np.uint8, mode="r",
+                                                    offset=self._data_start, shape=(self._data_len,)))
+            except OSError as err:
+                raise ContainerError(f"{self.path}: cannot map data ({err.strerror or err})") from None
+        return self._mm
+
+    def names(self) -> list[str]:
+        """Tensor names in header order."""
+        return list(self._infos)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._infos
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    def info(self, name: str) -> TensorInfo:
+        try:
+            return self._infos[name]
+        except KeyError:
+            raise ContainerError(f"{self.path}: no tensor named {name!r}") from None
+
+    def raw(self, name: str) -> np.ndarray:
+        """Zero-copy read-only view in the stored dtype (BF16 as uint16 bits)."""
+        info = self.info(name)
+        begin = info.offset - self._data_start
+        return self._data()[begin:begin + info.nbytes].view(DTYPES[info.dtype]).reshape(info.shape)
+
+    def array(self, name: str, dtype: Any = None) -> np.ndarray:
+        """The tensor in its natural dtype (BF16 -> float32), or converted exactly to ``dtype``.
+
+        Without conversion this is the read-only view of :meth:`raw`. A conversion happens only
+        when it is lossless (``np.can_cast(..., "safe")``), e.g. F16/BF16/F32 -> float32; a lossy
+        one (F64 -> float32, I32 -> float32) is refused rather than rounded.
+        """
+        info = self.info(name)
+        out = self.raw(name)
+        if info.dtype == "BF16":
+            out = f32_from_bf16(out)
+        if dtype is None or np.dtype(dtype) == out.dtype:
+            return out
+        target = np.dtype(dtype)
+        if not np.can_cast(out.dtype, target, "safe"):
+            self._fail(f"cannot convert {info.dtype} to {target} exactly", name)
+        return out.astype(target)
+
+    def close(self) -> None:
+        """Drop the mapping (views handed out keep it alive until they are freed)."""
+        self._mm = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SafetensorsFile({str(self.path)!r}, {len(self)} tensors)"
+
+
+# --- sharded checkpoints ----------------------------------------------------------------------
+
+INDEX_NAME = "model.safetensors.index.json"
+SINGLE_NAME = "model.safetensors"
+
+
+class Checkpoint:
+    """One safetensors file or a sharded set, read through one name -> tensor API.
+
+    ``path`` may be a directory (``model.safetensors``; else ``model.safetensors.index.json``;
+    else the only ``*.safetensors.index.json`` or the only ``*.safetensors``), an index JSON
+    file, or a single .safetensors file. Headers of every shard are parsed and cross-checked at
+    open; tensor data is read on demand. ``warnings`` lists oddities that were tolerated.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        path = Path(path)
+        self.warnings: list[str] = []
+        self.index_metadata: dict[str, Any] = {}
+        if path.is_dir():
+            path = self._pick_in_dir(path)
+        if not path.is_file():
+            raise ContainerError(f"{path}: no such file")
+        self.path = path
+        if path.name.endswith(".json"):
+            self._open_index(path)
+        else:
+            shard = SafetensorsFile(path)
+            self.shards = [shard]
+            self._where = {name: shard for name in shard.names()}
+
+    def _pick_in_dir(self, d: Path) -> Path:
+        # transformers prefers model.safetensors over an index when both exist; follow it but say so.
+        if (d / SINGLE_NAME).is_file():
+            if (d / INDEX_NAME).is_file():
+                self.warnings.append(f"{d}: both {SINGLE_NAME} and {INDEX_NAME} exist; "
+                                     f"reading {SINGLE_NAME} as transformers does")
+            return d / SINGLE_NAME
+        indexes = sorted(d.glob("*.safetensors.index.json"))
+        if (d / INDEX_NAME).is_file():
+            return d / INDEX_NAME
+        if len(indexes) == 1:
+            return indexes[0]
+        files = sorted(p for p in d.glob("*.safetensors") if p.is_file())
+        if len(indexes) > 1:
+            raise ContainerError(f"{d}: several index files ({', '.join(p.name for p in indexes)}); "
+                                 "pass the one to read")
+        if len(files) == 1:
+            return files[0]
+        if not files:
+            raise ContainerError(f"{d}: no .safetensors file and no {INDEX_NAME}")
+        raise ContainerError(f"{d}: {len(files)} .safetensors files but no {INDEX_NAME} "
+                             "saying which tensors belong to the model")
+
+    def _open_index(self, index: Path) -> None:
+        try:
+            doc = json.loads(index.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
+        except _Duplicate as dup:
+            raise ContainerError(f"{index}: key {str(dup)!r} appears twice") from None
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise ContainerError(f"{index}: not a readable JSON index ({err})") from None
+        wmap = doc.get("weight_map") if isinstance(doc, dict) else None
+        if not isinstance(wmap, dict) or not all(isinstance(v, str) for v in wmap.values()):
+            raise ContainerError(f"{index}: no weight_map object mapping tensor names to shard files")
+        if isinstance(doc.get("metadata"), dict):
+            self.index_metadata = doc["metadata"]
+        base = index.parent.resolve()
+        by_file: dict[str, SafetensorsFile] = {}
+        for fname in sorted(set(wmap.values())):
+            shard_path = (base / fname).resolve()
+            if base not in shard_path.parents:  # no absolute paths or ../ escapes
+                raise ContainerError(f"{index}: shard {fname!r} lies outside {base}")
+            if not shard_path.is_file():
+                raise ContainerError(f"{index}: shard {fname!r} does not exist")
+            by_file[fname] = SafetensorsFile(shard_path)
+        self.shards = list(by_file.values())
+        self._where = {}
+        for name, fname in wmap.items():
+            if name not in by_file[fname]:
+                raise ContainerError(f"{index}: tensor {name!r} is mapped to {fname} "
+                                     "but that shard does not contain it")
+            self._where[name] = by_file[fname]
+        for fname, shard in by_file.items():
+            for name in shard.names():
+                owner = self._where.get(name)
+                if owner is not None and owner is not shard:
+                    raise ContainerError(f"{index}: tensor {name!r} appears in both "
+                                         f"{owner.path.name} and {fname}")
+                if owner is None:  # not dropped: reading it is harmless, hiding it is not
+                    self.warnings.append(f"{index}: tensor {name!r} in {fname} is missing "
+                                         "from the weight_map; reading it anyway")
+                    self._where[name] = shard
+
+    @property
+    def index_path(self) -> Path | None:
+        """The index JSON when the checkpoint is sharded through one."""
+        return self.path if self.path.name.endswith(".json") else None
+
+    @property
+    def files(self) -> list[Path]:
+        """Shard paths, in index order, for sha256 receipts (see also :attr:`index_path`)."""
+        return [s.path for s in self.shards]
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """``__metadata__`` of the first shard; use :meth:`metadata_of` for a given tensor's shard."""
+        return self.shards[0].metadata if self.shards else {}
+
+    def shard_of(self, name: str) -> SafetensorsFile:
+        try:
+            return self._where[name]
+        except KeyError:
+            raise ContainerError(f"{self.path}: no tensor named {name!r}") from None
+
+    def metadata_of(self, name: str) -> dict[str, str]:
+        return self.shard_of(name).metadata
+
+    def names(self) -> list[str]:
+        return list(self._where)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def info(self, name: str) -> TensorInfo:
+        return self.shard_of(name).info(name)
+
+    def raw(self, name: str) -> np.ndarray:
+        return self.shard_of(name).raw(name)
+
+    def array(self, name: str, dtype: Any = None) -> np.ndarray:
+        return self.shard_of(name).array(name, dtype)
+
+    def close(self) -> None:
+        for shard in self.shards:
+            shard.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def create_temp_sibling(path: Path, *, directory: bool = False) -> Path:
+    """Create ``.<name>.<random>.part`` next to ``path`` with umask-respecting permissions.
+
+    (tempfile.mkstemp/mkdtemp would create 0600/0700 entries, which would survive the rename
+    and make published model files unreadable to other users.)
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+        try:
+            if directory:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise ContainerError(f"cannot create {tmp} ({err.strerror or err})") from None
+    raise ContainerError(f"{path.parent}: cannot create a temporary name for {path.name}")
+
+
+class SafetensorsWriter:
+    """Stream a safetensors file: declare every tensor with :meth:`add`, then :meth:`write` each.
+
+    The header is computed from the declared shapes alone (in declaration order), so tensors are
+    written one at a time and never held together in memory. Bytes go to a temporary
+    ``.<name>.<random>.part`` in the target folder, renamed over ``path`` by :meth:`close`; an
+    exception inside ``with`` (or :meth:`abort`) deletes it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None,
+                 *, overwrite: bool = False):
+        self.path = Path(path)
+        if metadata is not None and not all(isinstance(k, str) and isinstance(v, str)
+                                            for k, v in metadata.items()):
+            raise ContainerError(f"{self.path}: __metadata__ must map strings to strings")
+        if not overwrite and self.path.exists():
+            raise ContainerError(f"{self.path} already exists (pass overwrite to replace it)")
+        self.metadata = None if metadata is None else dict(metadata)
+        self.overwrite = overwrite
+        self._decl: dict[str, TensorInfo] = {}
+        self._cursor = 0  # data bytes declared so far
+        self._order: list[str] = []
+        self._next = 0  # index into _order of the next tensor to write
+        self._tmp: Path | None = create_temp_sibling(self.path)
+        self._fh = self._tmp.open("r+b")
+        self._header_written = False
+
+    def add(self, name: str, dtype: str, shape: Iterable[int]) -> None:
+        if self._header_written:
+            raise ContainerError(f"{self.path}: cannot declare {name!r} after writing began")
+        shape = tuple(shape)
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise ContainerError(f"{self.path}: invalid tensor name {name!r}")
+        if name in self._decl:
+            raise ContainerError(f"{self.path}: tensor {name!r} declared twice")
+        if dtype not in DTYPES:
+            raise ContainerError(f"{self.path}: tensor {name!r}: unsupported dtype {dtype!r}")
+        if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
+                   for d in shape):
+            raise ContainerError(f"{self.path}: tensor {name!r}: bad shape {shape!r}")
+        shape = tuple(int(d) for d in shape)
+        nbytes = math.prod(shape) * DTYPES[dtype].itemsize
+        self._decl[name] = TensorInfo(name, dtype, shape, nbytes, self._cursor)  # relative offset
+        self._order.append(name)
+        self._cursor += nbytes
+
+    def header_bytes(self) -> bytes:
+        """The 8-byte length and the JSON header, padded with spaces to a multiple of 8 as the
+        reference writer does (so the data section starts 8-byte aligned)."""
+        header: dict[str, Any] = {} if self.metadata is None else {"__metadata__": self.metadata}
+        for info in self._decl.values():
+            header[info.name] = {"dtype": info.dtype, "shape": list(info.shape),
+                                 "data_offsets": [info.offset, info.offset + info.nbytes]}
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        text += b" " * (-len(text) % 8)
+        return len(text).to_bytes(8, "little") + text
+
+    def _ensure_header(self) -> None:
+        if not self._header_written:
+            self._fh.write(self.header_bytes())
+            self._header_written = True
+
+    def write(self, name: str, array: np.ndarray) -> None:
+        """Write the next declared tensor. BF16 takes uint16 bits or bf16-representable float32."""
+        if self._fh is None:
+            raise ContainerError(f"{self.path}: writer is closed")
+        if self._next >= len(self._order) or self._order[self._next] != name:
+            expected = self._order[self._next] if self._next < len(self._order) else "nothing more"
+            raise ContainerError(f"{self.path}: tensor {name!r} written out of order "
+                                 f"(expected {expected!r})")
+        info = self._decl[name]
+        arr = np.asarray(array)
+        if tuple(arr.shape) != info.shape:
+            raise ContainerError(f"{self.path}: tensor {name!r}: shape {arr.shape} does not match "
+                                 f"the declared {list(info.shape)}")
+        target = DTYPES[info.dtype]
+        if info.dtype == "BF16" and arr.dtype == np.float32:
+            try:
+                arr = bf16_bits(arr)
+            except ContainerError as err:
+                raise ContainerError(f"{self.path}: tensor {name!r}: {err}") from None
+        elif arr.dtype.kind != target.kind or arr.dtype.itemsize != target.itemsize:
+            hint = " (uint16 bits or float32)" if info.dtype == "BF16" else ""
+            raise ContainerError(f"{self.path}: tensor {name!r}: got {arr.dtype}, declared "
+                                 f"{info.dtype}{hint}; bitpack never casts silently")
+        flat = np.ascontiguousarray(arr, dtype=target).reshape(-1).view(np.uint8)
+        try:
+            self._ensure_header()
+            self._fh.write(flat.data)
+        except OSError as err:  # disk full and the like: one clear line, not a traceback
+            raise ContainerError(f"{self.path}: cannot write tensor {name!r} "
+                                 f"({err.strerror or err})") from None
+        self._next += 1
+
+    def close(self) -> None:
+        """Check every declared tensor was written, flush, and rename into place."""
+        if self._fh is None:
+            return
+        if self._next != len(self._order):
+            missing = self._order[self._next:]
+            self.abort()
+            raise ContainerError(f"{self.path}: {len(missing)} declared tensors never written "
+                                 f"(first: {missing[0]!r}); nothing was written")
+        try:
+            self._ensure_header()
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+            if not self.overwrite and self.path.exists():
+                raise ContainerError(f"{self.path} appeared while writing; not replacing it")
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        except OSError as err:
+            self.abort()
+            raise ContainerError(f"{self.path}: cannot finish writing ({err.strerror or err})") from None
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Discard everything written; the target path is left untouched."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:  # a forgotten writer must not leave a .part file behind
+        try:
+            self.abort()
+        except Exception:  # noqa: BLE001, S110 -- a finalizer must never raise
+            pass
