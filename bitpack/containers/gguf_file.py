@@ -15,36 +15,39 @@ express I2_S/TL1/TL2 (§10).
 
 from __future__ import annotations
 
+import itertools
 import math
 import mmap
 import os
 import secrets
-import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
-from ..errors import BitpackError, ContainerError, DialectError
+from ..errors import ContainerError, DialectError
 from .gguf_types import (
     BITNET_CPP_2024,
     BITNET_CPP_2026,
     DEFAULT_ALIGNMENT,
     DIALECTS,
-    DTYPE_TO_VALUE_TYPE,
     FORK_ARCHITECTURES,
     GGUF_MAGIC,
     GGUF_VERSION,
+    INT64_MAX,
     MAINLINE,
     MAX_DIMS,
     MAX_NAME_BYTES,
-    SCALAR_DTYPES,
-    STRUCT_FORMATS,
     TYPES,
+    U32,
+    U64,
+    Cursor,
     GGMLType,
     ValueType,
+    encode_string,
+    encode_value,
     mxfp4_nbytes,
     pad,
     tl2_nbytes,
@@ -52,10 +55,6 @@ from .gguf_types import (
 
 __all__ = ["GGUFFile", "GGUFTensor", "GGUFWarning", "GGUFWriter"]
 
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-_INT64_MAX = 2**63 - 1  # ggml stores ne as int64_t
-_MAX_NESTING = 8  # arrays of arrays: mainline refuses them; we allow a few levels, not a stack overflow
 _DIALECT_HINT = "pass dialect= (--dialect) with one of " + ", ".join(DIALECTS)
 
 
@@ -96,132 +95,6 @@ class GGUFTensor:
 # ---------------------------------------------------------------------------------------
 
 
-class _Cursor:
-    """Bounds-checked little-endian reads from the mapped file; every error names the offset."""
-
-    def __init__(self, buf: Any, size: int, label: str) -> None:
-        self.buf, self.size, self.label, self.pos = buf, size, label, 0
-
-    def fail(self, msg: str) -> ContainerError:
-        return ContainerError(f"{self.label}: {msg}")
-
-    def need(self, n: int, what: str) -> None:
-        if self.pos + n > self.size:
-            raise self.fail(
-                f"file ends at byte {self.size} inside {what} at offset {self.pos} "
-                f"(needs {n} bytes): the file is truncated"
-            )
-
-    def u32(self, what: str) -> int:
-        self.need(4, what)
-        (v,) = _U32.unpack_from(self.buf, self.pos)
-        self.pos += 4
-        return v
-
-    def u64(self, what: str) -> int:
-        self.need(8, what)
-        (v,) = _U64.unpack_from(self.buf, self.pos)
-        self.pos += 8
-        return v
-
-    def string(self, what: str) -> str:
-        at = self.pos
-        n = self.u64(f"the length of {what}")
-        if n > self.size - self.pos:
-            raise self.fail(
-                f"{what} at offset {at} declares {n} bytes, but only {self.size - self.pos} "
-                "remain in the file (corrupt length or truncated file)"
-            )
-        # surrogateescape keeps invalid UTF-8 byte-exact for a faithful rewrite
-        s = self.buf[self.pos : self.pos + n].decode("utf-8", "surrogateescape")
-        self.pos += n
-        return s
-
-    def scalar(self, vtype: int, what: str) -> Any:
-        fmt = STRUCT_FORMATS[vtype]
-        size = struct.calcsize(fmt)
-        self.need(size, what)
-        (v,) = struct.unpack_from(fmt, self.buf, self.pos)
-        if vtype == ValueType.BOOL:
-            if v > 1:
-                raise self.fail(f"{what} at offset {self.pos} is a BOOL with byte value {v} (must be 0 or 1)")
-            v = bool(v)
-        self.pos += size
-        return v
-
-    def value(self, vtype: int, what: str, depth: int = 0) -> tuple[Any, int | None]:
-        """Read one KV value; returns (python value, element type for arrays else None)."""
-        if vtype in STRUCT_FORMATS:
-            return self.scalar(vtype, what), None
-        if vtype == ValueType.STRING:
-            return self.string(what), None
-        if vtype != ValueType.ARRAY:
-            raise self.fail(f"{what} has unknown value type {vtype} at offset {self.pos - 4}")
-        at = self.pos
-        etype = self.u32(f"the element type of {what}")
-        count = self.u64(f"the element count of {what}")
-        return self.array(etype, count, at, what, depth), etype
-
-    def array(self, etype: int, count: int, at: int, what: str, depth: int) -> Any:
-        remaining = self.size - self.pos
-        # The smallest encoding of one element: its fixed size, 8 for a string's length,
-        # 12 for a nested array's type and count. A count the file cannot hold is refused
-        # before anything is allocated.
-        min_size = {ValueType.STRING: 8, ValueType.ARRAY: 12}.get(etype)
-        if min_size is None:
-            if etype not in SCALAR_DTYPES:
-                raise self.fail(f"{what} at offset {at} is an array of unknown value type {etype}")
-            min_size = np.dtype(SCALAR_DTYPES[etype]).itemsize
-        if count * min_size > remaining:
-            raise self.fail(
-                f"{what} at offset {at} declares {count} elements, more than the {remaining} bytes "
-                "left in the file can hold (corrupt count or truncated file)"
-            )
-        if etype == ValueType.STRING:
-            return self.string_array(count, what)
-        if etype == ValueType.ARRAY:
-            if depth >= _MAX_NESTING:
-                raise self.fail(f"{what} at offset {at} nests arrays more than {_MAX_NESTING} levels deep")
-            out = []
-            for i in range(count):
-                inner_at = self.pos
-                inner = self.u32(f"the element type of {what}[{i}]")
-                inner_count = self.u64(f"the element count of {what}[{i}]")
-                out.append(self.array(inner, inner_count, inner_at, f"{what}[{i}]", depth + 1))
-            return out
-        dtype = np.dtype(SCALAR_DTYPES[etype])
-        # astype copies (the KV values must not pin the mapping) into native byte order
-        arr = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.pos).astype(dtype.newbyteorder("="))
-        self.pos += arr.nbytes
-        if etype == ValueType.BOOL:
-            if count and arr.max() > 1:
-                raise self.fail(f"{what} at offset {at} is a BOOL array with a byte other than 0 or 1")
-            arr = arr.view(np.bool_)
-        return arr
-
-    def string_array(self, count: int, what: str) -> list[str]:
-        # Tokenizer arrays hold 128K-280K strings: one tight loop, no per-element checks
-        # beyond what the slice needs. A length running past the end is caught after the
-        # loop (slices clamp) or by unpack_from raising struct.error.
-        buf, pos, unpack = self.buf, self.pos, _U64.unpack_from
-        out: list[str] = [""] * count
-        try:
-            for i in range(count):
-                (n,) = unpack(buf, pos)
-                pos += 8
-                out[i] = buf[pos : pos + n].decode("utf-8", "surrogateescape")
-                pos += n
-        except struct.error:
-            pos = self.size + 1
-        if pos > self.size:
-            raise self.fail(
-                f"{what} (array of {count} strings starting at offset {self.pos}) runs past "
-                f"the end of the file ({self.size} bytes): corrupt length or truncated file"
-            )
-        self.pos = pos
-        return out
-
-
 class GGUFFile:
     """A GGUF v3 file, parsed and checked on open; tensor data stays memory-mapped.
 
@@ -257,7 +130,7 @@ class GGUFFile:
     # -- parsing -------------------------------------------------------------------
     def _check_preamble(self, head: bytes) -> int:
         """Magic and version from the first bytes, with a specific message per failure (§1)."""
-        cur = _Cursor(head, len(head), self._label)
+        cur = Cursor(head, len(head), self._label)
         if head[:4] != GGUF_MAGIC:
             if len(head) < 4 and GGUF_MAGIC.startswith(head):
                 cur.need(4, "the magic bytes")
@@ -280,7 +153,7 @@ class GGUFFile:
         return version
 
     def _parse(self, dialect: str | None) -> None:
-        cur = _Cursor(self._mm, self.size, self._label)
+        cur = Cursor(self._mm, self.size, self._label)
         cur.pos = 8
         n_tensors = cur.u64("the tensor count")
         n_kv = cur.u64("the key/value count")
@@ -299,7 +172,7 @@ class GGUFFile:
         self.dialect = dialect or self._detect_dialect()
         self._check_tensor_data(cur)
 
-    def _parse_kv(self, cur: _Cursor, n_kv: int) -> None:
+    def _parse_kv(self, cur: Cursor, n_kv: int) -> None:
         for i in range(n_kv):
             at = cur.pos
             key = cur.string(f"the key of key/value pair {i}")
@@ -309,7 +182,7 @@ class GGUFFile:
             self.kv[key], etype = cur.value(vtype, f"the value of '{key}'")
             self.kv_types[key] = (vtype, etype)
 
-    def _alignment(self, cur: _Cursor) -> int:
+    def _alignment(self, cur: Cursor) -> int:
         if "general.alignment" not in self.kv:
             return DEFAULT_ALIGNMENT
         value = self.kv["general.alignment"]
@@ -319,7 +192,7 @@ class GGUFFile:
             raise cur.fail(f"general.alignment is {value}, not a power of two")
         return value
 
-    def _parse_tensor_info(self, cur: _Cursor, i: int, seen: set[str]) -> tuple[str, tuple[int, ...], int, int, int]:
+    def _parse_tensor_info(self, cur: Cursor, i: int, seen: set[str]) -> tuple[str, tuple[int, ...], int, int, int]:
         at = cur.pos
         name = cur.string(f"the name of tensor {i}")
         size = len(name.encode("utf-8", "surrogateescape"))
@@ -335,13 +208,13 @@ class GGUFFile:
         ne = tuple(cur.u64(f"ne[{d}] of tensor '{name}'") for d in range(n_dims))
         if min(ne) < 1:
             raise cur.fail(f"tensor '{name}' at offset {at} has ne {list(ne)}; every dimension must be >= 1")
-        if max(ne) > _INT64_MAX or math.prod(ne) > _INT64_MAX:
+        if max(ne) > INT64_MAX or math.prod(ne) > INT64_MAX:
             raise cur.fail(f"tensor '{name}' at offset {at} has ne {list(ne)}, whose element count overflows 64 bits")
         type_id = cur.u32(f"the type of tensor '{name}'")
         offset = cur.u64(f"the data offset of tensor '{name}'")
         return name, ne, type_id, offset, at
 
-    def _place_tensors(self, cur: _Cursor, infos: list[tuple[str, tuple[int, ...], int, int, int]]) -> None:
+    def _place_tensors(self, cur: Cursor, infos: list[tuple[str, tuple[int, ...], int, int, int]]) -> None:
         """Absolute offsets and extents (§3.2 rule 5): up to the next higher offset, or the file end."""
         if not infos:
             return
@@ -354,7 +227,7 @@ class GGUFFile:
                 raise cur.fail(f"tensor '{name}' has data offset {offset} (byte {self.data_start + offset}), "
                                f"past the end of the file ({self.size} bytes)")
         starts = sorted({info[3] for info in infos}) + [data_size]
-        following = dict(zip(starts, starts[1:]))
+        following = dict(itertools.pairwise(starts))
         for name, ne, type_id, offset, _ in infos:
             t = GGUFTensor(name, ne, type_id, offset, self.data_start + offset, following[offset] - offset)
             self.tensors.append(t)
@@ -423,7 +296,7 @@ class GGUFFile:
         # official 2B-4T file's producer).
         return next(d for d in (MAINLINE, BITNET_CPP_2024, BITNET_CPP_2026) if d in candidates)
 
-    def _check_tensor_data(self, cur: _Cursor) -> None:
+    def _check_tensor_data(self, cur: Cursor) -> None:
         """Sizes per the dialect, bounds, alignment and the running sum (§1.4, §1.7)."""
         lenient = self.dialect == BITNET_CPP_2024  # that fork checks bounds only (§1.4)
         table = TYPES[self.dialect]
@@ -512,7 +385,7 @@ class GGUFFile:
             except BufferError:
                 pass  # raw() views still use it; it is unmapped when the last one is freed
 
-    def __enter__(self) -> GGUFFile:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -526,85 +399,6 @@ class GGUFFile:
 # ---------------------------------------------------------------------------------------
 # Writer
 # ---------------------------------------------------------------------------------------
-
-
-def _element_type(value: Any, what: str) -> int:
-    """The GGUF element type a NumPy array or list carries (for arrays given without one)."""
-    if isinstance(value, np.ndarray):
-        vtype = DTYPE_TO_VALUE_TYPE.get(f"{value.dtype.kind}{value.dtype.itemsize}")
-        if vtype is None:
-            raise ContainerError(f"{what}: NumPy dtype {value.dtype} has no GGUF value type")
-        return vtype
-    items = list(value)
-    if all(isinstance(v, (str, bytes)) for v in items):
-        return ValueType.STRING  # includes the empty list: the ambiguity is documented
-    if all(isinstance(v, (list, tuple, np.ndarray)) for v in items):
-        return ValueType.ARRAY
-    raise ContainerError(f"{what}: cannot infer the element type of a list of {type(items[0]).__name__}; "
-                         "pass element_type or a NumPy array")
-
-
-def _encode_string(value: Any, what: str) -> bytes:
-    if isinstance(value, str):
-        data = value.encode("utf-8", "surrogateescape")
-    elif isinstance(value, (bytes, bytearray)):
-        data = bytes(value)
-    else:
-        raise ContainerError(f"{what}: expected a string, got {type(value).__name__}")
-    return _U64.pack(len(data)) + data
-
-
-def _encode_scalar(vtype: int, value: Any, what: str) -> bytes:
-    if vtype == ValueType.BOOL:
-        if value not in (0, 1) or isinstance(value, float):
-            raise ContainerError(f"{what}: BOOL value must be True/False, got {value!r}")
-        return bytes([int(value)])
-    try:
-        if vtype in (ValueType.FLOAT32, ValueType.FLOAT64):
-            return struct.pack(STRUCT_FORMATS[vtype], float(value))
-        if isinstance(value, (float, np.floating)) or not isinstance(value, (int, np.integer)):
-            raise TypeError
-        return struct.pack(STRUCT_FORMATS[vtype], int(value))
-    except (struct.error, OverflowError, TypeError, ValueError):
-        raise ContainerError(f"{what}: {value!r} is not a valid {ValueType(vtype).name}") from None
-
-
-def _encode_array(etype: int, value: Any, what: str, depth: int = 0) -> bytes:
-    if depth > _MAX_NESTING:
-        raise ContainerError(f"{what}: arrays nested more than {_MAX_NESTING} levels deep")
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
-        raise ContainerError(f"{what}: expected an array (list or NumPy array), got {type(value).__name__}")
-    head = _U32.pack(etype) + _U64.pack(len(value))
-    if etype == ValueType.STRING:
-        return head + b"".join([_encode_string(v, f"{what}[{i}]") for i, v in enumerate(value)])
-    if etype == ValueType.ARRAY:
-        parts = [head]
-        for i, inner in enumerate(value):
-            sub = f"{what}[{i}]"
-            parts.append(_encode_array(_element_type(inner, sub), inner, sub, depth + 1))
-        return b"".join(parts)
-    if etype not in SCALAR_DTYPES:
-        raise ContainerError(f"{what}: unknown element type {etype}")
-    arr = np.asarray(value)
-    if arr.ndim != 1:
-        raise ContainerError(f"{what}: arrays must be one-dimensional, got shape {arr.shape}")
-    dtype = np.dtype(SCALAR_DTYPES[etype])
-    if len(arr) and arr.dtype.kind not in "biuf":
-        raise ContainerError(f"{what}: array of {arr.dtype} cannot be stored as {ValueType(etype).name}")
-    if etype == ValueType.BOOL:
-        if len(arr) and not np.isin(arr, (0, 1)).all():
-            raise ContainerError(f"{what}: BOOL array holds values other than 0/1")
-    elif dtype.kind in "iu" and len(arr):
-        info = np.iinfo(dtype)
-        if arr.dtype.kind == "f" or arr.min() < info.min or arr.max() > info.max:
-            raise ContainerError(f"{what}: values do not fit {ValueType(etype).name} "
-                                 f"(range {arr.min()}..{arr.max()}, dtype {arr.dtype})")
-    elif dtype.kind == "f" and len(arr):
-        with np.errstate(over="ignore"):
-            cast = arr.astype(dtype)
-        if (np.isinf(cast) & ~np.isinf(arr)).any():
-            raise ContainerError(f"{what}: values overflow {ValueType(etype).name}")
-    return head + arr.astype(dtype).tobytes()
 
 
 @dataclass(frozen=True)
@@ -679,16 +473,7 @@ class GGUFWriter:
             if value != self.alignment or vtype != ValueType.UINT32:
                 raise self._fail(f"general.alignment {value!r} disagrees with GGUFWriter(alignment={self.alignment})")
             return
-        if vtype in STRUCT_FORMATS:
-            body = _encode_scalar(vtype, value, what)
-        elif vtype == ValueType.STRING:
-            body = _encode_string(value, what)
-        elif vtype == ValueType.ARRAY:
-            etype = int(element_type) if element_type is not None else _element_type(value, what)
-            body = _encode_array(etype, value, what)
-        else:
-            raise self._fail(f"{what}: unknown value type {value_type!r}")
-        self._kv[key] = _encode_string(key, what) + _U32.pack(vtype) + body
+        self._kv[key] = encode_string(key, what) + U32.pack(vtype) + encode_value(vtype, value, element_type, what)
 
     def add_tensor(self, name: str, numpy_shape: tuple[int, ...], type_id: int, nbytes: int) -> int:
         """Declare a tensor (NumPy-order shape, GGML type id, exact byte size); returns its offset."""
@@ -705,7 +490,7 @@ class GGUFWriter:
             type_id, nbytes = int(type_id), int(nbytes)
         except (TypeError, ValueError):
             raise self._fail(f"tensor '{name}': bad shape {numpy_shape!r}, type {type_id!r} or size {nbytes!r}") from None
-        if not 1 <= len(shape) <= MAX_DIMS or min(shape) < 1 or math.prod(shape) > _INT64_MAX:
+        if not 1 <= len(shape) <= MAX_DIMS or min(shape) < 1 or math.prod(shape) > INT64_MAX:
             raise self._fail(f"tensor '{name}': shape {shape} must have 1 to {MAX_DIMS} dimensions, each >= 1")
         if not 0 <= type_id < 2**32 or nbytes < 1:
             raise self._fail(f"tensor '{name}': bad type id {type_id} or byte size {nbytes}")
@@ -735,12 +520,12 @@ class GGUFWriter:
         self._require("declaring", "write_header")
         kv = list(self._kv.values())
         if self.alignment != DEFAULT_ALIGNMENT:
-            kv.append(_encode_string("general.alignment", "") + _U32.pack(ValueType.UINT32)
-                      + _U32.pack(self.alignment))
-        parts = [GGUF_MAGIC, _U32.pack(GGUF_VERSION), _U64.pack(len(self._tensors)), _U64.pack(len(kv)), *kv]
+            kv.append(encode_string("general.alignment", "") + U32.pack(ValueType.UINT32)
+                      + U32.pack(self.alignment))
+        parts = [GGUF_MAGIC, U32.pack(GGUF_VERSION), U64.pack(len(self._tensors)), U64.pack(len(kv)), *kv]
         for t in self._tensors:
-            parts += [_encode_string(t.name, ""), _U32.pack(len(t.ne)), *map(_U64.pack, t.ne),
-                      _U32.pack(t.type_id), _U64.pack(t.offset)]
+            parts += [encode_string(t.name, ""), U32.pack(len(t.ne)), *map(U64.pack, t.ne),
+                      U32.pack(t.type_id), U64.pack(t.offset)]
         header = b"".join(parts)
         self.data_start = pad(len(header), self.alignment)
         tmp = self.path.parent / f".{self.path.name}.{secrets.token_hex(4)}.part"
@@ -817,7 +602,7 @@ class GGUFWriter:
             except FileNotFoundError:
                 pass
 
-    def __enter__(self) -> GGUFWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

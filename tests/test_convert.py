@@ -1,0 +1,276 @@
+"""Conversions between every source layout and every target, through the public pipeline.
+
+The invariant (DESIGN.md): codes identical and every scale identical as a float32 value,
+in any direction, unless the user allowed rounding -- then exactly the listed tensors
+change, by fp16 rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitpack.codecs import list_codecs
+from bitpack.convert import ConvertOptions, convert, default_output, open_model
+from bitpack.errors import BitpackError
+from bitpack.models.arch import Kind, permute_rows
+
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+SOURCES = {
+    "b158-bf16": {},
+    "b158-packed": {},
+    "bitnet-f32-sharded": {},
+    "llama-packed": {"scale_convention": "divide"},
+}
+GGUF = ("i2_s", "tl1", "tl2", "tq1_0", "tq2_0")
+# TQ keeps fp16 block scales; only the `bitnet` graph reads exact F32 .scale tensors.
+NEEDS_ROUNDING = {("b158-bf16", "tq1_0"), ("b158-bf16", "tq2_0"), ("llama-packed", "tq1_0"),
+                  ("llama-packed", "tq2_0")}
+
+
+def canonical(model):
+    return {e.name: e.load() for e in model.entries}
+
+
+@pytest.fixture(scope="module")
+def sources():
+    return {name: canonical(open_model(MODELS / name, **opts)) for name, opts in SOURCES.items()}
+
+
+def assert_same(a, b, *, scale_f16=False):
+    assert a.keys() == b.keys()
+    for name in a:
+        x, y = a[name], b[name]
+        if hasattr(x, "codes"):
+            np.testing.assert_array_equal(x.codes, y.codes, err_msg=name)
+            want = np.float32(np.float16(y.scale)) if scale_f16 else np.float32(y.scale)
+            assert np.float32(x.scale) == want, (name, x.scale, y.scale)
+        else:
+            np.testing.assert_array_equal(x.values, y.values, err_msg=name)
+
+
+@pytest.mark.parametrize("target", list_codecs())
+@pytest.mark.parametrize("source", list(SOURCES))
+def test_every_source_to_every_target_round_trips(tmp_path, sources, source, target):
+    opts = ConvertOptions(output=tmp_path / f"out.{target}", scale_convention=SOURCES[source].get("scale_convention"))
+    rounding = (source, target) in NEEDS_ROUNDING
+    if rounding:
+        with pytest.raises(BitpackError, match="would be rounded"):
+            convert(MODELS / source, target, opts)
+        assert list(tmp_path.iterdir()) == []  # refused before writing anything
+        opts.allow_scale_rounding = True
+    report = convert(MODELS / source, target, opts)
+    assert Path(report["output"]).exists()
+    back = canonical(open_model(report["output"]))
+    assert_same(back, sources[source], scale_f16=rounding)
+    if rounding:
+        changed = [n for n, v in sources[source].items() if hasattr(v, "codes") and np.float32(np.float16(v.scale)) != v.scale]
+        assert sorted(line.split(":")[0] for line in report["rounded"]) == sorted(changed)
+    # and back again to transformers' layout, from whatever the target was
+    again = convert(report["output"], "hf_packed", ConvertOptions(output=tmp_path / "again"))
+    assert_same(canonical(open_model(again["output"])), back)
+
+
+def test_readers_agree_with_the_independent_fixture_oracle(sources):
+    expected = np.load(MODELS / "expected.npz")
+    names = {}
+    for key in expected.files:
+        model, rest = key.split("/", 1)
+        tensor, field = rest.rsplit("/", 1)
+        names.setdefault((model, tensor), {})[field] = expected[key]
+    checked = 0
+    for (model, hf_name), want in names.items():
+        if model not in sources:
+            continue
+        src = open_model(MODELS / model, **SOURCES[model])
+        entry = next(e for e in src.entries if e.source_name == hf_name)
+        got = sources[model][entry.name]
+        np.testing.assert_array_equal(got.codes, want["codes"], err_msg=key)
+        assert np.float32(got.scale) == np.float32(want["scale"]), (model, hf_name)
+        checked += 1
+    assert checked >= 4 * 7
+
+
+def test_shapes_are_refused_up_front_listing_every_tensor(tmp_path):
+    with pytest.raises(BitpackError) as err:
+        convert(MODELS / "b158-k384-bf16", "tq2_0", ConvertOptions(output=tmp_path / "x.gguf"))
+    message = str(err.value)
+    assert "cannot hold 6 of 7 projections" in message  # ffn_down has K = 768
+    assert "K = 384 is not a multiple of 256" in message
+    assert list(tmp_path.iterdir()) == []
+    report = convert(MODELS / "b158-k384-bf16", "i2_s", ConvertOptions(output=tmp_path / "x.gguf"))
+    assert Path(report["output"]).is_file()
+
+
+def test_pypi_gguf_reads_tq_files_and_dequantizes_to_codes_times_scale(tmp_path, sources):
+    gguf = pytest.importorskip("gguf")
+    for codec in ("tq1_0", "tq2_0"):
+        out = convert(MODELS / "bitnet-f32-sharded", codec, ConvertOptions(output=tmp_path / f"m.{codec}.gguf"))
+        reader = gguf.GGUFReader(out["output"])
+        tensors = {t.name: t for t in reader.tensors}
+        src = sources["bitnet-f32-sharded"]
+        for name, t in src.items():
+            if not hasattr(t, "codes"):
+                continue
+            values = gguf.quants.dequantize(tensors[name].data, tensors[name].tensor_type)
+            scale_tensor = tensors.get(name.removesuffix(".weight") + ".scale")
+            factor = float(scale_tensor.data[0]) if scale_tensor is not None else 1.0
+            expected = t.codes.astype(np.float32) * (np.float32(1) if scale_tensor is not None else np.float32(np.float16(t.scale)))
+            np.testing.assert_array_equal(values.reshape(t.codes.shape), expected)
+            assert factor == 1.0 or np.float32(factor) == t.scale
+        assert str(reader.fields["general.architecture"].contents()) == "bitnet"
+
+
+def test_llama_gguf_rows_are_permuted_for_norm_rope(tmp_path, sources):
+    out = convert(MODELS / "llama-packed", "i2_s", ConvertOptions(output=tmp_path / "l.gguf", scale_convention="divide"))
+    from bitpack.codecs import get_codec
+    from bitpack.containers.gguf_file import GGUFFile
+
+    f = GGUFFile(out["output"])
+    src = sources["llama-packed"]
+    hp = open_model(MODELS / "llama-packed", scale_convention="divide").hparams
+    for name, heads in (("blk.0.attn_q.weight", hp.n_heads), ("blk.1.attn_k.weight", hp.n_kv_heads)):
+        codes, _ = get_codec("i2_s").decode(f.raw(name), f.shape(name))
+        rows = codes.shape[0]
+        np.testing.assert_array_equal(codes, src[name].codes[permute_rows(rows, rows // heads, to_gguf=True)])
+        assert not np.array_equal(codes, src[name].codes)
+    v, _ = get_codec("i2_s").decode(f.raw("blk.0.attn_v.weight"), f.shape("blk.0.attn_v.weight"))
+    np.testing.assert_array_equal(v, src["blk.0.attn_v.weight"].codes)  # v is not permuted
+
+
+def test_gguf_metadata_and_tokenizer(tmp_path):
+    out = convert(MODELS / "b158-packed", "i2_s", ConvertOptions(output=tmp_path / "m.gguf"))
+    from bitpack.containers.gguf_file import GGUFFile
+
+    f = GGUFFile(out["output"])
+    kv = f.kv
+    assert kv["general.architecture"] == "bitnet-b1.58"
+    assert kv["bitnet-b1.58.embedding_length"] == 256
+    assert kv["bitnet-b1.58.attention.head_count_kv"] == 2
+    assert kv["bitnet-b1.58.rope.freq_base"] == pytest.approx(500000.0)
+    assert kv["tokenizer.ggml.model"] == "gpt2"
+    assert "tokenizer.ggml.pre" in kv
+    assert len(kv["tokenizer.ggml.tokens"]) == kv["bitnet-b1.58.vocab_size"]
+    assert len(kv["tokenizer.ggml.merges"]) > 0
+    assert kv["bitpack.codec"] == "i2_s" and kv["bitpack.dialect"] == "bitnet-cpp-2026"
+    assert "output.weight" not in {t.name for t in f.tensors}  # tied: no output tensor
+    assert f.type_name("blk.0.attn_norm.weight") == "F32"
+    assert f.type_name("token_embd.weight") in ("F16", "BF16")
+    assert f.dialect == "bitnet-cpp-2026"
+
+
+def test_embedding_dtype_is_exact_by_default_and_lossy_choices_are_reported(tmp_path):
+    exact = convert(MODELS / "bitnet-f32-sharded", "i2_s", ConvertOptions(output=tmp_path / "a.gguf"))
+    types = {t["name"]: t["type"] for t in exact["tensors"]}
+    assert types["token_embd.weight"] == "F32"  # random f32 values fit neither f16 nor bf16
+    assert exact["rounded"] == []
+    lossy = convert(MODELS / "bitnet-f32-sharded", "i2_s", ConvertOptions(output=tmp_path / "b.gguf", embed_dtype="f16"))
+    assert any(line.startswith("token_embd.weight: stored as F16") for line in lossy["rounded"])
+
+
+def test_tl_tiles_are_recorded_and_a_kernel_config_is_written(tmp_path):
+    out = convert(MODELS / "b158-packed", "tl2", ConvertOptions(output=tmp_path / "m.gguf", dialect="bitnet-cpp-2024"))
+    from bitpack.containers.gguf_file import GGUFFile
+
+    f = GGUFFile(out["output"])
+    params = json.loads(f.kv["bitpack.codec_params"])
+    assert params["blk.0.attn_q.weight"] == {"BM": 256, "BK": 96, "bm": 32}
+    assert f.ggml_type("blk.0.attn_q.weight").id == 39  # TL2 in the 2024-25 fork
+    ini = Path(out["kernel_config"]).read_text()
+    assert "[Kernels_0]" in ini and "bmm = 32" in ini
+    out26 = convert(MODELS / "b158-packed", "tl2", ConvertOptions(output=tmp_path / "n.gguf"))
+    assert GGUFFile(out26["output"]).ggml_type("blk.0.attn_q.weight").id == 42
+
+
+def test_dialect_that_cannot_run_the_graph_is_refused(tmp_path):
+    with pytest.raises(BitpackError, match="does not implement the bitnet-b1.58 graph"):
+        convert(MODELS / "b158-packed", "tq2_0", ConvertOptions(output=tmp_path / "m.gguf", dialect="mainline"))
+    with pytest.raises(BitpackError, match="has no i2_s type"):
+        convert(MODELS / "b158-packed", "i2_s", ConvertOptions(output=tmp_path / "m.gguf", dialect="mainline"))
+
+
+def test_hf_packed_output_is_a_transformers_layout(tmp_path):
+    safetensors = pytest.importorskip("safetensors.numpy")
+    out = convert(MODELS / "b158-bf16", "hf_packed", ConvertOptions(output=tmp_path / "hf"))
+    folder = Path(out["output"])
+    config = json.loads((folder / "config.json").read_text())
+    assert config["quantization_config"] == {"quant_method": "bitnet", "linear_class": "autobitlinear",
+                                             "quantization_mode": "offline", "modules_to_not_convert": ["lm_head"]}
+    assert config["architectures"] == ["BitNetForCausalLM"]
+    assert (folder / "tokenizer.json").is_file()
+    from safetensors import safe_open
+
+    with safe_open(folder / "model.safetensors", framework="numpy") as f:
+        assert f.get_tensor("model.layers.0.self_attn.q_proj.weight").shape == (64, 256)
+        assert f.get_tensor("model.layers.0.self_attn.q_proj.weight_scale").dtype == np.float32
+        assert f.metadata()["format"] == "pt"
+
+
+def test_bitlinear_source_keeps_its_weight_scale_bits(tmp_path):
+    out = convert(MODELS / "llama-packed", "hf_packed",
+                  ConvertOptions(output=tmp_path / "hf", scale_convention="divide"))
+    from bitpack.containers.safetensors_file import Checkpoint
+
+    new, old = Checkpoint(Path(out["output"])), Checkpoint(MODELS / "llama-packed")
+    name = "model.layers.0.mlp.down_proj.weight_scale"
+    assert new.info(name).dtype == old.info(name).dtype
+    np.testing.assert_array_equal(new.raw(name), old.raw(name))
+    assert json.loads((Path(out["output"]) / "config.json").read_text())["quantization_config"]["linear_class"] == "bitlinear"
+
+
+def test_ambiguous_duplicate_quantization_config_is_refused():
+    with pytest.raises(BitpackError, match="--scale-convention"):
+        open_model(MODELS / "llama-packed")
+
+
+def test_never_writes_over_the_input_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    shutil.copytree(MODELS / "b158-packed", src)
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    with pytest.raises(BitpackError, match="overwrite the input|replace the source|contains the source"):
+        convert(src, "hf_packed", ConvertOptions(output=src, overwrite=True))
+    with pytest.raises(BitpackError):
+        convert(src / "model.safetensors", "i2_s", ConvertOptions(output=src / "model.safetensors", overwrite=True))
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+    import bitpack.models.gguf_target as target
+
+    calls = {"n": 0}
+    real = target._ternary_producer
+
+    def failing(*args, **kwargs):
+        produce = real(*args, **kwargs)
+
+        def boom():
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise BitpackError("simulated failure mid-conversion")
+            return produce()
+
+        return boom
+
+    monkeypatch.setattr(target, "_ternary_producer", failing)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(BitpackError, match="simulated"):
+        convert(src, "i2_s", ConvertOptions(output=out_dir / "m.gguf"))
+    assert list(out_dir.iterdir()) == []  # no partial file, no temporary left behind
+
+
+def test_default_output_names():
+    assert default_output(Path("/m/model-dir"), "i2_s", "gguf") == Path("/m/model-dir-i2_s.gguf")
+    assert default_output(Path("/m/model-dir"), "hf_packed", "safetensors") == Path("/m/model-dir-hf_packed")
+    assert default_output(Path("/m/x.gguf"), "tl2", "gguf") == Path("/m/x-tl2.gguf")
+    assert default_output(Path("/m/d/model.safetensors"), "int8", "safetensors") == Path("/m/d/d-int8")
+
+
+def test_reverse_direction_from_gguf_to_every_safetensors_layout(tmp_path, sources):
+    gguf_out = convert(MODELS / "b158-packed", "tq1_0", ConvertOptions(output=tmp_path / "m.gguf"))
+    for target in ("hf_packed", "int8", "i2_packed"):
+        out = convert(gguf_out["output"], target, ConvertOptions(output=tmp_path / target))
+        assert_same(canonical(open_model(out["output"])), sources["b158-packed"])
+        assert any("tokenizer" in w for w in out["warnings"])  # GGUF carries no HF tokenizer files
