@@ -130,3 +130,30 @@ def test_not_an_npz(tmp_path):
 def test_version():
     done = bitpack("--version")
     assert done.returncode == 0 and done.stdout.startswith("bitpack ")
+
+
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+
+
+def test_convert_json_report_and_exit_codes(tmp_path):
+    out = tmp_path / "m.gguf"
+    done = bitpack("convert", MODELS / "b158-packed", "--to", "i2_s", "-o", out, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for key in ("output", "format", "tensors", "bytes_written", "seconds"):
+        assert key in report
+    assert report["format"] == "i2_s" and out.stat().st_size == report["bytes_written"]
+    assert done.stderr == ""  # no progress bar when not a terminal, warnings only in the report
+    again = bitpack("convert", MODELS / "b158-packed", "--to", "i2_s", "-o", out)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_convert_refusal_is_one_line(tmp_path):
+    done = bitpack("convert", MODELS / "b158-bf16", "--to", "tq2_0", "-o", tmp_path / "m.gguf")
+    assert done.returncode == 2
+    assert "--allow-scale-rounding" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+    ok = bitpack("convert", MODELS / "b158-bf16", "--to", "tq2_0", "-o", tmp_path / "m.gguf", "--allow-scale-rounding")
+    assert ok.returncode == 0, ok.stderr
+    assert "rounded: blk.0.attn_k.weight" in ok.stderr
