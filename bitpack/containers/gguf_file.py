@@ -15,6 +15,7 @@ express I2_S/TL1/TL2 (§10).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import mmap
@@ -187,7 +188,8 @@ class GGUFFile:
             return DEFAULT_ALIGNMENT
         value = self.kv["general.alignment"]
         if self.kv_types["general.alignment"] != (ValueType.UINT32, None):
-            raise cur.fail(f"general.alignment must be a UINT32, got value type {self.kv_types['general.alignment'][0]}")
+            vtype = self.kv_types["general.alignment"][0]
+            raise cur.fail(f"general.alignment must be a UINT32, got {ValueType(vtype).name}")
         if value < 1 or value & (value - 1):
             raise cur.fail(f"general.alignment is {value}, not a power of two")
         return value
@@ -197,7 +199,8 @@ class GGUFFile:
         name = cur.string(f"the name of tensor {i}")
         size = len(name.encode("utf-8", "surrogateescape"))
         if size > MAX_NAME_BYTES:
-            raise cur.fail(f"tensor {i} name '{name[:72]}...' at offset {at} is {size} bytes; "
+            shown = name if len(name) <= 72 else name[:72] + "..."
+            raise cur.fail(f"tensor {i} name '{shown}' at offset {at} is {size} bytes; "
                            f"ggml allows at most {MAX_NAME_BYTES} (GGML_MAX_NAME)")
         if name in seen:
             raise cur.fail(f"duplicate tensor name '{name}' at offset {at}")
@@ -305,8 +308,8 @@ class GGUFFile:
             gt = table.get(t.type_id)
             nbytes = gt.nbytes(t.shape) if gt is not None and gt.nbytes is not None else None
             if gt is not None and gt.nbytes is not None and nbytes is None:
-                raise cur.fail(f"tensor '{t.name}' has type {gt.name} but ne {list(t.ne)}, which that type "
-                               "cannot hold (row length ne0 must be a whole number of blocks)")
+                raise cur.fail(f"tensor '{t.name}' has type {gt.name} but ne {list(t.ne)}, a shape that type "
+                               "cannot hold (its row length ne0 breaks the type's block rule, gguf.md §1.6)")
             if nbytes is not None and t.offset + nbytes > self.size - self.data_start:
                 raise cur.fail(f"tensor '{t.name}' data (offset {t.data_offset}, {nbytes} bytes) runs past "
                                f"the end of the file ({self.size} bytes)")
@@ -324,7 +327,7 @@ class GGUFFile:
                 warnings.warn(f"{self._label}: {msg}", GGUFWarning, stacklevel=4)
             # an unknown size breaks the chain: the next offset cannot be predicted
             expected = None if nbytes is None else t.offset + pad(nbytes, self.alignment)
-            self.tensors[i] = t = GGUFTensor(t.name, t.ne, t.type_id, t.offset, t.data_offset, t.extent, nbytes)
+            self.tensors[i] = t = dataclasses.replace(t, nbytes=nbytes)
             self._by_name[t.name] = t
 
     # -- queries -------------------------------------------------------------------
@@ -370,8 +373,8 @@ class GGUFFile:
         """The tensor's exact bytes (nbytes per the dialect) as a read-only, zero-copy uint8 view."""
         t = self.tensor(name)
         if t.nbytes is None:
-            raise ContainerError(f"{self._label}: tensor '{t.name}' has {self.type_name(t)} ({t.type_id}), "
-                                 f"whose size is unknown in dialect {self.dialect}; its data cannot be read")
+            raise ContainerError(f"{self._label}: tensor '{t.name}' has type {t.type_id} ({self.type_name(t)} in "
+                                 f"dialect {self.dialect}), whose byte size is unknown; its data cannot be read")
         if self._mm is None:
             raise ContainerError(f"{self._label}: the file is closed")
         return np.frombuffer(self._mm, dtype=np.uint8, count=t.nbytes, offset=t.data_offset)
@@ -566,6 +569,8 @@ class GGUFWriter:
 
     def close(self) -> None:
         """Finish: check every tensor was written, fsync, rename into place."""
+        if self._state == "closed":
+            return
         if self._state == "declaring":
             self.write_header()
         if self._state != "writing":
@@ -606,7 +611,7 @@ class GGUFWriter:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
+        if exc_type is not None or self._state == "aborted":
             self.abort()
             return
         try:

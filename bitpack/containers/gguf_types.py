@@ -322,7 +322,7 @@ class Cursor:
                 pos += 8
                 out[i] = buf[pos : pos + n].decode("utf-8", "surrogateescape")
                 pos += n
-        except struct.error:
+        except (struct.error, OverflowError):  # a huge length moved pos past the end
             pos = self.size + 1
         if pos > self.size:
             raise self.fail(
