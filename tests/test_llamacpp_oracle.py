@@ -1,0 +1,43 @@
+"""llama.cpp (through llama-cpp-python, built from source in CI) loads bitpack's TQ1_0 and
+TQ2_0 files and runs them.
+
+Both codecs decode to the same weights and llama.cpp quantizes the activations the same way
+(Q8_K) for both, with exact integer dot products, so their logits must agree; the exact
+comparison against bitpack's own executor belongs to the executor's tests.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitpack.convert import ConvertOptions, convert
+
+from oracles import require
+
+pytestmark = pytest.mark.oracle
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+TOKENS = [1, 5, 42, 7, 99, 200, 13, 64]
+
+
+def run(path: Path) -> np.ndarray:
+    llama_cpp = require("llama_cpp")
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=2, logits_all=True, verbose=False,
+                          seed=0)
+    llm.eval(TOKENS)
+    return np.array(llm.scores[: len(TOKENS)], dtype=np.float32)
+
+
+@pytest.mark.parametrize("source, options", [
+    ("bitnet-f32-sharded", {}),  # bitnet graph: exact scales in F32 .scale tensors
+    ("llama-packed", {"scale_convention": "divide", "allow_scale_rounding": True}),  # llama graph
+])
+def test_tq_files_load_and_agree(tmp_path, source, options):
+    logits = {}
+    for codec in ("tq1_0", "tq2_0"):
+        out = convert(MODELS / source, codec, ConvertOptions(output=tmp_path / f"{codec}.gguf", **options))
+        logits[codec] = run(Path(out["output"]))
+        assert logits[codec].shape[0] == len(TOKENS)
+        assert np.isfinite(logits[codec]).all()
+        assert np.abs(logits[codec]).max() > 0
+    np.testing.assert_allclose(logits["tq1_0"], logits["tq2_0"], rtol=1e-4, atol=1e-4)
