@@ -147,20 +147,15 @@ def _float_loader(f, name, type_name, where):
     def load() -> Float:
         raw = f.raw(name)
         shape = f.shape(name)
-        if type_name == "F32":
-            values = raw.view("<f4").reshape(shape)
-        elif type_name == "F16":
-            values = raw.view("<f2").astype(np.float32).reshape(shape)
-        elif type_name == "BF16":
-            values = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32).reshape(shape)
-        else:  # quantized embeddings (Q8_0, Q4_K, Q6_K): their dequantized values are the weights
-            import gguf
+        if type_name in ("F32", "F16", "BF16"):
+            return Float(raw.view({"F32": "<f4", "F16": "<f2", "BF16": "<u2"}[type_name]).reshape(shape), type_name)
+        import gguf  # quantized embeddings (Q8_0, Q4_K, Q6_K): their dequantized values are the weights
 
-            try:
-                qtype = gguf.GGMLQuantizationType[type_name]
-                values = gguf.quants.dequantize(raw.reshape(shape[0], -1), qtype).astype(np.float32)
-            except (KeyError, NotImplementedError, ValueError) as err:
-                raise BitpackError(f"{where}: {name} is {type_name}, which bitpack cannot read ({err})") from None
-        return Float(np.ascontiguousarray(values, dtype=np.float32), type_name)
+        try:
+            qtype = gguf.GGMLQuantizationType[type_name]
+            values = gguf.quants.dequantize(raw.reshape(shape[0], -1), qtype).astype(np.float32)
+        except (KeyError, NotImplementedError, ValueError) as err:
+            raise BitpackError(f"{where}: {name} is {type_name}, which bitpack cannot read ({err})") from None
+        return Float(np.ascontiguousarray(values.reshape(shape)), type_name)
 
     return load

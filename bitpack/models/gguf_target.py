@@ -22,6 +22,7 @@ from ..codecs.tiles import Tiles
 from ..containers.gguf_types import TYPES, ValueType
 from ..errors import BitpackError, ShapeError
 from .arch import Kind, permute_rows
+from .floats import exact_in, rounded_count, stored_as
 from .model import Entry, Float, Model, Ternary
 from .tokenizer import tokenizer_kv
 
@@ -64,6 +65,7 @@ class GGUFPlan:
     notes: list[str] = field(default_factory=list)  # lossy choices, per tensor
     warnings: list[str] = field(default_factory=list)
     tiles: list[tuple[tuple[int, int], Tiles]] = field(default_factory=list)
+    scales: dict[str, Any] = field(default_factory=dict)  # TQ: each projection's scale, read up front
 
 
 # KV value types by short name; "[name]" is an array of them (tokenizer.py uses these too).
@@ -152,7 +154,7 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
             if mode == "separate":
                 plan.tensors.append(PlannedTensor(
                     e.name.removesuffix(".weight") + ".scale", (1,), "F32", type_id(dialect, "F32"), 4,
-                    _scale_producer(e)))
+                    _scale_producer(plan.scales[e.name])))
         else:
             dtype = _float_dtype(e, embed_dtype, plan)
             nbytes = int(np.prod(e.shape)) * (4 if dtype == "F32" else 2)
@@ -198,7 +200,7 @@ def _tq_scale_modes(model: Model, codec: str, allow_rounding: bool, plan: GGUFPl
     reads them (bitnet), else refuse or -- when allowed -- round (codecs.md §10, gguf.md §6.1)."""
     modes, lossy = {}, []
     for e in model.ternary:
-        scale = e.load().scale
+        scale = plan.scales[e.name] = e.scale_only()
         if np.ndim(scale):
             modes[e.name] = "baked"  # per-block scales: written block by block, exactly
             continue
@@ -241,9 +243,9 @@ def _ternary_producer(e: Entry, codec, model: Model, allow_rounding: bool, plan:
     return produce
 
 
-def _scale_producer(e: Entry):
+def _scale_producer(scale: Any):
     def produce() -> np.ndarray:
-        return np.array([e.load().scale], dtype="<f4")
+        return np.array([scale], dtype="<f4")
 
     return produce
 
@@ -251,43 +253,21 @@ def _scale_producer(e: Entry):
 def _float_dtype(e: Entry, embed_dtype: str | None, plan: GGUFPlan) -> str:
     if e.kind is Kind.NORM:
         return "F32"  # every norm is F32 in GGUF (gguf.md §6); bf16/f16 -> f32 is exact
-    values = e.load()
-    assert isinstance(values, Float)
-    v = values.values
-    exact = {"F32": True,
-             "F16": bool(np.array_equal(v.astype(np.float16).astype(np.float32), v)),
-             "BF16": bool(np.array_equal(_bf16_round(v), v))}
+    value = e.load()
+    assert isinstance(value, Float)
     if embed_dtype is not None:
         dtype = embed_dtype.upper()
-        if not exact[dtype]:
-            changed = int(np.count_nonzero(_round_to(v, dtype) != v))
-            plan.notes.append(f"{e.name}: stored as {dtype} as requested; {changed} of {v.size} values rounded")
+        changed = rounded_count(value, dtype)
+        if changed:
+            plan.notes.append(f"{e.name}: stored as {dtype} as requested; {changed} of {value.raw.size} values rounded")
         return dtype
-    return next(d for d in ("F16", "BF16", "F32") if exact[d])
-
-
-def _bf16_round(v: np.ndarray) -> np.ndarray:
-    bits = v.view(np.uint32)
-    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
-    return rounded.view(np.float32)
-
-
-def _round_to(v: np.ndarray, dtype: str) -> np.ndarray:
-    if dtype == "F16":
-        return v.astype(np.float16).astype(np.float32)
-    if dtype == "BF16":
-        return _bf16_round(v)
-    return v
+    # exact by default: F16 (what the official files use) when every value fits, else BF16, else F32
+    return next(d for d in ("F16", "BF16", "F32") if d == value.stored or exact_in(value, d))
 
 
 def _float_producer(e: Entry, dtype: str):
     def produce() -> np.ndarray:
-        v = e.load().values
-        if dtype == "F32":
-            return v.astype("<f4")
-        if dtype == "F16":
-            return v.astype("<f2")
-        return (_bf16_round(v).view(np.uint32) >> np.uint32(16)).astype("<u2")
+        return stored_as(e.load(), dtype)
 
     return produce
 

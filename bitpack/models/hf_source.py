@@ -21,7 +21,7 @@ from ..errors import BitpackError
 from .arch import Kind, decide, slots
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
-from .ternarize import absmean
+from .ternarize import absmean_scale, absmean_stored
 
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 LINEAR_CLASSES = ("autobitlinear", "bitlinear")
@@ -82,7 +82,7 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
                 used.add(scale_name)
             entries.append(Entry(canonical, slot.kind, shape, codec_name or ckpt.info(found).dtype,
                                  _ternary_loader(ckpt, found, scale_name, shape, layout, linear_class, codec_name, where),
-                                 source_name=found))
+                                 source_name=found, scale=_scale_reader(ckpt, found, scale_name, layout, linear_class)))
         else:
             info = ckpt.info(found)
             if info.dtype not in FLOAT_DTYPES:
@@ -146,8 +146,11 @@ def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str) -> tuple[str, 
 def _ternary_loader(ckpt, name, scale_name, shape, layout, linear_class, codec_name, where):
     def load() -> Ternary:
         if layout == "master":
-            t = absmean(ckpt.array(name, dtype=np.float32).reshape(shape))
-            return Ternary(t.codes, t.scale, borderline=t.borderline)
+            stored = ckpt.info(name).dtype
+            if stored == "F64":
+                raise BitpackError(f"{where}: {name} is F64; bitpack ternarizes F32, F16 and BF16 masters")
+            t = absmean_stored(ckpt.raw(name), stored)
+            return Ternary(t.codes.reshape(shape), t.scale, borderline=t.borderline)
         stored = ckpt.info(name)
         codec = get_codec(codec_name)
         want = codec.stored_shape(shape)
@@ -170,9 +173,24 @@ def _scale_dtype(ckpt, entries: list[Entry]) -> str | None:
     return dtypes.pop() if len(dtypes) == 1 else None
 
 
+def _scale_reader(ckpt, name, scale_name, layout, linear_class):
+    """The canonical scale without unpacking codes: one pass over masters, one value otherwise."""
+    def scale() -> np.float32:
+        if layout == "master":
+            return absmean_scale(ckpt.raw(name), ckpt.info(name).dtype)
+        ws = np.float32(ckpt.array(scale_name, dtype=np.float32).reshape(-1)[0])
+        return np.float32(np.float32(1) / ws) if linear_class == "bitlinear" else ws
+
+    return scale
+
+
 def _float_loader(ckpt, name):
     def load() -> Float:
-        return Float(np.ascontiguousarray(ckpt.array(name, dtype=np.float32)), ckpt.info(name).dtype)
+        stored = ckpt.info(name).dtype
+        raw = ckpt.raw(name)
+        if stored == "F64":  # float32 cannot hold every float64: refuse rather than round
+            raise BitpackError(f"{name} is F64; bitpack carries F32, F16 and BF16 tensors exactly")
+        return Float(raw, stored)
 
     return load
 

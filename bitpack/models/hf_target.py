@@ -21,6 +21,7 @@ from ..codecs.base import SafetensorsCodec
 from ..containers.hf_dir import ModelDirWriter, tokenizer_files
 from ..errors import BitpackError, ShapeError
 from .arch import LAYER_SLOTS, MODEL_SLOTS, Kind
+from .floats import stored_as
 from .model import Entry, Float, Model, Ternary
 
 SCALE_DTYPES = ("f32", "bf16")
@@ -204,8 +205,6 @@ def _float_producer(e: Entry, dtype: str):
     def produce() -> np.ndarray:
         v = e.load()
         assert isinstance(v, Float)
-        values = v.values
-        if dtype == "F16":
-            return values.astype(np.float16)
-        return values  # F32, or BF16 given as exactly representable float32
+        return stored_as(v, dtype)  # the source dtype is kept; only dequantized GGUF tensors widen to F32
+
     return produce

@@ -32,10 +32,18 @@ class Ternary:
 
 @dataclass
 class Float:
-    """A full-precision tensor: exact float32 values plus the dtype it was stored in."""
+    """A full-precision tensor as stored: ``raw`` holds float32 or float16 values, or the
+    uint16 bits of bfloat16, so nothing is widened unless a caller asks for ``values``."""
 
-    values: np.ndarray  # float32, exact
-    stored: str  # "F32", "F16", "BF16" or a GGUF type name for dequantized tensors
+    raw: np.ndarray
+    stored: str  # "F32", "F16", "BF16", or a GGUF type name for dequantized tensors (raw is float32)
+
+    @property
+    def values(self) -> np.ndarray:
+        """Exact float32 values (every stored format widens to float32 without rounding)."""
+        if self.stored == "BF16":
+            return (self.raw.astype(np.uint32) << np.uint32(16)).view(np.float32)
+        return self.raw.astype(np.float32, copy=False)
 
 
 @dataclass
@@ -47,6 +55,10 @@ class Entry:
     load: Callable[[], Ternary | Float]
     source_name: str | None = None  # the name in the source file
     source_params: dict[str, Any] | None = None  # codec parameters of the source (TL tiles)
+    scale: Callable[[], Any] | None = None  # a projection's scale without decoding its codes
+
+    def scale_only(self) -> Any:
+        return self.scale() if self.scale is not None else self.load().scale
 
 
 @dataclass

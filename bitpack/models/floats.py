@@ -1,0 +1,60 @@
+"""Full-precision tensors between F32, F16 and BF16, chunk by chunk.
+
+Only one chunk is ever widened to float32, so a 128256 x 2560 embedding costs its output
+plus a few megabytes, not three float32 copies. Rounding to BF16 is round-to-nearest-even,
+as every converter does; callers decide whether rounding is allowed and report it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .model import Float
+
+CHUNK = 1 << 20
+STORAGE = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
+
+
+def _chunks(f: Float):
+    flat = f.raw.reshape(-1)
+    for lo in range(0, flat.size, CHUNK):
+        yield lo, Float(flat[lo : lo + CHUNK], f.stored).values
+
+
+def _to(values: np.ndarray, target: str) -> np.ndarray:
+    if target == "F32":
+        return values.astype("<f4", copy=False)
+    if target == "F16":
+        with np.errstate(over="ignore"):  # overflow to inf counts as a changed value
+            return values.astype("<f2")
+    bits = values.view(np.uint32)
+    return ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype("<u2")
+
+
+def _back(stored: np.ndarray, target: str) -> np.ndarray:
+    return Float(stored, target).values
+
+
+def rounded_count(f: Float, target: str) -> int:
+    """How many values change when ``f`` is stored as ``target``."""
+    if f.stored == target or target == "F32":  # every stored format widens to F32 exactly
+        return 0
+    changed = 0
+    for _, values in _chunks(f):
+        back = _back(_to(values, target), target)
+        changed += int(np.count_nonzero(back != values))
+    return changed
+
+
+def exact_in(f: Float, target: str) -> bool:
+    return rounded_count(f, target) == 0
+
+
+def stored_as(f: Float, target: str) -> np.ndarray:
+    """``f`` in ``target``'s storage (float32, float16, or bfloat16 bits), same shape."""
+    if f.stored == target:
+        return f.raw
+    out = np.empty(f.raw.size, dtype=STORAGE[target])
+    for lo, values in _chunks(f):
+        out[lo : lo + values.size] = _to(values, target)
+    return out.reshape(f.raw.shape)
