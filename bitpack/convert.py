@@ -141,6 +141,9 @@ def _write_gguf(plan, out: Path, overwrite: bool, progress: Progress | None) -> 
         for t in plan.tensors:
             data = t.produce()
             writer.write_tensor(t.name, data)
+            del data
+            if t.done:
+                t.done()
             if progress:
                 progress(t.name, t.nbytes)
     return out.stat().st_size  # leaving the block closes the writer: fsync, then rename into place

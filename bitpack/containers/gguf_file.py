@@ -379,6 +379,17 @@ class GGUFFile:
             raise ContainerError(f"{self._label}: the file is closed")
         return np.frombuffer(self._mm, dtype=np.uint8, count=t.nbytes, offset=t.data_offset)
 
+    def release(self, name: str | GGUFTensor) -> None:
+        """Let the kernel drop the tensor's pages (streaming readers stay about one tensor
+        resident); views stay valid and are read again if touched."""
+        t = self.tensor(name)
+        if self._mm is None or not t.nbytes or not hasattr(self._mm, "madvise"):
+            return
+        start = t.data_offset // mmap.PAGESIZE * mmap.PAGESIZE
+        end = min(t.data_offset + t.nbytes, self.size)
+        if end > start:
+            self._mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+
     def close(self) -> None:
         """Release the mapping (views returned by raw() keep it alive until they go)."""
         mm, self._mm = self._mm, None

@@ -17,6 +17,7 @@ NumPy has no bfloat16: BF16 is read as uint16 bits and widened exactly (f32 bits
 from __future__ import annotations
 
 import json
+import mmap
 import math
 import os
 import secrets
@@ -209,8 +210,10 @@ class SafetensorsFile:
                     self._mm = np.empty(0, np.uint8)
                     self._mm.flags.writeable = False
                 else:
-                    self._mm = np.asarray(np.memmap(self.path, dtype=np.uint8, mode="r",
-                                                    offset=self._data_start, shape=(self._data_len,)))
+                    with open(self.path, "rb") as fh:
+                        self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                    self._mm = np.frombuffer(self._map, dtype=np.uint8, count=self._data_len,
+                                             offset=self._data_start)
             except OSError as err:
                 raise ContainerError(f"{self.path}: cannot map data ({err.strerror or err})") from None
         return self._mm
@@ -255,9 +258,23 @@ class SafetensorsFile:
             self._fail(f"cannot convert {info.dtype} to {target} exactly", name)
         return out.astype(target)
 
+    def release(self, name: str) -> None:
+        """Tell the kernel the tensor's pages are no longer needed, so a streaming conversion's
+        resident memory stays about one tensor however large the file (views stay valid: the
+        pages are simply read again if touched)."""
+        if getattr(self, "_map", None) is None:
+            return
+        info = self.info(name)
+        page = mmap.PAGESIZE
+        start = info.offset // page * page
+        end = min(info.offset + info.nbytes, self._size)
+        if end > start and hasattr(self._map, "madvise"):
+            self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
+
     def close(self) -> None:
         """Drop the mapping (views handed out keep it alive until they are freed)."""
         self._mm = None
+        self._map = None
 
     def __enter__(self) -> Self:
         return self
@@ -403,6 +420,9 @@ class Checkpoint:
 
     def array(self, name: str, dtype: Any = None) -> np.ndarray:
         return self.shard_of(name).array(name, dtype)
+
+    def release(self, name: str) -> None:
+        self.shard_of(name).release(name)
 
     def close(self) -> None:
         for shard in self.shards:

@@ -64,11 +64,13 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
             entries.append(Entry(canonical, slot.kind, shape, codec_name,
                                  _ternary_loader(f, canonical, shape, codec_name, tensor_params,
                                                  scale_name if scale_name in present else None, arch, hp, where),
-                                 source_name=canonical, source_params=tensor_params))
+                                 source_name=canonical, source_params=tensor_params,
+                                 release=lambda n=canonical: f.release(n)))
         else:
             type_name = f.type_name(tensor)
             entries.append(Entry(canonical, slot.kind, f.shape(canonical), type_name,
-                                 _float_loader(f, canonical, type_name, where), source_name=canonical))
+                                 _float_loader(f, canonical, type_name, where), source_name=canonical,
+                                 release=lambda n=canonical: f.release(n)))
     if missing:
         raise BitpackError(f"{where}: missing tensors: {', '.join(missing[:8])}")
     extra = sorted(present - used)

@@ -54,6 +54,7 @@ class PlannedTensor:
     produce: Callable[[], np.ndarray]  # the exact bytes (or an array whose bytes they are)
     codec: dict[str, Any] | None = None  # resolved codec config for ternary tensors
     bits_per_weight: float | None = None
+    done: Callable[[], None] | None = None  # called once the bytes are written (drops source pages)
 
 
 @dataclass
@@ -148,7 +149,7 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
             plan.tensors.append(PlannedTensor(
                 e.name, e.shape, tname, _codec_type(dialect, codec.name), codec.nbytes(e.shape),
                 _ternary_producer(e, codec, model, allow_scale_rounding, plan), codec.get_config(),
-                codec.bits_per_weight(e.shape)))
+                codec.bits_per_weight(e.shape), e.release))
             if codec.name in ("tl1", "tl2"):
                 plan.tiles.append((e.shape, codec.tiles(e.shape)))
             if mode == "separate":
@@ -159,7 +160,7 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
             dtype = _float_dtype(e, embed_dtype, plan)
             nbytes = int(np.prod(e.shape)) * (4 if dtype == "F32" else 2)
             plan.tensors.append(PlannedTensor(e.name, e.shape, dtype, type_id(dialect, dtype), nbytes,
-                                              _float_producer(e, dtype)))
+                                              _float_producer(e, dtype), done=e.release))
 
     # 3. metadata
     arch = model.arch.name

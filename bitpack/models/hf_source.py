@@ -82,13 +82,15 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
                 used.add(scale_name)
             entries.append(Entry(canonical, slot.kind, shape, codec_name or ckpt.info(found).dtype,
                                  _ternary_loader(ckpt, found, scale_name, shape, layout, linear_class, codec_name, where),
-                                 source_name=found, scale=_scale_reader(ckpt, found, scale_name, layout, linear_class)))
+                                 source_name=found, scale=_scale_reader(ckpt, found, scale_name, layout, linear_class),
+                                 release=lambda n=found: ckpt.release(n)))
         else:
             info = ckpt.info(found)
             if info.dtype not in FLOAT_DTYPES:
                 raise BitpackError(f"{where}: {found} is {info.dtype}; expected a float tensor")
             entries.append(Entry(canonical, slot.kind, tuple(info.shape), info.dtype,
-                                 _float_loader(ckpt, found), source_name=found))
+                                 _float_loader(ckpt, found), source_name=found,
+                                 release=lambda n=found: ckpt.release(n)))
     if missing:
         raise BitpackError(f"{where}: missing tensors: {', '.join(missing[:8])}"
                            + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))

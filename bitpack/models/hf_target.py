@@ -36,6 +36,7 @@ class Planned:
     shape: tuple[int, ...]
     produce: Callable[[], np.ndarray]
     codec: str | None = None
+    done: Callable[[], None] | None = None  # called once written (drops the source's pages)
 
 
 @dataclass
@@ -86,14 +87,14 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
         if e.kind is Kind.TERNARY:
             shapes[name] = list(e.shape)
             plan.tensors.append(Planned(name, _ST_DTYPE[codec.stored_dtype], codec.stored_shape(e.shape),
-                                        _codes_producer(e, codec), codec.name))
+                                        _codes_producer(e, codec), codec.name, e.release))
             dtype = _scale_dtype(model, linear_class, scale_dtype, packed)
             plan.tensors.append(Planned(name + "_scale", dtype, (1,),
                                         _scale_producer(e, linear_class if packed else "autobitlinear", dtype,
                                                         allow_scale_rounding, plan)))
         else:
             dtype = e.stored if e.stored in ("F32", "F16", "BF16") else "F32"
-            plan.tensors.append(Planned(name, dtype, e.shape, _float_producer(e, dtype)))
+            plan.tensors.append(Planned(name, dtype, e.shape, _float_producer(e, dtype), done=e.release))
     plan.metadata = {
         "format": "pt",
         "bitpack.format_version": "1",
@@ -124,6 +125,9 @@ def write_hf(plan: HFPlan, out_dir: Path, *, overwrite: bool, protect: list[Path
             for t in plan.tensors:
                 data = t.produce()
                 st.write(t.name, data)
+                del data
+                if t.done:
+                    t.done()
                 if progress:
                     progress(t.name, data.nbytes)
         writer.commit()

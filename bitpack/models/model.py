@@ -56,6 +56,7 @@ class Entry:
     source_name: str | None = None  # the name in the source file
     source_params: dict[str, Any] | None = None  # codec parameters of the source (TL tiles)
     scale: Callable[[], Any] | None = None  # a projection's scale without decoding its codes
+    release: Callable[[], None] | None = None  # drop the source pages once the tensor is written
 
     def scale_only(self) -> Any:
         return self.scale() if self.scale is not None else self.load().scale
