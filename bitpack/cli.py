@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import BitpackError
 from .codecs import list_codecs
+from .errors import BitpackError
 from .tensorfile import decode_file, encode_file, formats_table
 
 app = typer.Typer(
@@ -127,7 +127,8 @@ def convert(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Convert a ternary model between safetensors layouts and GGUF codecs, losslessly."""
-    from .convert import ConvertOptions, convert as run
+    from .convert import ConvertOptions
+    from .convert import convert as run
 
     if scale_convention not in (None, "multiply", "divide"):
         raise BitpackError("--scale-convention must be multiply or divide")
@@ -194,7 +195,13 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return None
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                             TransferSpeedColumn(), console=stderr, transient=True)

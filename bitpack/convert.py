@@ -22,6 +22,7 @@ from .models.gguf_target import plan_gguf, value_type
 from .models.hf_source import open_hf
 from .models.hf_target import plan_hf, write_hf
 from .models.model import Model
+from .parallel import ordered
 
 Progress = Callable[[str, int], None]  # (tensor name, bytes written)
 
@@ -138,8 +139,7 @@ def _write_gguf(plan, out: Path, overwrite: bool, progress: Progress | None) -> 
         for t in plan.tensors:
             writer.add_tensor(t.name, t.shape, t.type_id, t.nbytes)
         writer.write_header()
-        for t in plan.tensors:
-            data = t.produce()
+        for t, data in ordered(plan.tensors, lambda t: t.produce()):
             writer.write_tensor(t.name, data)
             del data
             if t.done:

@@ -12,7 +12,6 @@ import numpy as np
 
 from .codecs import get_codec, list_codecs
 from .convert import open_model
-from .models.arch import Kind
 from .models.model import Float, Ternary
 
 FLOAT_BITS = {"F32": 32, "F16": 16, "BF16": 16, "F64": 64}

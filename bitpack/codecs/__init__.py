@@ -8,7 +8,13 @@
 See formats/README.md for the layouts.
 """
 
-from ..errors import CodecError, CorruptDataError, ScaleError, ShapeError, UnknownCodecError
+from ..errors import (
+    CodecError,
+    CorruptDataError,
+    ScaleError,
+    ShapeError,
+    UnknownCodecError,
+)
 from .base import Codec, GGUFCodec, SafetensorsCodec
 from .registry import codec_class, get_codec, list_codecs
 

@@ -17,8 +17,8 @@ NumPy has no bfloat16: BF16 is read as uint16 bits and widened exactly (f32 bits
 from __future__ import annotations
 
 import json
-import mmap
 import math
+import mmap
 import os
 import secrets
 from collections.abc import Iterable, Mapping

@@ -46,8 +46,33 @@ def rounded_count(f: Float, target: str) -> int:
     return changed
 
 
+# bfloat16 magnitudes (bits without the sign) that float16 holds as normal numbers:
+# 2**-14 .. 65280 (bf16's 8-bit significand always fits f16's 11 bits in that range).
+BF16_IN_F16_NORMAL = (0x3880, 0x477F)
+
+
 def exact_in(f: Float, target: str) -> bool:
-    return rounded_count(f, target) == 0
+    """Whether every value of ``f`` survives storage as ``target``; stops at the first that
+    does not. BF16 -> F16 is decided on the bits, with exact checks only for the rare
+    values in f16's subnormal range."""
+    if f.stored == target or target == "F32":
+        return True
+    flat = f.raw.reshape(-1)
+    lo_normal, hi_normal = BF16_IN_F16_NORMAL
+    for lo in range(0, flat.size, CHUNK):
+        if f.stored == "BF16" and target == "F16":
+            magnitude = flat[lo : lo + CHUNK] & np.uint16(0x7FFF)
+            if magnitude.max(initial=0) > hi_normal:
+                return False
+            small = (magnitude < lo_normal) & (magnitude != 0)
+            if not small.any():
+                continue
+            values = Float(flat[lo : lo + CHUNK][small], "BF16").values
+        else:
+            values = Float(flat[lo : lo + CHUNK], f.stored).values
+        if (_back(_to(values, target), target) != values).any():
+            return False
+    return True
 
 
 def stored_as(f: Float, target: str) -> np.ndarray:

@@ -20,6 +20,7 @@ from ..codecs import get_codec
 from ..codecs.base import SafetensorsCodec
 from ..containers.hf_dir import ModelDirWriter, tokenizer_files
 from ..errors import BitpackError, ShapeError
+from ..parallel import ordered
 from .arch import LAYER_SLOTS, MODEL_SLOTS, Kind
 from .floats import stored_as
 from .model import Entry, Float, Model, Ternary
@@ -122,8 +123,7 @@ def write_hf(plan: HFPlan, out_dir: Path, *, overwrite: bool, protect: list[Path
         with writer.safetensors("model.safetensors", plan.metadata) as st:
             for t in plan.tensors:
                 st.add(t.name, t.dtype, t.shape)
-            for t in plan.tensors:
-                data = t.produce()
+            for t, data in ordered(plan.tensors, lambda t: t.produce()):
                 st.write(t.name, data)
                 del data
                 if t.done:

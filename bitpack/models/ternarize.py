@@ -74,13 +74,16 @@ def absmean_stored(bits: np.ndarray, stored: str, *, count_borderline: bool = Fa
     s_q = np.float32(1) / max(a, np.float32(1e-5))
     threshold = word(_grid_bits(_smallest_above_half(s_q), stored))
     codes = np.empty(flat.size, dtype=np.int8)
-    magnitude_mask = word(sign - 1)
+    # Read as signed integers, positive floats keep their order and negative ones are below
+    # zero, so "W >= T" is one comparison; read as unsigned, a negative float is its sign bit
+    # plus its magnitude, so "W <= -T" is one comparison too.
+    signed = flat.view(np.int16 if word is np.uint16 else np.int32)
+    low = signed.dtype.type(threshold)
+    high = word(sign + int(threshold))
     for lo in range(0, flat.size, CHUNK):
-        b = flat[lo : lo + CHUNK]
-        big = (b & magnitude_mask) >= threshold
-        negative = b >= word(sign)
-        out = codes[lo : lo + b.size]
-        np.subtract(big.view(np.int8), (big & negative).view(np.int8) << np.int8(1), out=out)
+        plus = signed[lo : lo + CHUNK] >= low
+        minus = flat[lo : lo + CHUNK] >= high
+        np.subtract(plus.view(np.int8), minus.view(np.int8), out=codes[lo : lo + plus.size])
     borderline = _borderline(flat, stored, s_q) if count_borderline else -1
     return Ternarized(codes.reshape(bits.shape), np.float32(1) / s_q, borderline)
 

@@ -31,7 +31,6 @@ PADDING_TYPE = 5  # gguf TokenType.UNUSED
 
 def tokenizer_kv(folder: Path, vocab_size: int) -> tuple[list[KV], list[str]]:
     """GGUF tokenizer keys for the HF tokenizer files in ``folder``, plus warnings."""
-    import gguf
     from gguf.vocab import BpeVocab, SentencePieceVocab, SpecialVocab
 
     warnings: list[str] = []
