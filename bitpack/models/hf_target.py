@@ -125,11 +125,12 @@ def write_hf(plan: HFPlan, out_dir: Path, *, overwrite: bool, protect: list[Path
                 st.add(t.name, t.dtype, t.shape)
             for t, data in ordered(plan.tensors, lambda t: t.produce()):
                 st.write(t.name, data)
+                nbytes = data.nbytes
                 del data
                 if t.done:
                     t.done()
                 if progress:
-                    progress(t.name, data.nbytes)
+                    progress(t.name, nbytes)
         writer.commit()
     return sum(p.stat().st_size for p in Path(out_dir).iterdir() if p.is_file())
 
