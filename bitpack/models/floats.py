@@ -21,7 +21,8 @@ def _chunks(f: Float):
         yield lo, Float(flat[lo : lo + CHUNK], f.stored).values
 
 
-def _to(values: np.ndarray, target: str) -> np.ndarray:
+def round_to(values: np.ndarray, target: str) -> np.ndarray:
+    """float32 ``values`` in ``target``'s storage, rounded to nearest even where needed."""
     if target == "F32":
         return values.astype("<f4", copy=False)
     if target == "F16":
@@ -41,7 +42,7 @@ def rounded_count(f: Float, target: str) -> int:
         return 0
     changed = 0
     for _, values in _chunks(f):
-        back = _back(_to(values, target), target)
+        back = _back(round_to(values, target), target)
         changed += int(np.count_nonzero(back != values))
     return changed
 
@@ -70,7 +71,7 @@ def exact_in(f: Float, target: str) -> bool:
             values = Float(flat[lo : lo + CHUNK][small], "BF16").values
         else:
             values = Float(flat[lo : lo + CHUNK], f.stored).values
-        if (_back(_to(values, target), target) != values).any():
+        if (_back(round_to(values, target), target) != values).any():
             return False
     return True
 
@@ -81,5 +82,5 @@ def stored_as(f: Float, target: str) -> np.ndarray:
         return f.raw
     out = np.empty(f.raw.size, dtype=STORAGE[target])
     for lo, values in _chunks(f):
-        out[lo : lo + values.size] = _to(values, target)
+        out[lo : lo + values.size] = round_to(values, target)
     return out.reshape(f.raw.shape)

@@ -22,7 +22,7 @@ from ..containers.hf_dir import ModelDirWriter, tokenizer_files
 from ..errors import BitpackError, ShapeError
 from ..parallel import ordered
 from .arch import LAYER_SLOTS, MODEL_SLOTS, Kind
-from .floats import stored_as
+from .floats import round_to, stored_as
 from .model import Entry, Float, Model, Ternary
 
 SCALE_DTYPES = ("f32", "bf16")
@@ -184,7 +184,7 @@ def _scale_producer(e: Entry, linear_class: str, dtype: str, allow_rounding: boo
             stored = s
             back = s
         if dtype == "BF16":
-            bits = _bf16_bits(stored)
+            bits = round_to(np.array([stored], dtype=np.float32), "BF16")
             back_value = (bits.astype(np.uint32) << 16).view(np.float32)[0]
             back = back_value if linear_class != "bitlinear" else np.float32(np.float32(1) / back_value)
             out = bits
@@ -198,12 +198,6 @@ def _scale_producer(e: Entry, linear_class: str, dtype: str, allow_rounding: boo
         return out
 
     return produce
-
-
-def _bf16_bits(v: np.float32) -> np.ndarray:
-    bits = np.array([v], dtype=np.float32).view(np.uint32)
-    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-    return rounded.astype(np.uint16)
 
 
 def _float_producer(e: Entry, dtype: str):

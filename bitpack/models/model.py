@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..containers.safetensors_file import f32_from_bf16
 from .arch import Architecture, Kind
 from .hparams import HParams
 
@@ -42,7 +43,7 @@ class Float:
     def values(self) -> np.ndarray:
         """Exact float32 values (every stored format widens to float32 without rounding)."""
         if self.stored == "BF16":
-            return (self.raw.astype(np.uint32) << np.uint32(16)).view(np.float32)
+            return f32_from_bf16(self.raw)
         return self.raw.astype(np.float32, copy=False)
 
 
