@@ -274,3 +274,21 @@ def test_reverse_direction_from_gguf_to_every_safetensors_layout(tmp_path, sourc
         out = convert(gguf_out["output"], target, ConvertOptions(output=tmp_path / target))
         assert_same(canonical(open_model(out["output"])), sources["b158-packed"])
         assert any("tokenizer" in w for w in out["warnings"])  # GGUF carries no HF tokenizer files
+
+
+def test_bf16_weight_scales_are_refused_up_front_unless_allowed(tmp_path, sources):
+    # masters' scales f32(1/s_q) are not bf16 values: all of them listed, nothing written
+    with pytest.raises(BitpackError, match="scales do not survive as autobitlinear BF16") as err:
+        convert(MODELS / "b158-bf16", "hf_packed", ConvertOptions(output=tmp_path / "hf", scale_dtype="bf16"))
+    assert "blk.0.attn_q.weight" in str(err.value)
+    assert not (tmp_path / "hf").exists()
+    out = convert(MODELS / "b158-bf16", "hf_packed",
+                  ConvertOptions(output=tmp_path / "hf", scale_dtype="bf16", allow_scale_rounding=True))
+    assert len(out["rounded"]) == 14
+    back = canonical(open_model(out["output"]))
+    for name, t in sources["b158-bf16"].items():
+        if hasattr(t, "codes"):
+            np.testing.assert_array_equal(back[name].codes, t.codes)
+    # a packed autobitlinear source has bf16 scales already: exact, nothing to allow
+    exact = convert(MODELS / "b158-packed", "hf_packed", ConvertOptions(output=tmp_path / "p", scale_dtype="bf16"))
+    assert exact["rounded"] == []

@@ -21,10 +21,9 @@ from ..codecs.base import GGUFCodec
 from ..codecs.tiles import Tiles
 from ..containers.gguf_types import TYPES, ValueType
 from ..errors import BitpackError, ShapeError
-from ..parallel import ordered
 from .arch import Kind, permute_rows
 from .floats import exact_in, rounded_count, stored_as
-from .model import Entry, Float, Model, Ternary
+from .model import Entry, Float, Model, Ternary, read_scales
 from .tokenizer import tokenizer_kv
 
 # general.file_type labels per dialect (gguf.md §3.1): display only, never used to decode.
@@ -201,8 +200,9 @@ def _tq_scale_modes(model: Model, codec: str, allow_rounding: bool, plan: GGUFPl
     """Baked fp16 block scales where exact, else separate F32 .scale tensors where the graph
     reads them (bitnet), else refuse or -- when allowed -- round (codecs.md §10, gguf.md §6.1)."""
     modes, lossy = {}, []
-    for e, scale in ordered(model.ternary, _scale_and_release):
-        plan.scales[e.name] = scale
+    plan.scales = read_scales(model.ternary)
+    for e in model.ternary:
+        scale = plan.scales[e.name]
         if np.ndim(scale):
             modes[e.name] = "baked"  # per-block scales: written block by block, exactly
             continue
@@ -223,13 +223,6 @@ def _tq_scale_modes(model: Model, codec: str, allow_rounding: bool, plan: GGUFPl
     for n, s, r in lossy:
         plan.notes.append(f"{n}: scale {s!r} rounded to fp16 {r!r} (relative change {abs(r - s) / abs(s):.2e})")
     return modes
-
-
-def _scale_and_release(e: Entry) -> Any:
-    scale = e.scale_only()
-    if e.release:
-        e.release()
-    return scale
 
 
 def _ternary_producer(e: Entry, codec, model: Model, allow_rounding: bool, plan: GGUFPlan):

@@ -83,7 +83,8 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
             entries.append(Entry(canonical, slot.kind, shape, codec_name or ckpt.info(found).dtype,
                                  _ternary_loader(ckpt, found, scale_name, shape, layout, linear_class, codec_name, where),
                                  source_name=found, scale=_scale_reader(ckpt, found, scale_name, layout, linear_class),
-                                 release=lambda n=found: ckpt.release(n)))
+                                 release=lambda n=found: ckpt.release(n),
+                                 source_scale=None if layout == "master" else (lambda n=scale_name: ckpt.raw(n).copy())))
         else:
             info = ckpt.info(found)
             if info.dtype not in FLOAT_DTYPES:

@@ -23,7 +23,7 @@ from ..errors import BitpackError, ShapeError
 from ..parallel import ordered
 from .arch import LAYER_SLOTS, MODEL_SLOTS, Kind
 from .floats import round_to, stored_as
-from .model import Entry, Float, Model, Ternary
+from .model import Entry, Float, Model, Ternary, read_scales
 
 SCALE_DTYPES = ("f32", "bf16")
 _ST_DTYPE = {np.dtype(np.int8): "I8", np.dtype(np.uint8): "U8"}
@@ -82,6 +82,11 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
         raise BitpackError("--linear-class must be autobitlinear or bitlinear")
 
     plan = HFPlan(codec.name, _config(model, codec.name, linear_class), {}, [], [], warnings=list(model.warnings))
+    if model.arch.name == "bitnet" and packed:
+        plan.warnings.append("transformers' BitNet model has not been verified with hidden_act silu (1bitLLM "
+                             "graph); check its output before relying on it")
+    stored_scales = _weight_scales(model, linear_class if packed else "autobitlinear",
+                                   _scale_dtype(model, linear_class, scale_dtype, packed), allow_scale_rounding, plan)
     shapes = {}
     for e in model.entries:
         name = hf_name(e.name)
@@ -89,10 +94,8 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
             shapes[name] = list(e.shape)
             plan.tensors.append(Planned(name, _ST_DTYPE[codec.stored_dtype], codec.stored_shape(e.shape),
                                         _codes_producer(e, codec), codec.name, e.release))
-            dtype = _scale_dtype(model, linear_class, scale_dtype, packed)
-            plan.tensors.append(Planned(name + "_scale", dtype, (1,),
-                                        _scale_producer(e, linear_class if packed else "autobitlinear", dtype,
-                                                        allow_scale_rounding, plan)))
+            dtype, value = stored_scales[e.name]
+            plan.tensors.append(Planned(name + "_scale", dtype, (1,), lambda v=value: v))
         else:
             dtype = e.stored if e.stored in ("F32", "F16", "BF16") else "F32"
             plan.tensors.append(Planned(name, dtype, e.shape, _float_producer(e, dtype), done=e.release))
@@ -154,7 +157,8 @@ def _config(model: Model, codec: str, linear_class: str) -> dict[str, Any]:
 
 
 def _scale_dtype(model: Model, linear_class: str, requested: str, packed: bool) -> str:
-    if packed and linear_class == "bitlinear" and model.source_scale_dtype and model.linear_class == "bitlinear":
+    if packed and linear_class == "bitlinear" and model.source_scale_dtype in ("F32", "F16", "BF16") \
+            and model.linear_class == "bitlinear":
         return model.source_scale_dtype  # the source's own weight_scale bits are kept
     return "BF16" if requested == "bf16" else "F32"
 
@@ -171,33 +175,34 @@ def _codes_producer(e: Entry, codec):
     return produce
 
 
-def _scale_producer(e: Entry, linear_class: str, dtype: str, allow_rounding: bool, plan: HFPlan):
-    def produce() -> np.ndarray:
-        t = e.load()
-        s = np.float32(t.scale)
-        if linear_class == "bitlinear":
-            if t.source_weight_scale is not None:  # the checkpoint's own bits: exact round trip
-                return t.source_weight_scale
-            stored = np.float32(np.float32(1) / s)
-            back = np.float32(np.float32(1) / stored)
-        else:
-            stored = s
-            back = s
-        if dtype == "BF16":
-            bits = round_to(np.array([stored], dtype=np.float32), "BF16")
-            back_value = (bits.astype(np.uint32) << 16).view(np.float32)[0]
-            back = back_value if linear_class != "bitlinear" else np.float32(np.float32(1) / back_value)
-            out = bits
-        else:
-            out = np.array([stored], dtype="<f4")
+def _weight_scales(model: Model, linear_class: str, dtype: str, allow_rounding: bool,
+                   plan: HFPlan) -> dict[str, tuple[str, np.ndarray]]:
+    """Every projection's stored weight_scale (dtype, value), decided before writing: a scale
+    that would not read back exactly is refused -- all of them listed -- unless allowed."""
+    scales = read_scales(model.ternary)
+    per_block = [n for n, s in scales.items() if np.ndim(s)]
+    if per_block:
+        raise BitpackError(f"{len(per_block)} projections have per-block scales that differ "
+                           f"({', '.join(per_block[:4])}); safetensors layouts keep one scale per tensor")
+    out, lossy = {}, []
+    for e in model.ternary:
+        s = np.float32(scales[e.name])
+        if dtype == model.source_scale_dtype and linear_class == "bitlinear" and e.source_scale is not None:
+            out[e.name] = (dtype, e.source_scale())  # the checkpoint's own bits: exact round trip
+            continue
+        stored = np.float32(np.float32(1) / s) if linear_class == "bitlinear" else s
+        value = round_to(np.array([stored], dtype=np.float32), dtype) if dtype != "F32" else np.array([stored], "<f4")
+        read = Float(value, dtype).values[0]
+        back = np.float32(np.float32(1) / read) if linear_class == "bitlinear" else read
         if back != s:
-            if not allow_rounding:
-                raise BitpackError(f"{e.name}: scale {float(s)!r} does not survive as a {linear_class} "
-                                   f"weight_scale ({float(back)!r}); pass --allow-scale-rounding to accept")
-            plan.notes.append(f"{e.name}: scale {float(s)!r} stored as {float(back)!r}")
-        return out
-
-    return produce
+            lossy.append(f"{e.name}: scale {float(s)!r} stored as {float(back)!r}")
+        out[e.name] = (dtype, value)
+    if lossy and not allow_rounding:
+        raise BitpackError(f"{len(lossy)} scales do not survive as {linear_class} {dtype} weight_scale: "
+                           + "; ".join(lossy[:6]) + ("; ..." if len(lossy) > 6 else "")
+                           + ". Pass --allow-scale-rounding to accept, or keep --scale-dtype f32")
+    plan.notes.extend(lossy)
+    return out
 
 
 def _float_producer(e: Entry, dtype: str):

@@ -58,9 +58,24 @@ class Entry:
     source_params: dict[str, Any] | None = None  # codec parameters of the source (TL tiles)
     scale: Callable[[], Any] | None = None  # a projection's scale without decoding its codes
     release: Callable[[], None] | None = None  # drop the source pages once the tensor is written
+    source_scale: Callable[[], np.ndarray] | None = None  # a packed source's own weight_scale tensor
 
     def scale_only(self) -> Any:
         return self.scale() if self.scale is not None else self.load().scale
+
+
+def read_scales(entries: list[Entry]) -> dict[str, Any]:
+    """Every projection's scale, on all cores, dropping the pages read (targets decide up
+    front, from the scales, what they can store exactly)."""
+    from ..parallel import ordered
+
+    def one(e: Entry) -> Any:
+        scale = e.scale_only()
+        if e.release:
+            e.release()
+        return scale
+
+    return {e.name: scale for e, scale in ordered(entries, one)}
 
 
 @dataclass
