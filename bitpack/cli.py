@@ -48,10 +48,17 @@ def _emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2) + "\n")
 
 
-def _tiles_option(text: Optional[str]) -> dict[str, int]:
-    """'BM=256,BK=96,bm=32' -> {'BM': 256, ...}"""
+def _tiles_option(text: Optional[str]) -> dict:
+    """'BM=256,BK=96,bm=32' -> {'BM': 256, ...}; a kernel_config.ini path -> tiles per shape."""
     if not text:
         return {}
+    if "=" not in text:
+        from .codecs.tiles import read_kernel_config
+
+        path = Path(text)
+        if not path.is_file():
+            raise BitpackError(f"--tile-params: {text} is neither BM=..,BK=..,bm=.. nor a kernel_config.ini file")
+        return read_kernel_config(path.read_text())
     params = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
@@ -124,6 +131,7 @@ def convert(
     linear_class: Optional[str] = typer.Option(None, "--linear-class", help="hf_packed: autobitlinear (multiply) or bitlinear (divide)."),
     scale_convention: Optional[str] = typer.Option(None, "--scale-convention", help="Override a packed source's weight_scale meaning: multiply or divide."),
     allow_scale_rounding: bool = typer.Option(False, "--allow-scale-rounding", help="Accept scales the target cannot hold exactly; each is listed."),
+    check: bool = typer.Option(False, "--verify", help="Verify the output against the source (exit 1 when they differ)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Convert a ternary model between safetensors layouts and GGUF codecs, losslessly."""
@@ -140,8 +148,18 @@ def convert(
     )
     with _progress(not json_out) as progress:
         report = run(src, to, options, progress=progress)
+    report["verify"] = None
+    if check:
+        from .verify import verify as check_output
+
+        report["verify"] = check_output(src, report["output"],
+                                        reference_options={"scale_convention": scale_convention,
+                                                           "tile_params": options.tile_params,
+                                                           "dialect": source_dialect})
     if json_out:
         _emit_json(report)
+        if report["verify"] is not None and not report["verify"]["passed"]:
+            raise typer.Exit(1)
         return
     stdout.print(f"wrote [bold]{report['output']}[/bold]: {report['format']}, {len(report['tensors'])} tensors, "
                  f"{report['bytes_written']:,} bytes in {report['seconds']} s")
@@ -149,6 +167,12 @@ def convert(
         stderr.print(f"rounded: {line}", markup=False, highlight=False)
     for line in report["warnings"]:
         stderr.print(f"warning: {line}", markup=False, highlight=False)
+    if report["verify"] is not None:
+        _render_verify(report["verify"])
+        if not report["verify"]["passed"]:
+            stderr.print("bitpack: verification failed: the output differs from the source (kept for inspection)",
+                         markup=False, highlight=False)
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -183,6 +207,93 @@ def inspect(
     stdout.print(table)
     for line in report["warnings"]:
         stderr.print(f"warning: {line}", markup=False, highlight=False)
+
+
+def _token_list(text: Optional[str]) -> Optional[list[int]]:
+    if text is None:
+        return None
+    try:
+        tokens = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise BitpackError(f"--tokens expects comma-separated integers, got {text!r}") from None
+    if not tokens:
+        raise BitpackError("--tokens is empty")
+    return tokens
+
+
+@app.command()
+def verify(
+    reference: str = typer.Argument(..., help="The model the candidate must equal."),
+    candidate: str = typer.Argument(..., help="The converted model."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Token ids to run, e.g. 1,2,3."),
+    n_tokens: int = typer.Option(16, "--n-tokens", help="Deterministic token ids to run when --tokens is not given."),
+    numerics: str = typer.Option("exact", "--numerics", help="exact (default), bitnetcpp or bitnetcpp-seq."),
+    atol: Optional[float] = typer.Option(None, "--atol", help="Pass when logits differ by at most this much."),
+    reference_tiles: Optional[str] = typer.Option(None, "--reference-tile-params", help="Tiles (or kernel_config.ini) of a foreign TL reference."),
+    candidate_tiles: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL candidate."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Compare two models tensor by tensor, then their logits. Exit 0 identical, 1 different."""
+    from .verify import verify as run
+
+    report = run(reference, candidate, tokens=_token_list(tokens), n_tokens=n_tokens, numerics=numerics, atol=atol,
+                 reference_options={"tile_params": _tiles_option(reference_tiles) or None},
+                 candidate_options={"tile_params": _tiles_option(candidate_tiles) or None})
+    if json_out:
+        _emit_json(report)
+    else:
+        _render_verify(report)
+    raise typer.Exit(0 if report["passed"] else 1)
+
+
+def _render_verify(report: dict) -> None:
+    table = Table(show_header=False, box=None)
+    verdict = "[bold green]identical[/]" if report["identical"] else (
+        "[bold green]within tolerance[/]" if report["passed"] else "[bold red]DIFFERENT[/]")
+    table.add_row("result", verdict)
+    for key in ("max_abs_diff", "max_rel_diff", "top1_agreement", "kl", "numerics", "seconds"):
+        if report.get(key) is not None:
+            table.add_row(key, f"{report[key]:.6g}" if isinstance(report[key], float) else str(report[key]))
+    table.add_row("tokens", ",".join(map(str, report["tokens"])))
+    stdout.print(table)
+    for line in report["metadata_differences"]:
+        stderr.print(f"metadata differs: {line}", markup=False, highlight=False)
+    for t in report["tensor_differences"]:
+        stderr.print(f"tensor differs: {t['name']}: {t['reason']}", markup=False, highlight=False)
+
+
+@app.command("run")
+def run_model(
+    model: str = typer.Argument(..., help="Any model bitpack reads."),
+    tokens: str = typer.Option(..., "--tokens", help="Token ids, e.g. 1,2,3."),
+    top_k: int = typer.Option(5, "--top-k", help="How many next-token candidates to show."),
+    all_positions: bool = typer.Option(False, "--all", help="Show every position, not only the last."),
+    save_logits: Optional[Path] = typer.Option(None, "--save-logits", help="Write float32 logits (tokens x vocab) as .npy."),
+    numerics: str = typer.Option("exact", "--numerics", help="exact, bitnetcpp or bitnetcpp-seq."),
+    tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL file."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Run the reference executor and show the most likely next tokens."""
+    import numpy as np
+
+    from .convert import open_model
+    from .executor.forward import Executor
+
+    ids = _token_list(tokens)
+    m = open_model(model, tile_params=_tiles_option(tile_params) or None)
+    logits = Executor(m, numerics).forward(ids)
+    if save_logits is not None:
+        np.save(save_logits, logits)
+    rows = range(len(ids)) if all_positions else [len(ids) - 1]
+    result = []
+    for i in rows:
+        top = np.argsort(-logits[i], kind="stable")[:top_k]
+        result.append({"position": i, "top": [{"id": int(t), "logit": float(logits[i, t])} for t in top]})
+    if json_out:
+        _emit_json({"model": model, "tokens": ids, "numerics": numerics, "positions": result})
+        return
+    for row in result:
+        stdout.print(f"position {row['position']}: " + ", ".join(f"{t['id']} ({t['logit']:.4f})" for t in row["top"]))
 
 
 class _progress:
@@ -230,7 +341,9 @@ def _render(report: dict[str, Any], json_out: bool) -> None:
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of a typer.Exit raised by a command
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except BitpackError as err:
         stderr.print(f"bitpack: error: {err}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(err.exit_code)

@@ -122,3 +122,22 @@ def kernel_config_ini(entries: list[tuple[tuple[int, int], Tiles]]) -> str:
     for i, ((m, k), t) in enumerate(entries):
         sections.append(f"[Kernels_{i}]\nm = {m}\nk = {k}\nbm = {t.BM}\nbk = {t.BK}\nbmm = {t.bm}\n")
     return "\n".join(sections)
+
+
+def read_kernel_config(text: str) -> dict[tuple[int, int], Tiles]:
+    """(M, K) -> tiles from bitnet.cpp's include/kernel_config.ini (sections with m, k, bm, bk, bmm)."""
+    import configparser
+
+    parser = configparser.ConfigParser()
+    try:
+        parser.read_string(text)
+    except configparser.Error as err:
+        raise ShapeError(f"kernel_config.ini is not readable ({err})") from None
+    table = {}
+    for section in parser.sections():
+        try:
+            row = {key: int(parser[section][key]) for key in ("m", "k", "bm", "bk", "bmm")}
+        except (KeyError, ValueError):
+            raise ShapeError(f"kernel_config.ini section [{section}] needs integer m, k, bm, bk, bmm") from None
+        table[(row["m"], row["k"])] = Tiles(row["bm"], row["bk"], row["bmm"])
+    return table

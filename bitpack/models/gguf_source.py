@@ -102,6 +102,11 @@ def _tensor_params(codec: str, name: str, shape: tuple[int, int], params: dict[s
     """Codec parameters for one tensor: explicit, then the file's own, then presets."""
     if codec not in PRESETS:  # only the TL layouts depend on parameters to decode
         return {}
+    if given and "BM" not in given:  # a kernel_config.ini table: tiles per (M, K)
+        tiles = given.get(tuple(shape))
+        if tiles is None:
+            raise BitpackError(f"{where}: {name} has shape {shape}, which the given kernel_config.ini does not list")
+        return tiles.as_dict()
     if given:
         return dict(given)
     if name in params:

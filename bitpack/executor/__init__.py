@@ -1,0 +1,1 @@
+"""The reference ternary CPU executor (NumPy)."""

@@ -1,0 +1,109 @@
+"""The reference ternary CPU executor: one full-sequence forward pass in NumPy.
+
+It runs any model bitpack reads, through the same readers as ``convert``, and pulls one
+layer's weights at a time, so a 2B-4T-shaped model needs about one layer of float32
+weights in memory. Graphs come from the architecture table (spec/architectures.md §3-§5):
+sub-norms before o_proj and down_proj where the architecture has them, ReLU² or SiLU
+gating, tied or untied head. Weights are canonical (HF row order), so RoPE is always the
+rotate-half form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import BitpackError
+from ..models.model import Float, Model, Ternary
+from .numerics import MODES, Numerics, bitlinear, rms_norm, rope_neox, rope_tables, softmax
+
+F32 = np.float32
+
+
+class Executor:
+    def __init__(self, model: Model, numerics: str = "exact") -> None:
+        if numerics not in MODES:
+            raise BitpackError(f"unknown numerics mode {numerics!r} (known: {', '.join(MODES)})")
+        self.model = model
+        self.n: Numerics = MODES[numerics]
+        self.hp = model.hparams
+        self._entries = {e.name: e for e in model.entries}
+
+    # -- weights -------------------------------------------------------------------
+    def _float(self, name: str) -> np.ndarray:
+        value = self._entries[name].load()
+        assert isinstance(value, Float)
+        return np.ascontiguousarray(value.values, dtype=F32)
+
+    def _ternary(self, name: str) -> tuple[np.ndarray, Any, bool]:
+        entry = self._entries[name]
+        t = entry.load()
+        assert isinstance(t, Ternary)
+        scale = t.scale.astype(F32) if t.per_block else F32(t.scale)
+        return t.codes.astype(F32), scale, entry.stored == "tl2"
+
+    def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
+        codes, scale, tl2 = self._ternary(name)
+        return bitlinear(x, codes, scale, self.n, tl2)
+
+    # -- graph -----------------------------------------------------------------------
+    def forward(self, tokens: list[int] | np.ndarray) -> np.ndarray:
+        """Logits [T, vocab] (float32) for every position of ``tokens``."""
+        ids = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        hp = self.hp
+        if ids.size == 0:
+            raise BitpackError("no tokens to run")
+        embed = self._float("token_embd.weight")
+        if ids.min() < 0 or ids.max() >= embed.shape[0]:
+            raise BitpackError(f"token ids must lie in 0..{embed.shape[0] - 1}")
+        h = embed[ids].astype(F32)
+        cos, sin = rope_tables(np.arange(ids.size), hp.head_dim, hp.rope_theta)
+        for layer in range(hp.n_layers):
+            h = self._layer(h, layer, cos, sin)
+        z = rms_norm(h, self._float("output_norm.weight"), hp.rms_norm_eps, self.n)
+        head = embed if "output.weight" not in self._entries else self._float("output.weight")
+        return (z @ head.T).astype(F32)
+
+    def _layer(self, h: np.ndarray, i: int, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+        hp, n, eps = self.hp, self.n, self.hp.rms_norm_eps
+        p = f"blk.{i}."
+        a = rms_norm(h, self._float(p + "attn_norm.weight"), eps, n)
+        t = h.shape[0]
+        q = self._linear(a, p + "attn_q.weight").reshape(t, hp.n_heads, hp.head_dim).transpose(1, 0, 2)
+        k = self._linear(a, p + "attn_k.weight").reshape(t, hp.n_kv_heads, hp.head_dim).transpose(1, 0, 2)
+        v = self._linear(a, p + "attn_v.weight").reshape(t, hp.n_kv_heads, hp.head_dim).transpose(1, 0, 2)
+        q, k = rope_neox(q, cos, sin), rope_neox(k, cos, sin)
+        if n.f16_values:
+            v = v.astype(np.float16).astype(F32)
+        o = self._attention(q, k, v).transpose(1, 0, 2).reshape(t, hp.n_heads * hp.head_dim)
+        if self.model.arch.sub_norms:
+            o = rms_norm(o, self._float(p + "attn_sub_norm.weight"), eps, n)
+        h = (h + self._linear(o, p + "attn_output.weight")).astype(F32)
+        b = rms_norm(h, self._float(p + "ffn_norm.weight"), eps, n)
+        gate = self._linear(b, p + "ffn_gate.weight")
+        up = self._linear(b, p + "ffn_up.weight")
+        if self.model.arch.hidden_act == "relu2":
+            act = np.maximum(gate, F32(0))
+            act = act * act
+        else:  # silu
+            act = gate / (F32(1) + np.exp(-gate))
+        f = (act * up).astype(F32)
+        if self.model.arch.sub_norms:
+            f = rms_norm(f, self._float(p + "ffn_sub_norm.weight"), eps, n)
+        return (h + self._linear(f, p + "ffn_down.weight")).astype(F32)
+
+    def _attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Causal GQA: query head h reads KV head h // (n_heads / n_kv_heads)."""
+        group = self.hp.n_heads // self.hp.n_kv_heads
+        k = np.repeat(k, group, axis=0)
+        v = np.repeat(v, group, axis=0)
+        scale = F32(1) / np.sqrt(F32(self.hp.head_dim))
+        scores = (q @ k.transpose(0, 2, 1)) * scale
+        t = q.shape[1]
+        scores = np.where(np.tril(np.ones((t, t), dtype=bool)), scores, F32(-np.inf)).astype(F32)
+        return (softmax(scores, self.n) @ v).astype(F32)
+
+
+def run(model: Model, tokens: list[int], numerics: str = "exact") -> np.ndarray:
+    return Executor(model, numerics).forward(tokens)

@@ -1,0 +1,103 @@
+"""The rounding points of each numerics mode (spec/architectures.md §6), as small functions.
+
+``exact`` is bitpack's own definition and the basis of "identical logits": everything in
+float32, BitLinear with per-token absmax int8 activations and an exact integer matmul
+(float32 BLAS on integers below 2**24 is exact, §8). ``bitnetcpp`` reproduces bitnet.cpp's
+CPU path for I2_S and TL2 (§6.3a, §9.1): double-precision maxima and norm sums, float16 V
+cache, and in token-by-token decoding float16 attention probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+F32 = np.float32
+MAX_EXACT_K = 2**24 // 128  # longest row whose int8 x ternary sums float32 holds exactly
+
+
+@dataclass(frozen=True)
+class Numerics:
+    name: str
+    double_sums: bool = False  # RMSNorm sums and activation maxima in float64 (ggml)
+    scale_in_double: bool = False  # activation scale 127/m computed in float64, stored as float32
+    f16_values: bool = False  # V cache stored as float16
+    f16_probabilities: bool = False  # attention probabilities rounded to float16 (token-by-token)
+
+
+MODES = {
+    "exact": Numerics("exact"),
+    "bitnetcpp": Numerics("bitnetcpp", double_sums=True, scale_in_double=True, f16_values=True),
+    "bitnetcpp-seq": Numerics("bitnetcpp-seq", double_sums=True, scale_in_double=True, f16_values=True,
+                              f16_probabilities=True),
+}
+
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, n: Numerics) -> np.ndarray:
+    if n.double_sums:
+        mean = (x.astype(np.float64) ** 2).mean(axis=-1, keepdims=True)
+        scale = (F32(1) / np.sqrt(F32(mean + eps))).astype(F32)
+    else:
+        mean = np.mean(x * x, axis=-1, keepdims=True, dtype=F32)
+        scale = F32(1) / np.sqrt(mean + F32(eps))
+    return (x * scale) * weight
+
+
+def quantize_activations(x: np.ndarray, n: Numerics, tl2: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token absmax int8 (held as float32 integers) and the activation scale s_x."""
+    m = np.maximum(np.abs(x).max(axis=-1, keepdims=True), F32(1e-5))
+    if n.scale_in_double and not tl2:
+        s = 127.0 / m.astype(np.float64)
+        q = np.clip(np.rint(x.astype(np.float64) * s), -128, 127).astype(F32)
+        return q, s.astype(F32)
+    if n.scale_in_double:  # bitnet.cpp's TL2 path: 127/m in float32
+        s_x = (F32(127) / m).astype(F32)
+    else:  # bitpack's exact mode: the reciprocal form transformers uses (architectures.md §7.2)
+        s_x = ((F32(1) / m) * F32(127)).astype(F32)
+    return np.clip(np.rint(x * s_x), -128, 127).astype(F32), s_x
+
+
+def bitlinear(x: np.ndarray, codes: np.ndarray, scale, n: Numerics, tl2: bool = False) -> np.ndarray:
+    """y = s * (q . t) / s_x for x [T, K] and codes [M, K] (float32 copies of -1/0/+1)."""
+    k = codes.shape[1]
+    if k > MAX_EXACT_K:
+        raise ValueError(f"row length {k} exceeds the exact float32 range ({MAX_EXACT_K})")
+    q, s_x = quantize_activations(x, n, tl2)
+    if np.ndim(scale) == 0:
+        acc = q @ codes.T  # exact integers
+        return ((acc / s_x) * F32(scale)).astype(F32)
+    # TQ tensors whose block scales differ: sum the scaled 256-blocks in order (§6.1)
+    out = np.zeros((x.shape[0], codes.shape[0]), dtype=F32)
+    for b in range(k // 256):
+        part = q[:, b * 256 : (b + 1) * 256] @ codes[:, b * 256 : (b + 1) * 256].T
+        out += (part * scale[:, b]).astype(F32)
+    return (out / s_x).astype(F32)
+
+
+def rope_tables(positions: np.ndarray, head_dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin [T, d/2]: theta_i = 1 / base**(2i/d) in float32, cos/sin in float64 -> float32."""
+    i = np.arange(head_dim // 2, dtype=F32)
+    theta = (F32(1) / np.power(F32(base), (F32(2) * i) / F32(head_dim))).astype(F32)
+    angles = (positions.astype(F32)[:, None] * theta[None, :]).astype(F32)
+    return np.cos(angles.astype(np.float64)).astype(F32), np.sin(angles.astype(np.float64)).astype(F32)
+
+
+def rope_neox(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Rotate-half RoPE on x [heads, T, d]."""
+    half = x.shape[-1] // 2
+    a, b = x[..., :half], x[..., half:]
+    return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1).astype(F32)
+
+
+def softmax(scores: np.ndarray, n: Numerics) -> np.ndarray:
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(scores, dtype=F32)
+    if n.double_sums:
+        total = e.sum(axis=-1, keepdims=True, dtype=np.float64)
+        p = e * (1.0 / total).astype(F32)
+    else:
+        p = e / e.sum(axis=-1, keepdims=True, dtype=F32)
+    if n.f16_probabilities:
+        p = p.astype(np.float16).astype(F32)
+    return p.astype(F32)

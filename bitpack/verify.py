@@ -1,0 +1,133 @@
+"""``bitpack verify``: is a candidate the same model as a reference?
+
+Two steps (spec/architectures.md §6.4): first every tensor is decoded to canonical form and
+compared bitwise, which names the tensor at fault; then both models run through the
+reference executor on the same tokens and their logits are compared. Identical canonical
+tensors give identical logits, so a difference in step 2 alone would be an executor bug.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .convert import open_model
+from .executor.forward import Executor
+from .models.model import Float, Model, Ternary
+
+DEFAULT_TOKENS = 16
+
+
+def default_tokens(vocab: int, n: int = DEFAULT_TOKENS) -> list[int]:
+    """Deterministic ids spread over the vocabulary (the same for every run and model)."""
+    return [int(t) for t in np.random.default_rng(20241).integers(0, vocab, n)]
+
+
+def compare_models(ref: Model, cand: Model) -> tuple[list[str], list[dict[str, Any]]]:
+    """(metadata differences, tensor differences), each named."""
+    meta = []
+    if ref.arch.name != cand.arch.name:
+        meta.append(f"architecture: {ref.arch.name} vs {cand.arch.name}")
+    for key, value in ref.hparams.as_dict().items():
+        other = getattr(cand.hparams, key)
+        if value != other and not (isinstance(value, float) and np.float32(value) == np.float32(other)):
+            meta.append(f"{key}: {value!r} vs {other!r}")
+    names_ref = {e.name for e in ref.entries}
+    names_cand = {e.name for e in cand.entries}
+    for name in sorted(names_ref - names_cand):
+        meta.append(f"{name}: missing from the candidate")
+    for name in sorted(names_cand - names_ref):
+        meta.append(f"{name}: only in the candidate")
+    tensors = []
+    by_name = {e.name: e for e in cand.entries}
+    for e in ref.entries:
+        if e.name not in by_name:
+            continue
+        diff = _compare(e.load(), by_name[e.name].load())
+        if diff:
+            tensors.append({"name": e.name, **diff})
+    return meta, tensors
+
+
+def _compare(a: Ternary | Float, b: Ternary | Float) -> dict[str, Any] | None:
+    if isinstance(a, Ternary) != isinstance(b, Ternary):
+        return {"reason": "one is ternary, the other is not"}
+    if isinstance(a, Ternary):
+        if a.codes.shape != b.codes.shape:
+            return {"reason": f"shape {list(a.codes.shape)} vs {list(b.codes.shape)}"}
+        wrong = int(np.count_nonzero(a.codes != b.codes))
+        same_scale = np.ndim(a.scale) == np.ndim(b.scale) and np.array_equal(
+            np.asarray(a.scale, np.float32), np.asarray(b.scale, np.float32))
+        if wrong or not same_scale:
+            out: dict[str, Any] = {"reason": []}
+            if wrong:
+                out["reason"].append(f"{wrong} of {a.codes.size} codes differ")
+                out["codes_differing"] = wrong
+            if not same_scale:
+                scales = [float(np.asarray(s).reshape(-1)[0]) for s in (a.scale, b.scale)]
+                out["reason"].append(f"scale {scales[0]!r} vs {scales[1]!r}")
+                out["scales"] = scales
+            out["reason"] = "; ".join(out["reason"])
+            return out
+        return None
+    va, vb = a.values, b.values
+    if va.shape != vb.shape:
+        return {"reason": f"shape {list(va.shape)} vs {list(vb.shape)}"}
+    wrong = int(np.count_nonzero(va != vb))
+    return {"reason": f"{wrong} of {va.size} values differ"} if wrong else None
+
+
+def logits_report(ref: np.ndarray, cand: np.ndarray) -> dict[str, Any]:
+    diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
+    identical = bool(np.array_equal(ref, cand))
+    report = {
+        "identical": identical,
+        "max_abs_diff": float(diff.max()),
+        "max_rel_diff": float(diff.max() / max(np.abs(ref).max(), 1e-30)),
+        "top1_agreement": float((ref.argmax(-1) == cand.argmax(-1)).mean()),
+        "kl": None,
+    }
+    if not identical:
+        report["kl"] = float(_kl(ref, cand))
+    return report
+
+
+def _kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
+    """Mean over positions of KL(softmax(p) || softmax(q)), in nats."""
+    p = p_logits.astype(np.float64)
+    q = q_logits.astype(np.float64)
+    log_p = p - p.max(-1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+    log_q = q - q.max(-1, keepdims=True)
+    log_q -= np.log(np.exp(log_q).sum(-1, keepdims=True))
+    return float((np.exp(log_p) * (log_p - log_q)).sum(-1).mean())
+
+
+def verify(reference: str | Path | Model, candidate: str | Path | Model, *, tokens: list[int] | None = None,
+           n_tokens: int = DEFAULT_TOKENS, numerics: str = "exact", atol: float | None = None,
+           reference_options: dict[str, Any] | None = None,
+           candidate_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report ``verify --json`` prints; ``report["identical"]`` or ``report["passed"]``."""
+    started = time.perf_counter()
+    ref = reference if isinstance(reference, Model) else open_model(reference, **(reference_options or {}))
+    cand = candidate if isinstance(candidate, Model) else open_model(candidate, **(candidate_options or {}))
+    meta, tensors = compare_models(ref, cand)
+    if tokens is None:
+        tokens = default_tokens(min(ref.hparams.vocab_size, cand.hparams.vocab_size), n_tokens)
+    report: dict[str, Any] = {"reference": ref.source, "candidate": cand.source, "tokens": tokens,
+                              "numerics": numerics, "metadata_differences": meta,
+                              "differing_tensors": [t["name"] for t in tensors][:20],
+                              "tensor_differences": tensors[:20]}
+    if ref.arch.name == cand.arch.name and not any("missing" in m or "only in" in m for m in meta):
+        report.update(logits_report(Executor(ref, numerics).forward(tokens),
+                                    Executor(cand, numerics).forward(tokens)))
+    else:
+        report.update(identical=False, max_abs_diff=None, max_rel_diff=None, top1_agreement=None, kl=None)
+    within = report["identical"] or (atol is not None and report["max_abs_diff"] is not None
+                                     and report["max_abs_diff"] <= atol)
+    report["passed"] = bool(within and not meta and (not tensors or atol is not None))
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    return report
