@@ -296,3 +296,14 @@ def test_bf16_weight_scales_are_refused_up_front_unless_allowed(tmp_path, source
     # a packed autobitlinear source has bf16 scales already: exact, nothing to allow
     exact = convert(MODELS / "b158-packed", "hf_packed", ConvertOptions(output=tmp_path / "p", scale_dtype="bf16"))
     assert exact["rounded"] == []
+
+
+def test_packed_weights_without_quantization_config_need_a_scale_convention(tmp_path, sources):
+    src = tmp_path / "noqc"
+    shutil.copytree(MODELS / "b158-packed", src)
+    config = json.loads((src / "config.json").read_text())
+    del config["quantization_config"]
+    (src / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BitpackError, match="--scale-convention"):
+        open_model(src)
+    assert_same(canonical(open_model(src, scale_convention="multiply")), sources["b158-packed"])

@@ -1,9 +1,11 @@
 """llama.cpp (through llama-cpp-python, built from source in CI) loads bitpack's TQ1_0 and
-TQ2_0 files and runs them.
+TQ2_0 files and runs them, and bitpack's executor in `llamacpp` numerics predicts its logits.
 
 Both codecs decode to the same weights and llama.cpp quantizes the activations the same way
-(Q8_K) for both, with exact integer dot products, so their logits must agree; the exact
-comparison against bitpack's own executor belongs to the executor's tests.
+(Q8_K per 256 values) for both, with exact integer dot products, so their logits agree. The
+`llamacpp` mode emulates Q8_K, the f16 KV cache and f16 probabilities (architectures.md §9):
+the issue asks for 1e-3 relative; on these fixtures it lands near 1e-6. The `exact` mode
+(per-token activations) differs by about 1-2 % of the largest logit, as §9.3 measures.
 """
 
 from pathlib import Path
@@ -11,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitpack.convert import ConvertOptions, convert
+from bitpack.convert import ConvertOptions, convert, open_model
+from bitpack.executor.forward import run as execute
 
 from oracles import require
 
@@ -41,3 +44,11 @@ def test_tq_files_load_and_agree(tmp_path, source, options):
         assert np.isfinite(logits[codec]).all()
         assert np.abs(logits[codec]).max() > 0
     np.testing.assert_allclose(logits["tq1_0"], logits["tq2_0"], rtol=1e-4, atol=1e-4)
+    for codec in ("tq1_0", "tq2_0"):
+        model = open_model(tmp_path / f"{codec}.gguf")
+        predicted = execute(model, TOKENS, "llamacpp")
+        relative = np.abs(predicted - logits[codec]).max() / np.abs(logits[codec]).max()
+        assert relative < 1e-3, relative
+        assert (predicted.argmax(-1) == logits[codec].argmax(-1)).all()
+        exact = execute(model, TOKENS, "exact")
+        assert np.abs(exact - logits[codec]).max() / np.abs(logits[codec]).max() > 10 * relative

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import BitpackError
 from ..models.model import Float, Model, Ternary
-from .numerics import MODES, Numerics, bitlinear, rms_norm, rope_neox, rope_tables, softmax
+from .numerics import MODES, Numerics, bitlinear, bitlinear_q8k, rms_norm, rope_neox, rope_tables, softmax
 
 F32 = np.float32
 
@@ -45,6 +45,12 @@ class Executor:
 
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
         codes, scale, tl2 = self._ternary(name)
+        entry = self._entries[name]
+        if self.n.q8k and entry.stored in ("tq1_0", "tq2_0"):
+            if (entry.source_params or {}).get("scale_mode") == "separate":  # blocks 1.0, then x .scale
+                return bitlinear_q8k(x, codes, F32(1), F32(scale))
+            block = scale if np.ndim(scale) else F32(np.float16(scale))
+            return bitlinear_q8k(x, codes, block, None)
         return bitlinear(x, codes, scale, self.n, tl2)
 
     # -- graph -----------------------------------------------------------------------
@@ -62,7 +68,10 @@ class Executor:
         for layer in range(hp.n_layers):
             h = self._layer(h, layer, cos, sin)
         z = rms_norm(h, self._float("output_norm.weight"), hp.rms_norm_eps, self.n)
-        head = embed if "output.weight" not in self._entries else self._float("output.weight")
+        head_name = "output.weight" if "output.weight" in self._entries else "token_embd.weight"
+        head = embed if head_name == "token_embd.weight" else self._float(head_name)
+        if self.n.head_in_weight_dtype:  # ggml converts the activations to an F16/BF16 weight's type
+            z = _round_like(z, self._entries[head_name].stored)
         return (z @ head.T).astype(F32)
 
     def _layer(self, h: np.ndarray, i: int, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
@@ -74,6 +83,8 @@ class Executor:
         k = self._linear(a, p + "attn_k.weight").reshape(t, hp.n_kv_heads, hp.head_dim).transpose(1, 0, 2)
         v = self._linear(a, p + "attn_v.weight").reshape(t, hp.n_kv_heads, hp.head_dim).transpose(1, 0, 2)
         q, k = rope_neox(q, cos, sin), rope_neox(k, cos, sin)
+        if n.f16_keys:
+            q, k = q.astype(np.float16).astype(F32), k.astype(np.float16).astype(F32)
         if n.f16_values:
             v = v.astype(np.float16).astype(F32)
         o = self._attention(q, k, v).transpose(1, 0, 2).reshape(t, hp.n_heads * hp.head_dim)
@@ -103,6 +114,17 @@ class Executor:
         t = q.shape[1]
         scores = np.where(np.tril(np.ones((t, t), dtype=bool)), scores, F32(-np.inf)).astype(F32)
         return (softmax(scores, self.n) @ v).astype(F32)
+
+
+def _round_like(x: np.ndarray, stored: str) -> np.ndarray:
+    if stored == "F16":
+        return x.astype(np.float16).astype(F32)
+    if stored == "BF16":
+        from ..models.floats import round_to
+        from ..models.model import Float
+
+        return Float(round_to(x.astype(F32), "BF16"), "BF16").values
+    return x
 
 
 def run(model: Model, tokens: list[int], numerics: str = "exact") -> np.ndarray:

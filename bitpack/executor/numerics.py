@@ -24,6 +24,9 @@ class Numerics:
     scale_in_double: bool = False  # activation scale 127/m computed in float64, stored as float32
     f16_values: bool = False  # V cache stored as float16
     f16_probabilities: bool = False  # attention probabilities rounded to float16 (token-by-token)
+    f16_keys: bool = False  # K cache (and Q for the K.Q product) as float16 (llama.cpp's default)
+    q8k: bool = False  # activations quantized per 256 values (Q8_K) inside TQ matmuls (llama.cpp)
+    head_in_weight_dtype: bool = False  # the head's input rounded to the head weight's dtype (ggml)
 
 
 MODES = {
@@ -31,7 +34,37 @@ MODES = {
     "bitnetcpp": Numerics("bitnetcpp", double_sums=True, scale_in_double=True, f16_values=True),
     "bitnetcpp-seq": Numerics("bitnetcpp-seq", double_sums=True, scale_in_double=True, f16_values=True,
                               f16_probabilities=True),
+    "llamacpp": Numerics("llamacpp", double_sums=True, f16_values=True, f16_probabilities=True, f16_keys=True,
+                         q8k=True, head_in_weight_dtype=True),
 }
+
+
+def quantize_q8k(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """llama.cpp's Q8_K per 256-value block (architectures.md §9.1): v is the signed element of
+    largest magnitude (the first on ties), iscale = -127/v, q = min(127, rint(iscale*x)),
+    d = 1/iscale; a block of zeros has d = 0. Returns q [T, K] and d [T, K/256]."""
+    t, k = x.shape
+    blocks = x.reshape(t, k // 256, 256)
+    where = np.abs(blocks).argmax(axis=-1)  # first index of the largest magnitude
+    v = np.take_along_axis(blocks, where[..., None], axis=-1)[..., 0]
+    zero = v == 0
+    iscale = np.where(zero, F32(0), F32(-127) / np.where(zero, F32(1), v)).astype(F32)
+    q = np.minimum(F32(127), np.rint(blocks * iscale[..., None])).astype(F32)
+    d = np.where(zero, F32(0), F32(1) / np.where(zero, F32(1), iscale)).astype(F32)
+    return q.reshape(t, k), d
+
+
+def bitlinear_q8k(x: np.ndarray, codes: np.ndarray, block_scale, after: np.float32 | None) -> np.ndarray:
+    """A TQ1_0/TQ2_0 matmul as ggml's CPU kernels compute it: per 256-block integer sums,
+    each scaled by f32(d_w * d_x) and accumulated in float32 in block order, then the
+    optional per-tensor ``.scale`` multiply."""
+    q, d = quantize_q8k(x)
+    out = np.zeros((x.shape[0], codes.shape[0]), dtype=F32)
+    for b in range(codes.shape[1] // 256):
+        acc = q[:, b * 256 : (b + 1) * 256] @ codes[:, b * 256 : (b + 1) * 256].T
+        d_w = block_scale[:, b][None, :] if np.ndim(block_scale) else F32(block_scale)
+        out += (acc * (d_w * d[:, b : b + 1]).astype(F32)).astype(F32)
+    return out if after is None else (out * after).astype(F32)
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, n: Numerics) -> np.ndarray:

@@ -61,6 +61,8 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
             if scale_name in present:
                 used.add(scale_name)
             tensor_params = _tensor_params(codec_name, canonical, shape, params, tile_params, where)
+            if scale_name in present:  # TQ with unit block scales and an exact F32 companion
+                tensor_params = {**tensor_params, "scale_mode": "separate"}
             entries.append(Entry(canonical, slot.kind, shape, codec_name,
                                  _ternary_loader(f, canonical, shape, codec_name, tensor_params,
                                                  scale_name if scale_name in present else None, arch, hp, where),

@@ -60,7 +60,7 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
             f"{'with' if has_sub else 'without'} sub-norms); bitpack reads BitNet b1.58 2B-4T, "
             "1bitLLM and Llama-shaped ternary checkpoints"
         )
-    layout, linear_class, codec_name = _layout(config, ckpt, where)
+    layout, linear_class, codec_name = _layout(config, ckpt, where, scale_convention)
     if scale_convention is not None and layout == "packed":
         linear_class = {"multiply": "autobitlinear", "divide": "bitlinear"}[scale_convention]
     used: set[str] = set()
@@ -114,7 +114,8 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
     )
 
 
-def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str) -> tuple[str, str | None, str | None]:
+def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str,
+            scale_convention: str | None = None) -> tuple[str, str | None, str | None]:
     """("master" | "packed" | "bitpack", linear_class, bitpack codec)."""
     meta = ckpt.metadata or {}
     codec = meta.get("bitpack.codec")
@@ -137,6 +138,10 @@ def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str) -> tuple[str, 
         return "master", None, None
     if dtype != "U8":
         raise BitpackError(f"{where}: {probe} is {dtype}; expected float master weights or packed U8")
+    if not qc and scale_convention is None:
+        raise BitpackError(f"{where}: projections are packed U8 but config.json has no quantization_config, so "
+                           "what weight_scale means is unknown. Pass --scale-convention multiply "
+                           "(autobitlinear, e.g. 2B-4T) or divide (bitlinear, e.g. HF1BitLLM, Falcon3)")
     linear_class = qc.get("linear_class", "bitlinear")
     if linear_class not in LINEAR_CLASSES:
         raise BitpackError(f"{where}: linear_class {linear_class!r} is unknown (expected {' or '.join(LINEAR_CLASSES)})")

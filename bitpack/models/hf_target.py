@@ -160,7 +160,7 @@ def _scale_dtype(model: Model, linear_class: str, requested: str, packed: bool) 
     if packed and linear_class == "bitlinear" and model.source_scale_dtype in ("F32", "F16", "BF16") \
             and model.linear_class == "bitlinear":
         return model.source_scale_dtype  # the source's own weight_scale bits are kept
-    return "BF16" if requested == "bf16" else "F32"
+    return "BF16" if requested == "bf16" and packed else "F32"  # bitpack's own layouts keep F32 (checkpoints.md §7)
 
 
 def _codes_producer(e: Entry, codec):
