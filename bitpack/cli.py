@@ -227,7 +227,7 @@ def verify(
     candidate: str = typer.Argument(..., help="The converted model."),
     tokens: Optional[str] = typer.Option(None, "--tokens", help="Token ids to run, e.g. 1,2,3."),
     n_tokens: int = typer.Option(16, "--n-tokens", help="Deterministic token ids to run when --tokens is not given."),
-    numerics: str = typer.Option("exact", "--numerics", help="exact (default), bitnetcpp or bitnetcpp-seq."),
+    numerics: str = typer.Option("exact", "--numerics", help="exact (default), hf, llamacpp, bitnetcpp or bitnetcpp-seq."),
     atol: Optional[float] = typer.Option(None, "--atol", help="Pass when logits differ by at most this much."),
     reference_tiles: Optional[str] = typer.Option(None, "--reference-tile-params", help="Tiles (or kernel_config.ini) of a foreign TL reference."),
     candidate_tiles: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL candidate."),
@@ -269,7 +269,7 @@ def run_model(
     top_k: int = typer.Option(5, "--top-k", help="How many next-token candidates to show."),
     all_positions: bool = typer.Option(False, "--all", help="Show every position, not only the last."),
     save_logits: Optional[Path] = typer.Option(None, "--save-logits", help="Write float32 logits (tokens x vocab) as .npy."),
-    numerics: str = typer.Option("exact", "--numerics", help="exact, bitnetcpp or bitnetcpp-seq."),
+    numerics: str = typer.Option("exact", "--numerics", help="exact, hf, llamacpp, bitnetcpp or bitnetcpp-seq."),
     tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL file."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -277,11 +277,11 @@ def run_model(
     import numpy as np
 
     from .convert import open_model
-    from .executor.forward import Executor
+    from .executor.forward import executor
 
     ids = _token_list(tokens)
     m = open_model(model, tile_params=_tiles_option(tile_params) or None)
-    logits = Executor(m, numerics).forward(ids)
+    logits = executor(m, numerics).forward(ids)
     if save_logits is not None:
         np.save(save_logits, logits)
     rows = range(len(ids)) if all_positions else [len(ids) - 1]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .convert import open_model
-from .executor.forward import Executor
+from .executor.forward import executor
 from .models.model import Float, Model, Ternary
 
 DEFAULT_TOKENS = 16
@@ -122,8 +122,8 @@ def verify(reference: str | Path | Model, candidate: str | Path | Model, *, toke
                               "differing_tensors": [t["name"] for t in tensors][:20],
                               "tensor_differences": tensors[:20]}
     if ref.arch.name == cand.arch.name and not any("missing" in m or "only in" in m for m in meta):
-        report.update(logits_report(Executor(ref, numerics).forward(tokens),
-                                    Executor(cand, numerics).forward(tokens)))
+        report.update(logits_report(executor(ref, numerics).forward(tokens),
+                                    executor(cand, numerics).forward(tokens)))
     else:
         report.update(identical=False, max_abs_diff=None, max_rel_diff=None, top1_agreement=None, kl=None)
     within = report["identical"] or (atol is not None and report["max_abs_diff"] is not None

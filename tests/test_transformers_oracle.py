@@ -65,3 +65,43 @@ def test_masters_converted_to_packed_agree_with_online_quantization(tmp_path):
     assert (online.argmax(-1) == offline.argmax(-1)).mean() >= 0.9
     rel = np.abs(online - offline).max() / np.abs(online).max()
     assert rel < 0.05, rel
+
+
+TOKENS16 = [5, 250, 13, 99, 1, 0, 255, 128, 64, 32, 16, 8, 4, 2, 77, 78]
+
+
+def bf16_logits(folder: Path) -> np.ndarray:
+    torch = require("torch")
+    transformers = require("transformers")
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16,
+                                                              attn_implementation="eager").eval()
+    with torch.no_grad():
+        return model(torch.tensor([TOKENS16])).logits[0].float().numpy()
+
+
+@pytest.mark.parametrize("source, options", [
+    ("b158-packed", {}),  # autobitlinear offline: fake-quantized activations, multiply
+    ("b158-bf16", {}),  # autobitlinear online: masters quantized on the fly
+    ("llama-packed", {"scale_convention": "divide"}),  # bitlinear: integer matmul, divide
+])
+def test_hf_numerics_reproduce_transformers_and_exact_mode_stays_close(source, options):
+    from bitpack.convert import open_model
+    from bitpack.executor.forward import run
+
+    reference = bf16_logits(MODELS / source)
+    model = open_model(MODELS / source, **options)
+    emulated = run(model, TOKENS16, "hf")
+    per_position = np.abs(emulated - reference).max(-1) / np.abs(reference).max(-1)
+    # transformers' rounding points in bf16 (architectures.md §7.3): at least 99 % of positions
+    # within 1e-5 relative; measured here: every logit bit-identical on the 2B-4T layouts and
+    # 99.96 % on the bitlinear one (the rest one bf16 ulp, from BLAS summation order)
+    assert (per_position <= 1e-5).mean() >= 0.99, per_position
+    assert (emulated.argmax(-1) == reference.argmax(-1)).all()
+    # exact mode is bitpack's own integer-exact definition, in float32 without bf16 rounding:
+    # close to transformers, not equal. Random weights amplify single int8 activations that
+    # round the other way at a .5 boundary, so the distribution is asserted, not just the worst
+    # case: median relative difference of a few percent of the largest logit, argmax mostly kept.
+    exact = run(model, TOKENS16, "exact")
+    rel = np.abs(exact - reference).max(-1) / np.abs(reference).max(-1)
+    assert np.median(rel) < 0.06 and rel.max() < 0.1, rel
+    assert (exact.argmax(-1) == reference.argmax(-1)).mean() >= 0.85

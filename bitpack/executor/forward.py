@@ -24,7 +24,7 @@ F32 = np.float32
 class Executor:
     def __init__(self, model: Model, numerics: str = "exact") -> None:
         if numerics not in MODES:
-            raise BitpackError(f"unknown numerics mode {numerics!r} (known: {', '.join(MODES)})")
+            raise BitpackError(f"unknown numerics mode {numerics!r} (known: {', '.join(MODES)}, hf)")
         self.model = model
         self.n: Numerics = MODES[numerics]
         self.hp = model.hparams
@@ -64,45 +64,62 @@ class Executor:
         if ids.min() < 0 or ids.max() >= embed.shape[0]:
             raise BitpackError(f"token ids must lie in 0..{embed.shape[0] - 1}")
         h = embed[ids].astype(F32)
-        cos, sin = rope_tables(np.arange(ids.size), hp.head_dim, hp.rope_theta)
+        cos, sin = self._rope_tables(np.arange(ids.size))
         for layer in range(hp.n_layers):
             h = self._layer(h, layer, cos, sin)
-        z = rms_norm(h, self._float("output_norm.weight"), hp.rms_norm_eps, self.n)
+        z = self._norm(h, "output_norm.weight")
         head_name = "output.weight" if "output.weight" in self._entries else "token_embd.weight"
         head = embed if head_name == "token_embd.weight" else self._float(head_name)
         if self.n.head_in_weight_dtype:  # ggml converts the activations to an F16/BF16 weight's type
             z = _round_like(z, self._entries[head_name].stored)
+        return self._head(z, head)
+
+    # -- the operations a numerics mode may round differently --------------------------
+    def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
+        return rms_norm(x, self._float(name), self.hp.rms_norm_eps, self.n)
+
+    def _rope_tables(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return rope_tables(positions, self.hp.head_dim, self.hp.rope_theta)
+
+    def _rope(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+        return rope_neox(x, cos, sin)
+
+    def _gate(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+        if self.model.arch.hidden_act == "relu2":
+            act = np.maximum(gate, F32(0))
+            act = act * act
+        else:  # silu
+            act = gate / (F32(1) + np.exp(-gate))
+        return (act * up).astype(F32)
+
+    def _add(self, h: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return (h + y).astype(F32)
+
+    def _head(self, z: np.ndarray, head: np.ndarray) -> np.ndarray:
         return (z @ head.T).astype(F32)
 
     def _layer(self, h: np.ndarray, i: int, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-        hp, n, eps = self.hp, self.n, self.hp.rms_norm_eps
+        hp, n = self.hp, self.n
         p = f"blk.{i}."
-        a = rms_norm(h, self._float(p + "attn_norm.weight"), eps, n)
+        a = self._norm(h, p + "attn_norm.weight")
         t = h.shape[0]
         q = self._linear(a, p + "attn_q.weight").reshape(t, hp.n_heads, hp.head_dim).transpose(1, 0, 2)
         k = self._linear(a, p + "attn_k.weight").reshape(t, hp.n_kv_heads, hp.head_dim).transpose(1, 0, 2)
         v = self._linear(a, p + "attn_v.weight").reshape(t, hp.n_kv_heads, hp.head_dim).transpose(1, 0, 2)
-        q, k = rope_neox(q, cos, sin), rope_neox(k, cos, sin)
+        q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
         if n.f16_keys:
             q, k = q.astype(np.float16).astype(F32), k.astype(np.float16).astype(F32)
         if n.f16_values:
             v = v.astype(np.float16).astype(F32)
         o = self._attention(q, k, v).transpose(1, 0, 2).reshape(t, hp.n_heads * hp.head_dim)
         if self.model.arch.sub_norms:
-            o = rms_norm(o, self._float(p + "attn_sub_norm.weight"), eps, n)
-        h = (h + self._linear(o, p + "attn_output.weight")).astype(F32)
-        b = rms_norm(h, self._float(p + "ffn_norm.weight"), eps, n)
-        gate = self._linear(b, p + "ffn_gate.weight")
-        up = self._linear(b, p + "ffn_up.weight")
-        if self.model.arch.hidden_act == "relu2":
-            act = np.maximum(gate, F32(0))
-            act = act * act
-        else:  # silu
-            act = gate / (F32(1) + np.exp(-gate))
-        f = (act * up).astype(F32)
+            o = self._norm(o, p + "attn_sub_norm.weight")
+        h = self._add(h, self._linear(o, p + "attn_output.weight"))
+        b = self._norm(h, p + "ffn_norm.weight")
+        f = self._gate(self._linear(b, p + "ffn_gate.weight"), self._linear(b, p + "ffn_up.weight"))
         if self.model.arch.sub_norms:
-            f = rms_norm(f, self._float(p + "ffn_sub_norm.weight"), eps, n)
-        return (h + self._linear(f, p + "ffn_down.weight")).astype(F32)
+            f = self._norm(f, p + "ffn_sub_norm.weight")
+        return self._add(h, self._linear(f, p + "ffn_down.weight"))
 
     def _attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Causal GQA: query head h reads KV head h // (n_heads / n_kv_heads)."""
@@ -127,5 +144,17 @@ def _round_like(x: np.ndarray, stored: str) -> np.ndarray:
     return x
 
 
+NUMERICS = (*MODES, "hf")
+
+
+def executor(model: Model, numerics: str = "exact") -> Executor:
+    """The executor for a numerics mode: ``hf`` emulates transformers, the rest are tables."""
+    if numerics == "hf":
+        from .hf import HFExecutor
+
+        return HFExecutor(model)
+    return Executor(model, numerics)
+
+
 def run(model: Model, tokens: list[int], numerics: str = "exact") -> np.ndarray:
-    return Executor(model, numerics).forward(tokens)
+    return executor(model, numerics).forward(tokens)
