@@ -19,6 +19,7 @@ from .executor.forward import executor
 from .models.model import Float, Model, Ternary
 
 DEFAULT_TOKENS = 16
+CHUNK = 1 << 20
 
 
 def default_tokens(vocab: int, n: int = DEFAULT_TOKENS) -> list[int]:
@@ -73,11 +74,16 @@ def _compare(a: Ternary | Float, b: Ternary | Float) -> dict[str, Any] | None:
             out["reason"] = "; ".join(out["reason"])
             return out
         return None
-    va, vb = a.values, b.values
-    if va.shape != vb.shape:
-        return {"reason": f"shape {list(va.shape)} vs {list(vb.shape)}"}
-    wrong = int(np.count_nonzero(va != vb))
-    return {"reason": f"{wrong} of {va.size} values differ"} if wrong else None
+    if a.raw.shape != b.raw.shape:
+        return {"reason": f"shape {list(a.raw.shape)} vs {list(b.raw.shape)}"}
+    if a.stored == b.stored:  # same storage: compare the stored bits, nothing widened
+        wrong = int(np.count_nonzero(a.raw != b.raw))
+    else:  # e.g. BF16 source vs F16 GGUF: compare values, a slice at a time
+        flat_a, flat_b = a.raw.reshape(-1), b.raw.reshape(-1)
+        wrong = sum(int(np.count_nonzero(Float(flat_a[i : i + CHUNK], a.stored).values
+                                         != Float(flat_b[i : i + CHUNK], b.stored).values))
+                    for i in range(0, flat_a.size, CHUNK))
+    return {"reason": f"{wrong} of {a.raw.size} values differ"} if wrong else None
 
 
 def logits_report(ref: np.ndarray, cand: np.ndarray) -> dict[str, Any]:

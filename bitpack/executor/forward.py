@@ -19,6 +19,7 @@ from ..models.model import Float, Model, Ternary
 from .numerics import MODES, Numerics, bitlinear, bitlinear_q8k, rms_norm, rope_neox, rope_tables, softmax
 
 F32 = np.float32
+HEAD_ROWS = 8192  # vocabulary rows of the head widened at a time
 
 
 class Executor:
@@ -31,10 +32,20 @@ class Executor:
         self._entries = {e.name: e for e in model.entries}
 
     # -- weights -------------------------------------------------------------------
-    def _float(self, name: str) -> np.ndarray:
+    def _stored(self, name: str) -> Float:
         value = self._entries[name].load()
         assert isinstance(value, Float)
+        return value
+
+    def _widen(self, value: Float) -> np.ndarray:
+        """Float32 values of a stored tensor (a mode may round them to its model dtype)."""
         return np.ascontiguousarray(value.values, dtype=F32)
+
+    def _float(self, name: str) -> np.ndarray:
+        return self._widen(self._stored(name))
+
+    def _rows(self, table: Float, ids: np.ndarray) -> np.ndarray:
+        return self._widen(Float(table.raw[ids], table.stored))
 
     def _ternary(self, name: str) -> tuple[np.ndarray, Any, bool]:
         entry = self._entries[name]
@@ -60,19 +71,24 @@ class Executor:
         hp = self.hp
         if ids.size == 0:
             raise BitpackError("no tokens to run")
-        embed = self._float("token_embd.weight")
-        if ids.min() < 0 or ids.max() >= embed.shape[0]:
-            raise BitpackError(f"token ids must lie in 0..{embed.shape[0] - 1}")
-        h = embed[ids].astype(F32)
+        embed = self._stored("token_embd.weight")
+        if ids.min() < 0 or ids.max() >= embed.raw.shape[0]:
+            raise BitpackError(f"token ids must lie in 0..{embed.raw.shape[0] - 1}")
+        h = self._rows(embed, ids)
         cos, sin = self._rope_tables(np.arange(ids.size))
         for layer in range(hp.n_layers):
             h = self._layer(h, layer, cos, sin)
         z = self._norm(h, "output_norm.weight")
         head_name = "output.weight" if "output.weight" in self._entries else "token_embd.weight"
-        head = embed if head_name == "token_embd.weight" else self._float(head_name)
+        head = embed if head_name == "token_embd.weight" else self._stored(head_name)
         if self.n.head_in_weight_dtype:  # ggml converts the activations to an F16/BF16 weight's type
-            z = _round_like(z, self._entries[head_name].stored)
-        return self._head(z, head)
+            z = _round_like(z, head.stored)
+        # the head is the largest matrix: widen it to float32 a slice of rows at a time
+        logits = np.empty((z.shape[0], head.raw.shape[0]), dtype=F32)
+        for lo in range(0, head.raw.shape[0], HEAD_ROWS):
+            part = self._widen(Float(head.raw[lo : lo + HEAD_ROWS], head.stored))
+            logits[:, lo : lo + part.shape[0]] = self._head(z, part)
+        return logits
 
     # -- the operations a numerics mode may round differently --------------------------
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:

@@ -34,8 +34,8 @@ class HFExecutor(Executor):
         self.online = model.layout.startswith("master")
         self.linear_class = "autobitlinear" if self.online else model.linear_class
 
-    def _float(self, name: str) -> np.ndarray:
-        return bf(super()._float(name))  # transformers holds every float tensor in the model dtype
+    def _widen(self, value: Float) -> np.ndarray:
+        return bf(super()._widen(value))  # transformers holds every float tensor in the model dtype
 
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
         variance = np.mean(x * x, axis=-1, keepdims=True, dtype=F32)
