@@ -47,9 +47,13 @@ def compare_models(ref: Model, cand: Model) -> tuple[list[str], list[dict[str, A
     for e in ref.entries:
         if e.name not in by_name:
             continue
-        diff = _compare(e.load(), by_name[e.name].load())
+        other = by_name[e.name]
+        diff = _compare(e.load(), other.load())
         if diff:
             tensors.append({"name": e.name, **diff})
+        for done in (e, other):  # keep resident memory to the tensors in hand
+            if done.release:
+                done.release()
     return meta, tensors
 
 

@@ -51,6 +51,8 @@ class Executor:
         entry = self._entries[name]
         t = entry.load()
         assert isinstance(t, Ternary)
+        if entry.release:  # the codes are decoded copies: the file's pages can go
+            entry.release()
         scale = t.scale.astype(F32) if t.per_block else F32(t.scale)
         return t.codes.astype(F32), scale, entry.stored == "tl2"
 
@@ -88,6 +90,9 @@ class Executor:
         for lo in range(0, head.raw.shape[0], HEAD_ROWS):
             part = self._widen(Float(head.raw[lo : lo + HEAD_ROWS], head.stored))
             logits[:, lo : lo + part.shape[0]] = self._head(z, part)
+        for name in {head_name, "token_embd.weight"}:
+            if self._entries[name].release:
+                self._entries[name].release()
         return logits
 
     # -- the operations a numerics mode may round differently --------------------------
