@@ -48,24 +48,29 @@ def _emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2) + "\n")
 
 
-def _tiles_option(text: Optional[str]) -> dict:
-    """'BM=256,BK=96,bm=32' -> {'BM': 256, ...}; a kernel_config.ini path -> tiles per shape."""
+def _params_option(text: Optional[str], option: str = "--params") -> dict[str, int]:
+    """'BM=256,BK=96,bm=32' -> {'BM': 256, ...}"""
     if not text:
         return {}
-    if "=" not in text:
-        from .codecs.tiles import read_kernel_config
-
-        path = Path(text)
-        if not path.is_file():
-            raise BitpackError(f"--tile-params: {text} is neither BM=..,BK=..,bm=.. nor a kernel_config.ini file")
-        return read_kernel_config(path.read_text())
     params = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
         if not sep or not value.strip().isdigit():
-            raise BitpackError(f"--params expects KEY=INT pairs like BM=256,BK=96,bm=32; got {item!r}")
+            raise BitpackError(f"{option} expects KEY=INT pairs like BM=256,BK=96,bm=32; got {item!r}")
         params[key.strip()] = int(value)
     return params
+
+
+def _tiles_option(text: Optional[str], option: str = "--tile-params") -> dict:
+    """Tiles of a foreign TL file: KEY=INT pairs, or a kernel_config.ini path (tiles per shape)."""
+    if text and "=" not in text:
+        from .codecs.tiles import read_kernel_config
+
+        path = Path(text)
+        if not path.is_file():
+            raise BitpackError(f"{option}: {text} is neither BM=..,BK=..,bm=.. nor a kernel_config.ini file")
+        return read_kernel_config(path.read_text())
+    return _params_option(text, option)
 
 
 @app.command()
@@ -100,7 +105,7 @@ def encode(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Encode one ternary tensor into a codec's exact bytes (what a runtime reads)."""
-    report = encode_file(src, to, out, _tiles_option(params), overwrite=overwrite)
+    report = encode_file(src, to, out, _params_option(params), overwrite=overwrite)
     _render(report, json_out)
 
 
@@ -141,7 +146,7 @@ def convert(
     if scale_convention not in (None, "multiply", "divide"):
         raise BitpackError("--scale-convention must be multiply or divide")
     options = ConvertOptions(
-        output=out, overwrite=overwrite, params=_tiles_option(params), dialect=dialect,
+        output=out, overwrite=overwrite, params=_params_option(params), dialect=dialect,
         source_dialect=source_dialect, embed_dtype=embed_dtype, scale_dtype=scale_dtype,
         linear_class=linear_class, scale_convention=scale_convention,
         allow_scale_rounding=allow_scale_rounding, tile_params=_tiles_option(tile_params) or None,
@@ -237,7 +242,7 @@ def verify(
     from .verify import verify as run
 
     report = run(reference, candidate, tokens=_token_list(tokens), n_tokens=n_tokens, numerics=numerics, atol=atol,
-                 reference_options={"tile_params": _tiles_option(reference_tiles) or None},
+                 reference_options={"tile_params": _tiles_option(reference_tiles, "--reference-tile-params") or None},
                  candidate_options={"tile_params": _tiles_option(candidate_tiles) or None})
     if json_out:
         _emit_json(report)
