@@ -172,25 +172,9 @@ def run_child(src: Path, fmt: str, out_dir: Path, allow_rounding: bool) -> dict:
     out_dir.mkdir(parents=True)
     out = out_dir / f"{src.name}-{fmt}.gguf"
     argv = [sys.executable, "-c", CHILD, str(src), fmt, str(out), "1" if allow_rounding else "0"]
-    with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
-        load0 = load()
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=so, stderr=se)
-        mon = Monitor(proc.pid, out_dir)
-        mon.start()
-        _, status, ru = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen quiet
-        mon.stop.set()
-        mon.join()
-        so.seek(0)
-        se.seek(0)
-        stdout, stderr = so.read().decode(errors="replace"), se.read().decode(errors="replace")
-    row = {"wall_s": wall, "maxrss_bytes": ru.ru_maxrss * 1024, "peak_rss_anon_bytes": mon.peak["RssAnon"],
-           "peak_rss_file_bytes": mon.peak["RssFile"], "peak_folder_bytes": mon.peak["folder_bytes"],
-           "user_s": ru.ru_utime, "sys_s": ru.ru_stime, "majflt": ru.ru_majflt, "returncode": proc.returncode,
-           "load1_before": load0, "load1_after": load()}
-    if proc.returncode != 0:
+    row, stdout, stderr = run_measured(argv, out_dir)
+    row["peak_folder_bytes"] = row.pop("_monitor").peak["folder_bytes"]
+    if row["returncode"] != 0:
         return row | {"error": (stderr.strip() or stdout.strip())[-4000:]}
     try:
         child = json.loads(stdout.strip().splitlines()[-1])
@@ -203,6 +187,30 @@ def run_child(src: Path, fmt: str, out_dir: Path, allow_rounding: bool) -> dict:
     if stderr.strip():
         row["stderr"] = stderr.strip()[-2000:]
     return row
+
+
+def run_measured(argv: list[str], folder: Path) -> tuple[dict, str, str]:
+    """Run ``argv`` as a child process: wall time, rusage and sampled memory (and the size of
+    ``folder``); returns (row, stdout, stderr). bench_verify.py measures the same way."""
+    with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
+        load0 = load()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=so, stderr=se)
+        mon = Monitor(proc.pid, folder)
+        mon.start()
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen quiet
+        mon.stop.set()
+        mon.join()
+        so.seek(0)
+        se.seek(0)
+        stdout, stderr = so.read().decode(errors="replace"), se.read().decode(errors="replace")
+    row = {"wall_s": wall, "maxrss_bytes": ru.ru_maxrss * 1024, "peak_rss_anon_bytes": mon.peak["RssAnon"],
+           "peak_rss_file_bytes": mon.peak["RssFile"], "user_s": ru.ru_utime, "sys_s": ru.ru_stime,
+           "majflt": ru.ru_majflt, "returncode": proc.returncode, "load1_before": load0, "load1_after": load(),
+           "_monitor": mon}
+    return row, stdout, stderr
 
 
 def largest_tensor_bytes(src: Path) -> tuple[str, int]:

@@ -37,10 +37,8 @@ import datetime
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -50,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bitpack.verify import default_tokens, logits_report
 
 import make_synthetic  # shapes and folder names
-from bench_convert import GB, Monitor, load, machine, model_files, read_all, run_child
+from bench_convert import GB, machine, model_files, read_all, run_child, run_measured
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "verify.json"
 FORMAT = {"2b4t": "i2_s", "large": "tq2_0"}
@@ -101,23 +99,8 @@ print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "eval_s": t3 - t2, "ev
 
 def measure(argv: list[str], folder: Path) -> dict:
     """Run ``argv`` as a child; wall time, rusage and sampled memory, and its JSON output."""
-    with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
-        load0 = load()
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=so, stderr=se)
-        mon = Monitor(proc.pid, folder)
-        mon.start()
-        _, status, ru = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen quiet
-        mon.stop.set()
-        mon.join()
-        so.seek(0)
-        se.seek(0)
-        stdout, stderr = so.read().decode(errors="replace"), se.read().decode(errors="replace")
-    row = {"wall_s": wall, "maxrss_bytes": ru.ru_maxrss * 1024, "peak_rss_anon_bytes": mon.peak["RssAnon"],
-           "peak_rss_file_bytes": mon.peak["RssFile"], "user_s": ru.ru_utime, "sys_s": ru.ru_stime,
-           "majflt": ru.ru_majflt, "returncode": proc.returncode, "load1_before": load0, "load1_after": load()}
+    row, stdout, stderr = run_measured(argv, folder)
+    del row["_monitor"]
     doc = None
     for text in (stdout.strip(), *reversed(stdout.strip().splitlines()[-1:])):
         try:
@@ -126,7 +109,7 @@ def measure(argv: list[str], folder: Path) -> dict:
         except json.JSONDecodeError:
             pass
     if doc is None:
-        row["error"] = (stderr.strip() or stdout.strip() or f"exit {proc.returncode}, no output")[-4000:]
+        row["error"] = (stderr.strip() or stdout.strip() or f"exit {row['returncode']}, no output")[-4000:]
     else:
         row["child"] = doc
     if stderr.strip():
