@@ -73,3 +73,16 @@ def test_llama_qk_permutation_matches_the_spec_example_and_inverts():
         for i in range(4):
             for j in range(2):
                 assert to[h * 8 + 2 * i + j] == h * 8 + j * 4 + i
+
+
+def test_key_length_is_written_only_when_head_dim_is_not_hidden_over_heads():
+    from bitpack.models.hparams import HParams
+
+    hp = HParams(hidden_size=256, intermediate_size=512, n_layers=1, n_heads=4, n_kv_heads=2, head_dim=64,
+                 vocab_size=10, context_length=8, rms_norm_eps=1e-5, rope_theta=1e4, tied=True, hidden_act="silu")
+    assert not any("key_length" in key for key, _, _ in hp.gguf_kv("llama"))
+    hp.head_dim = 128
+    kv = {key: value for key, value, _ in hp.gguf_kv("llama")}
+    assert kv["llama.attention.key_length"] == 128 and kv["llama.attention.value_length"] == 128
+    back = HParams.from_gguf(kv | {"llama.embedding_length": 256}, "llama", "silu", True, "test")
+    assert back.head_dim == 128

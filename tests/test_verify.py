@@ -172,3 +172,23 @@ def test_cli_verify_exit_codes_and_json(converted, tmp_path):
     assert saved.shape == (3, 300) and saved.dtype == np.float32
     top = json.loads(ran.stdout)["positions"][0]["top"][0]
     assert top["id"] == int(saved[2].argmax())
+
+
+def test_an_output_tensor_in_a_bitnet_b158_file_is_ignored_with_a_warning(converted, tmp_path):
+    # the official 333-tensor 2B-4T build carries output.weight; the fork never reads it
+    f = GGUFFile(converted)
+    extra = tmp_path / "with_output.gguf"
+    with GGUFWriter(extra) as w:
+        for key, value in f.kv.items():
+            w.add_kv(key, value, f.kv_types[key])
+        for t in f.tensors:
+            w.add_tensor(t.name, f.shape(t.name), t.type_id, t.nbytes)
+        embd = f.tensor("token_embd.weight")
+        w.add_tensor("output.weight", f.shape("token_embd.weight"), embd.type_id, embd.nbytes)
+        w.write_header()
+        for t in f.tensors:
+            w.write_tensor(t.name, f.raw(t.name))
+        w.write_tensor("output.weight", f.raw("token_embd.weight"))
+    model = open_model(extra)
+    assert any("output.weight is ignored" in line for line in model.warnings)
+    assert verify(converted, extra, n_tokens=4)["identical"]

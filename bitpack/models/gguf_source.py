@@ -75,6 +75,11 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
                                  release=lambda n=canonical: f.release(n)))
     if missing:
         raise BitpackError(f"{where}: missing tensors: {', '.join(missing[:8])}")
+    warnings = []
+    if arch.head_always_tied and "output.weight" in present:
+        # bitnet.cpp's graph multiplies by token_embd even when an output tensor exists (gguf.md §4)
+        used.add("output.weight")
+        warnings.append(f"{where}: output.weight is ignored: the {name} graph uses token_embd as the head")
     extra = sorted(present - used)
     if extra:
         raise BitpackError(f"{where}: tensors the {name} graph does not use: {', '.join(extra[:8])}")
@@ -82,7 +87,7 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
         source=str(path), container="gguf", layout=f"gguf {'/'.join(sorted({e.stored for e in entries if e.kind is Kind.TERNARY}))}",
         arch=arch, hparams=hp, entries=entries, files=[Path(path)],
         tokenizer_kv={k: (v, f.kv_types[k]) for k, v in f.kv.items() if k.startswith("tokenizer.")},
-        dialect=f.dialect, codec_params=params,
+        dialect=f.dialect, codec_params=params, warnings=warnings,
     )
 
 

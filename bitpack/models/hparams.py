@@ -93,7 +93,11 @@ class HParams:
     # -- GGUF ------------------------------------------------------------------------
     def gguf_kv(self, arch: str) -> list[tuple[str, Any, str]]:
         """(key, value, type) for the hyper-parameter keys of ``arch``."""
-        return [(f"{arch}.{key}", getattr(self, attr), kind) for attr, key, kind, _ in TABLE]
+        kv = [(f"{arch}.{key}", getattr(self, attr), kind) for attr, key, kind, _ in TABLE]
+        if self.head_dim * self.n_heads != self.hidden_size:  # llama.cpp derives it otherwise (gguf.md §5)
+            kv += [(f"{arch}.attention.key_length", self.head_dim, U32),
+                   (f"{arch}.attention.value_length", self.head_dim, U32)]
+        return kv
 
     @classmethod
     def from_gguf(cls, kv: dict[str, Any], arch: str, hidden_act: str, tied: bool, where: str) -> HParams:
@@ -116,7 +120,7 @@ class HParams:
             n_layers=int(get("block_count")),
             n_heads=heads,
             n_kv_heads=int(get("attention.head_count_kv", heads)),
-            head_dim=int(get("rope.dimension_count", hidden // heads)),
+            head_dim=int(kv.get(f"{arch}.attention.key_length") or get("rope.dimension_count", hidden // heads)),
             vocab_size=int(vocab),
             context_length=int(get("context_length")),
             rms_norm_eps=float(get("attention.layer_norm_rms_epsilon")),
