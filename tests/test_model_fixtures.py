@@ -8,6 +8,7 @@ used only for extra checks when they are installed.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import math
@@ -45,17 +46,19 @@ MODEL_SPECS = {
 }
 MASTER_MODELS = [m for m, spec in MODEL_SPECS.items() if spec[-1] == "masters"]
 PACKED_MODELS = [m for m, spec in MODEL_SPECS.items() if spec[-1] != "masters"]
-TIE_TENSORS = {
-    ("b158-bf16", "model.layers.0.self_attn.q_proj.weight"): (12, 4),
-    ("b158-bf16", "model.layers.1.mlp.down_proj.weight"): (8, 4),
-    ("bitnet-f32-sharded", "model.layers.0.mlp.down_proj.weight"): (10, 4),
-}
-SCALE_ULP_TENSORS = {
-    ("b158-bf16", "model.layers.0.self_attn.k_proj.weight"),
-    ("b158-bf16", "model.layers.1.mlp.gate_proj.weight"),
-    ("bitnet-f32-sharded", "model.layers.0.self_attn.v_proj.weight"),
-    ("b158-k384-bf16", "model.layers.0.self_attn.q_proj.weight"),
-}
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("make_model_fixtures", GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Where the generator planted exact rounding ties and one-ulp scales: its own tables.
+_GENERATOR = _generator()
+TIE_TENSORS = _GENERATOR.TIE_TENSORS
+SCALE_ULP_TENSORS = _GENERATOR.SCALE_ULP_TENSORS
 
 # ----------------------------------------------------------------------------- helpers
 
