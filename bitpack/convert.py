@@ -15,14 +15,13 @@ from typing import Any, Callable
 
 from .codecs import codec_class
 from .codecs.tiles import kernel_config_ini
-from .containers.gguf_file import GGUFWriter
+from .containers.files import write_atomic
 from .errors import BitpackError
 from .models.gguf_source import open_gguf
-from .models.gguf_target import plan_gguf, value_type
+from .models.gguf_target import plan_gguf, write_gguf
 from .models.hf_source import open_hf
 from .models.hf_target import plan_hf, write_hf
 from .models.model import Model
-from .parallel import ordered
 
 Progress = Callable[[str, int], None]  # (tensor name, bytes written)
 
@@ -87,20 +86,19 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     model = model or open_model(src, dialect=options.source_dialect, tile_params=options.tile_params,
                                 scale_convention=options.scale_convention)
     out = options.output or default_output(src, cls.name, cls.container)
-    _refuse_writing_over_inputs(out, model)
     source_info = {"path": str(src), "layout": model.layout, "architecture": model.arch.name,
                    "linear_class": model.linear_class, "dialect": model.dialect}
     if cls.container == "gguf":
         plan = plan_gguf(model, cls.name, dialect=options.dialect, params=options.params,
                          embed_dtype=options.embed_dtype, allow_scale_rounding=options.allow_scale_rounding,
                          source_info=source_info)
-        written = _write_gguf(plan, out, options.overwrite, progress)
+        written = write_gguf(plan, out, overwrite=options.overwrite, inputs=model.files, progress=progress)
         tensors = [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),
                     "bits_per_weight": t.bits_per_weight} for t in plan.tensors]
         extra = {"dialect": plan.dialect}
         if plan.tiles:
             ini = out.with_name(out.name + ".kernel_config.ini")
-            ini.write_text(kernel_config_ini(sorted(set(plan.tiles))))
+            write_atomic(ini, kernel_config_ini(sorted(set(plan.tiles))).encode())
             extra["kernel_config"] = str(ini)
         notes, warnings = plan.notes, plan.warnings
     else:
@@ -116,34 +114,3 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
         "tensors": tensors, "bytes_written": written, "seconds": round(time.perf_counter() - started, 3),
         "rounded": notes, "warnings": warnings, **extra,
     }
-
-
-def _refuse_writing_over_inputs(out: Path, model: Model) -> None:
-    target = out.resolve()
-    for f in model.files:
-        f = Path(f).resolve()
-        if f == target or target in f.parents:
-            raise BitpackError(f"refusing to write {out}: it would overwrite the input {f}")
-
-
-def _write_gguf(plan, out: Path, overwrite: bool, progress: Progress | None) -> int:
-    if out.exists() and not overwrite:
-        raise BitpackError(f"{out} already exists; pass --overwrite to replace it")
-    if out.is_dir():
-        raise BitpackError(f"{out} is a directory; a GGUF target is a file")
-    if not out.parent.is_dir():
-        raise BitpackError(f"output folder {out.parent} does not exist")
-    with GGUFWriter(out) as writer:
-        for key, value, kind in plan.kv:
-            writer.add_kv(key, value, value_type(kind))
-        for t in plan.tensors:
-            writer.add_tensor(t.name, t.shape, t.type_id, t.nbytes)
-        writer.write_header()
-        for t, data in ordered(plan.tensors, lambda t: t.produce()):
-            writer.write_tensor(t.name, data)
-            del data
-            if t.done:
-                t.done()
-            if progress:
-                progress(t.name, t.nbytes)
-    return out.stat().st_size  # leaving the block closes the writer: fsync, then rename into place

@@ -18,6 +18,7 @@ FLOAT_BITS = {"F32": 32, "F16": 16, "BF16": 16, "F64": 64}
 # A BitNet weight scale is mean|W| (or its inverse): values far outside this range suggest
 # the scale convention (multiply vs divide) was misread somewhere upstream.
 PLAUSIBLE_SCALE = (1e-3, 1e2)
+_CODECS = set(list_codecs())
 
 
 def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[str, Any] | None = None,
@@ -88,5 +89,3 @@ def _ternary(e, t: Ternary, container: str, warnings: list[str]) -> dict[str, An
                         "+1": round(counts[2] / t.codes.size, 4)}
     return out
 
-
-_CODECS = set(list_codecs())

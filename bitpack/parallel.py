@@ -44,3 +44,17 @@ def ordered(items: Iterable[T], produce: Callable[[T], R], threads: int | None =
             yield done, future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def write_in_order(planned: Iterable, write: Callable[[str, object], None],
+                   progress: Callable[[str, int], None] | None = None) -> None:
+    """Produce every planned tensor (``name``, ``produce()``, ``done``) on all cores and
+    write them in order; ``done`` runs once a tensor's bytes are out (it drops its source pages)."""
+    for t, data in ordered(planned, lambda t: t.produce()):
+        write(t.name, data)
+        nbytes = data.nbytes
+        del data
+        if t.done:
+            t.done()
+        if progress:
+            progress(t.name, nbytes)

@@ -10,9 +10,8 @@ decode`` reads it back, validating every byte.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 
 from . import __version__
 from .codecs import Codec, get_codec, list_codecs
+from .containers.files import check_output_file, write_atomic
 from .errors import BitpackError
 
 EXAMPLE_SHAPE = (2560, 6912)  # ffn_down-like shape of BitNet b1.58 2B-4T
@@ -59,7 +59,7 @@ def encode_file(src: Path, to: str, out: Path | None, params: dict[str, Any],
     codes, scale = _load_npz(src)
     codec = get_codec(to, **params).for_shape(codes.shape)
     out = out or src.with_name(f"{src.name}.{codec.name}")
-    _refuse_clobber(src, out, overwrite)
+    check_output_file(out, overwrite=overwrite, inputs=[src])
     outside = _scale_outside_bytes(codec)
     if outside and np.ndim(scale):
         raise BitpackError(f"{codec.name} keeps one scale per tensor; {src} has per-block scales")
@@ -73,8 +73,8 @@ def encode_file(src: Path, to: str, out: Path | None, params: dict[str, Any],
         "nbytes": len(raw),
         "sha256": hashlib.sha256(raw).hexdigest(),
     }
-    _write_atomic(out, raw)
-    _write_atomic(_sidecar(out), (json.dumps(sidecar, indent=2) + "\n").encode())
+    write_atomic(out, raw)
+    write_atomic(_sidecar(out), (json.dumps(sidecar, indent=2) + "\n").encode())
     return {"output": str(out), "bits_per_weight": round(codec.bits_per_weight(codes.shape), 4),
             **sidecar}
 
@@ -90,7 +90,7 @@ def decode_file(src: Path, out: Path | None, *, overwrite: bool = False) -> dict
         raise BitpackError(f"{meta_path} is not a bitpack sidecar ({err})") from None
     codec = get_codec(config)
     out = out or src.with_name(src.name + ".npz")
-    _refuse_clobber(src, out, overwrite)
+    check_output_file(out, overwrite=overwrite, inputs=[src])
     buf = _read(src)
     if codec.container == "safetensors":
         codes, s = codec.decode(buf, shape, scale=np.float32(scale))
@@ -99,7 +99,7 @@ def decode_file(src: Path, out: Path | None, *, overwrite: bool = False) -> dict
         if _scale_outside_bytes(codec):
             s = np.float32(scale)
     payload = _npz_bytes(codes=codes, scale=np.asarray(s, dtype=np.float32))
-    _write_atomic(out, payload)
+    write_atomic(out, payload)
     return {"output": str(out), "codec": config, "shape": list(shape),
             "scale": float(s) if np.ndim(s) == 0 else "per-block", "nonzero": int(np.count_nonzero(codes))}
 
@@ -134,30 +134,7 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _refuse_clobber(src: Path, out: Path, overwrite: bool) -> None:
-    if out.exists() and out.resolve() == src.resolve():
-        raise BitpackError(f"refusing to write over the input {src}; choose another -o")
-    if out.exists() and not overwrite:
-        raise BitpackError(f"{out} already exists; pass --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise BitpackError(f"output folder {out.parent} does not exist")
-
-
 def _npz_bytes(**arrays: np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the target folder, then rename: never a partial file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -20,7 +20,6 @@ import itertools
 import math
 import mmap
 import os
-import secrets
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,9 @@ from typing import Any, Self
 
 import numpy as np
 
+from ..codecs.base import pad
 from ..errors import ContainerError, DialectError
+from .files import create_temp_sibling
 from .gguf_types import (
     BITNET_CPP_2024,
     BITNET_CPP_2026,
@@ -50,7 +51,6 @@ from .gguf_types import (
     encode_string,
     encode_value,
     mxfp4_nbytes,
-    pad,
     tl2_nbytes,
 )
 
@@ -542,12 +542,12 @@ class GGUFWriter:
                       U32.pack(t.type_id), U64.pack(t.offset)]
         header = b"".join(parts)
         self.data_start = pad(len(header), self.alignment)
-        tmp = self.path.parent / f".{self.path.name}.{secrets.token_hex(4)}.part"
+        tmp = create_temp_sibling(self.path)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            self._tmp, self._file, self._state = tmp, tmp.open("r+b"), "writing"
         except OSError as e:
-            raise self._fail(f"cannot create {tmp}: {e.strerror or e}") from None
-        self._tmp, self._file, self._state = tmp, os.fdopen(fd, "wb"), "writing"
+            tmp.unlink(missing_ok=True)
+            raise self._fail(f"cannot open {tmp}: {e.strerror or e}") from None
         self._write(header + bytes(self.data_start - len(header)))
 
     def _write(self, data: Any) -> None:

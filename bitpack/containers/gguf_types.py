@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codecs.base import pad
 from ..codecs.tl2 import payload_limit
 from ..errors import ContainerError
 
@@ -101,9 +102,6 @@ INT64_MAX = 2**63 - 1  # ggml stores ne as int64_t
 MAX_NESTING = 8  # arrays of arrays: mainline refuses them; allow a few levels, never a stack overflow
 
 
-def pad(x: int, align: int) -> int:
-    """x rounded up to a multiple of align."""
-    return -(-x // align) * align
 
 
 # -- GGML tensor types -----------------------------------------------------------------

@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Self
 
 from ..errors import ContainerError
-from .safetensors_file import INDEX_NAME, SafetensorsWriter, create_temp_sibling
+from .files import create_temp_sibling
+from .safetensors_file import INDEX_NAME, SafetensorsWriter
 
 # Files a runtime needs besides the weights; copied unchanged (checkpoints.md §7).
 TOKENIZER_FILES = (

@@ -20,7 +20,6 @@ import json
 import math
 import mmap
 import os
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, NoReturn, Self
 import numpy as np
 
 from ..errors import ContainerError
+from .files import create_temp_sibling
 
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit against JSON bombs
 
@@ -436,27 +436,6 @@ class Checkpoint:
 
 
 # --- writing ----------------------------------------------------------------------------------
-
-def create_temp_sibling(path: Path, *, directory: bool = False) -> Path:
-    """Create ``.<name>.<random>.part`` next to ``path`` with umask-respecting permissions.
-
-    (tempfile.mkstemp/mkdtemp would create 0600/0700 entries, which would survive the rename
-    and make published model files unreadable to other users.)
-    """
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
-        try:
-            if directory:
-                os.mkdir(tmp, 0o777)
-            else:
-                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-        except OSError as err:
-            raise ContainerError(f"cannot create {tmp} ({err.strerror or err})") from None
-    raise ContainerError(f"{path.parent}: cannot create a temporary name for {path.name}")
-
 
 class SafetensorsWriter:
     """Stream a safetensors file: declare every tensor with :meth:`add`, then :meth:`write` each.

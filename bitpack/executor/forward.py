@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BitpackError
+from ..models.floats import STORAGE, round_through
 from ..models.model import Float, Model, Ternary
 from .numerics import MODES, Numerics, bitlinear, bitlinear_q8k, rms_norm, rope_neox, rope_tables, softmax
 
@@ -84,7 +85,7 @@ class Executor:
         head_name = "output.weight" if "output.weight" in self._entries else "token_embd.weight"
         head = embed if head_name == "token_embd.weight" else self._stored(head_name)
         if self.n.head_in_weight_dtype:  # ggml converts the activations to an F16/BF16 weight's type
-            z = _round_like(z, head.stored)
+            z = round_through(z, head.stored) if head.stored in STORAGE else z
         # the head is the largest matrix: widen it to float32 a slice of rows at a time
         logits = np.empty((z.shape[0], head.raw.shape[0]), dtype=F32)
         for lo in range(0, head.raw.shape[0], HEAD_ROWS):
@@ -152,17 +153,6 @@ class Executor:
         t = q.shape[1]
         scores = np.where(np.tril(np.ones((t, t), dtype=bool)), scores, F32(-np.inf)).astype(F32)
         return (softmax(scores, self.n) @ v).astype(F32)
-
-
-def _round_like(x: np.ndarray, stored: str) -> np.ndarray:
-    if stored == "F16":
-        return x.astype(np.float16).astype(F32)
-    if stored == "BF16":
-        from ..models.floats import round_to
-        from ..models.model import Float
-
-        return Float(round_to(x.astype(F32), "BF16"), "BF16").values
-    return x
 
 
 NUMERICS = (*MODES, "hf")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BitpackError
-from ..models.floats import round_to
+from ..models.floats import round_through
 from ..models.model import Float, Model, Ternary
 from .forward import Executor
 
@@ -22,7 +22,7 @@ F32 = np.float32
 
 def bf(x: np.ndarray) -> np.ndarray:
     """Round float32 values to the nearest bfloat16 (ties to even), kept as float32."""
-    return Float(round_to(np.ascontiguousarray(x, dtype=F32), "BF16"), "BF16").values
+    return round_through(x, "BF16")
 
 
 class HFExecutor(Executor):

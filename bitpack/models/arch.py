@@ -117,8 +117,24 @@ def slots(arch: Architecture, n_layers: int, tied: bool) -> list[tuple[str, Slot
     return out
 
 
-def hf_name(slot: Slot, layer: int | None, which: int = 0) -> str:
-    return slot.hf[which].format(i=layer)
+_SLOT_OF = {slot.gguf: slot for slot in (*MODEL_SLOTS, *LAYER_SLOTS)}
+
+
+def hf_name(canonical: str) -> str:
+    """The transformers name written for a canonical tensor (BitNet names for sub-norms)."""
+    parts = canonical.split(".")
+    if parts[0] == "blk":
+        return _SLOT_OF["blk.{i}." + ".".join(parts[2:])].hf[0].format(i=int(parts[1]))
+    return _SLOT_OF[canonical].hf[0]
+
+
+def qk_row_order(name: str, rows: int, n_heads: int, n_kv_heads: int, to_gguf: bool):
+    """The llama GGUF row order of a q or k projection (None for every other tensor)."""
+    if ".attn_q." in name:
+        return permute_rows(rows, rows // n_heads, to_gguf)
+    if ".attn_k." in name:
+        return permute_rows(rows, rows // n_kv_heads, to_gguf)
+    return None
 
 
 def permute_rows(rows: int, head_dim: int, to_gguf: bool) -> list[int] | None:

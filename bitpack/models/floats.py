@@ -32,8 +32,11 @@ def round_to(values: np.ndarray, target: str) -> np.ndarray:
     return ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype("<u2")
 
 
-def _back(stored: np.ndarray, target: str) -> np.ndarray:
-    return Float(stored, target).values
+def round_through(values: np.ndarray, target: str) -> np.ndarray:
+    """float32 ``values`` rounded as storing them in ``target`` (F16, BF16) would, still float32."""
+    if target == "F32":
+        return values
+    return Float(round_to(np.ascontiguousarray(values, dtype=np.float32), target), target).values
 
 
 def rounded_count(f: Float, target: str) -> int:
@@ -42,7 +45,7 @@ def rounded_count(f: Float, target: str) -> int:
         return 0
     changed = 0
     for _, values in _chunks(f):
-        back = _back(round_to(values, target), target)
+        back = round_through(values, target)
         changed += int(np.count_nonzero(back != values))
     return changed
 
@@ -71,7 +74,7 @@ def exact_in(f: Float, target: str) -> bool:
             values = Float(flat[lo : lo + CHUNK][small], "BF16").values
         else:
             values = Float(flat[lo : lo + CHUNK], f.stored).values
-        if (_back(round_to(values, target), target) != values).any():
+        if (round_through(values, target) != values).any():
             return False
     return True
 

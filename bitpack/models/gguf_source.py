@@ -19,8 +19,9 @@ from ..codecs import get_codec
 from ..codecs.tiles import TL1_PRESETS, TL2_PRESETS
 from ..containers.gguf_file import GGUFFile
 from ..errors import BitpackError
-from .arch import ARCHITECTURES, Kind, architecture, permute_rows, slots
+from .arch import ARCHITECTURES, Kind, architecture, qk_row_order, slots
 from .hparams import HParams
+from .floats import STORAGE
 from .model import Entry, Float, Model, Ternary
 
 PRESETS = {"tl1": TL1_PRESETS, "tl2": TL2_PRESETS}
@@ -139,9 +140,8 @@ def _ternary_loader(f, name, shape, codec_name, params, scale_name, arch, hp, wh
                 raise BitpackError(f"{where}: {name} has block scales other than 1.0 and a {scale_name} "
                                    "tensor; bitpack cannot tell which one holds the scale")
             scale = np.float32(extra[0])
-        if arch.permute_qk and (".attn_q." in name or ".attn_k." in name):
-            heads = hp.n_heads if ".attn_q." in name else hp.n_kv_heads
-            order = permute_rows(shape[0], shape[0] // heads, to_gguf=False)
+        order = qk_row_order(name, shape[0], hp.n_heads, hp.n_kv_heads, to_gguf=False) if arch.permute_qk else None
+        if order is not None:  # back to HF row order (checkpoints.md §5)
             codes = codes[order]
             if np.ndim(scale):
                 scale = scale[order]
@@ -161,8 +161,8 @@ def _float_loader(f, name, type_name, where):
     def load() -> Float:
         raw = f.raw(name)
         shape = f.shape(name)
-        if type_name in ("F32", "F16", "BF16"):
-            return Float(raw.view({"F32": "<f4", "F16": "<f2", "BF16": "<u2"}[type_name]).reshape(shape), type_name)
+        if type_name in STORAGE:
+            return Float(raw.view(STORAGE[type_name]).reshape(shape), type_name)
         import gguf  # quantized embeddings (Q8_0, Q4_K, Q6_K): their dequantized values are the weights
 
         try:

@@ -19,11 +19,14 @@ from .. import __version__
 from ..codecs import get_codec
 from ..codecs.base import GGUFCodec
 from ..codecs.tiles import Tiles
-from ..containers.gguf_types import TYPES, ValueType
-from ..errors import BitpackError, ShapeError
-from .arch import Kind, permute_rows
+from ..containers.files import check_output_file
+from ..containers.gguf_file import GGUFWriter
+from ..containers.gguf_types import TYPES, GGMLType, ValueType
+from ..parallel import write_in_order
+from ..errors import BitpackError
+from .arch import Kind, qk_row_order
 from .floats import exact_in, rounded_count, stored_as
-from .model import Entry, Float, Model, Ternary, read_scales
+from .model import Entry, Float, Model, fit_codec, read_scales, single_scales
 from .tokenizer import tokenizer_kv
 
 # general.file_type labels per dialect (gguf.md §3.1): display only, never used to decode.
@@ -85,11 +88,12 @@ def value_type(spec: str | tuple[int, int | None]) -> tuple[int, int | None]:
     return VALUE_TYPES[spec], None
 
 
-def type_id(dialect: str, type_name: str) -> int:
-    for tid, t in TYPES[dialect].items():
-        if t.name == type_name:
-            return tid
-    raise BitpackError(f"GGUF type {type_name} does not exist in the {dialect} dialect")
+def ggml_type(dialect: str, *, name: str | None = None, codec: str | None = None) -> GGMLType:
+    """The dialect's type with that name (F32, BF16, ...) or for that ternary codec."""
+    for t in TYPES[dialect].values():
+        if (name is not None and t.name == name) or (codec is not None and t.codec == codec):
+            return t
+    raise BitpackError(f"the {dialect} dialect has no type {name or codec}")
 
 
 def choose_dialect(model: Model, codec: str, dialect: str | None) -> str:
@@ -121,46 +125,42 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
     if embed_dtype is not None and embed_dtype not in EMBED_DTYPES:
         raise BitpackError(f"--embed-dtype must be one of {', '.join(EMBED_DTYPES)}")
 
-    # 1. every shape, all offenders at once
-    codecs: dict[str, Any] = {}
-    refused = []
-    for e in model.ternary:
-        try:
-            codecs[e.name] = codec0.for_shape(e.shape)
-        except ShapeError as err:
-            refused.append(f"{e.name} {list(e.shape)}: {str(err).split(': ', 1)[-1]}")
-    if refused:
-        raise BitpackError(f"{codec0.name} cannot hold {len(refused)} of {len(model.ternary)} projections: "
-                           + "; ".join(refused[:6]) + (f"; and {len(refused) - 6} more" if len(refused) > 6 else "")
-                           + ". Choose another codec (i2_s needs K % 128 == 0; int8 and i2_packed take any shape)")
-
+    # 1. every shape, all offenders at once; then every scale
+    codecs = fit_codec(model.ternary, codec0)
     plan = GGUFPlan(dialect, codec0.name, [], [], warnings=list(model.warnings))
-    is_tq = codec0.name in ("tq1_0", "tq2_0")
-    scale_modes = _tq_scale_modes(model, codec0.name, allow_scale_rounding, plan) if is_tq else {}
+    if codec0.name in ("tq1_0", "tq2_0"):
+        scale_modes = _tq_scale_modes(model, codec0.name, allow_scale_rounding, plan)
+    else:
+        scale_modes = {}
+        if any(e.stored in ("tq1_0", "tq2_0") for e in model.ternary):  # only TQ sources have block scales
+            single_scales(model.ternary, codec0.name)
 
     # 2. the tensor table
+    order = {}
+    if model.arch.permute_qk:
+        hp = model.hparams
+        order = {e.name: qk_row_order(e.name, e.shape[0], hp.n_heads, hp.n_kv_heads, to_gguf=True)
+                 for e in model.ternary}
     for e in model.entries:
         if e.kind is Kind.TERNARY:
             codec = codecs[e.name]
-            mode = scale_modes.get(e.name)
-            if mode == "separate":
+            if scale_modes.get(e.name) == "separate":
                 codec = get_codec(codec.name, scale_mode="separate")
-            tname = TYPES[dialect][_codec_type(dialect, codec.name)].name
+            t = ggml_type(dialect, codec=codec.name)
             plan.tensors.append(PlannedTensor(
-                e.name, e.shape, tname, _codec_type(dialect, codec.name), codec.nbytes(e.shape),
-                _ternary_producer(e, codec, model, allow_scale_rounding, plan), codec.get_config(),
+                e.name, e.shape, t.name, t.id, codec.nbytes(e.shape),
+                _ternary_producer(e, codec, order.get(e.name), allow_scale_rounding), codec.get_config(),
                 codec.bits_per_weight(e.shape), e.release))
             if codec.name in ("tl1", "tl2"):
                 plan.tiles.append((e.shape, codec.tiles(e.shape)))
-            if mode == "separate":
-                plan.tensors.append(PlannedTensor(
-                    e.name.removesuffix(".weight") + ".scale", (1,), "F32", type_id(dialect, "F32"), 4,
-                    _scale_producer(plan.scales[e.name])))
+            if scale_modes.get(e.name) == "separate":
+                f32 = ggml_type(dialect, name="F32")
+                plan.tensors.append(PlannedTensor(e.name.removesuffix(".weight") + ".scale", (1,), f32.name, f32.id, 4,
+                                                  lambda s=plan.scales[e.name]: np.array([s], dtype="<f4")))
         else:
-            dtype = _float_dtype(e, embed_dtype, plan)
-            nbytes = int(np.prod(e.shape)) * (4 if dtype == "F32" else 2)
-            plan.tensors.append(PlannedTensor(e.name, e.shape, dtype, type_id(dialect, dtype), nbytes,
-                                              _float_producer(e, dtype), done=e.release))
+            t = ggml_type(dialect, name=_float_dtype(e, embed_dtype, plan))
+            plan.tensors.append(PlannedTensor(e.name, e.shape, t.name, t.id, t.nbytes(e.shape),
+                                              lambda e=e, d=t.name: stored_as(e.load(), d), done=e.release))
 
     # 3. metadata
     arch = model.arch.name
@@ -179,13 +179,6 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
         ("bitpack.version", __version__, "string"),
     ]
     return plan
-
-
-def _codec_type(dialect: str, codec: str) -> int:
-    for tid, t in TYPES[dialect].items():
-        if t.codec == codec:
-            return tid
-    raise BitpackError(f"the {dialect} dialect has no type for {codec}")
 
 
 def _codec_params(plan: GGUFPlan) -> dict[str, Any]:
@@ -225,29 +218,16 @@ def _tq_scale_modes(model: Model, codec: str, allow_rounding: bool, plan: GGUFPl
     return modes
 
 
-def _ternary_producer(e: Entry, codec, model: Model, allow_rounding: bool, plan: GGUFPlan):
+def _ternary_producer(e: Entry, codec, rows, allow_rounding: bool):
     def produce() -> np.ndarray:
         t = e.load()
-        assert isinstance(t, Ternary)
-        codes, scale = t.codes, t.scale
-        if model.arch.permute_qk and (".attn_q." in e.name or ".attn_k." in e.name):
-            heads = model.hparams.n_heads if ".attn_q." in e.name else model.hparams.n_kv_heads
-            codes = codes[permute_rows(e.shape[0], e.shape[0] // heads, to_gguf=True)]
+        codes = t.codes if rows is None else t.codes[rows]  # llama: q/k rows for NORM RoPE
+        scale = t.scale
         if codec.params.get("scale_mode") == "separate":
-            scale = np.float32(1)
+            scale = np.float32(1)  # the exact scale is the companion .scale tensor
         elif codec.name in ("tq1_0", "tq2_0") and np.ndim(scale) == 0 and allow_rounding:
             scale = np.float32(np.float16(scale))  # listed in plan.notes
-        elif np.ndim(scale) and codec.name not in ("tq1_0", "tq2_0"):
-            raise BitpackError(f"{e.name} has per-block scales that differ; {codec.name} keeps one scale "
-                               "per tensor (convert to tq1_0/tq2_0 instead)")
         return codec.encode(codes, scale)
-
-    return produce
-
-
-def _scale_producer(scale: Any):
-    def produce() -> np.ndarray:
-        return np.array([scale], dtype="<f4")
 
     return produce
 
@@ -267,13 +247,6 @@ def _float_dtype(e: Entry, embed_dtype: str | None, plan: GGUFPlan) -> str:
     return next(d for d in ("F16", "BF16", "F32") if d == value.stored or exact_in(value, d))
 
 
-def _float_producer(e: Entry, dtype: str):
-    def produce() -> np.ndarray:
-        return stored_as(e.load(), dtype)
-
-    return produce
-
-
 def _tokenizer(model: Model, plan: GGUFPlan) -> list[tuple[str, Any, str]]:
     if model.tokenizer_dir is not None:
         kv, warnings = tokenizer_kv(model.tokenizer_dir, model.hparams.vocab_size)
@@ -283,3 +256,18 @@ def _tokenizer(model: Model, plan: GGUFPlan) -> list[tuple[str, Any, str]]:
         return [(k, v, t) for k, (v, t) in model.tokenizer_kv.items()]
     plan.warnings.append("the source has no tokenizer; the GGUF carries none (runtimes need one to run it)")
     return []
+
+
+def write_gguf(plan: GGUFPlan, out: Path, *, overwrite: bool, inputs: list[Path],
+               progress: Callable[[str, int], None] | None = None) -> int:
+    """Write ``plan`` to ``out`` (header and tensor table first, then tensor by tensor);
+    returns the file size."""
+    check_output_file(out, overwrite=overwrite, inputs=inputs)
+    with GGUFWriter(out) as writer:
+        for key, value, kind in plan.kv:
+            writer.add_kv(key, value, value_type(kind))
+        for t in plan.tensors:
+            writer.add_tensor(t.name, t.shape, t.type_id, t.nbytes)
+        writer.write_header()
+        write_in_order(plan.tensors, writer.write_tensor, progress)
+    return out.stat().st_size  # leaving the block closes the writer: fsync, then rename into place

@@ -19,15 +19,15 @@ from .. import __version__
 from ..codecs import get_codec
 from ..codecs.base import SafetensorsCodec
 from ..containers.hf_dir import ModelDirWriter, tokenizer_files
-from ..errors import BitpackError, ShapeError
-from ..parallel import ordered
-from .arch import LAYER_SLOTS, MODEL_SLOTS, Kind
+from ..containers.safetensors_file import DTYPES
+from ..errors import BitpackError
+from ..parallel import write_in_order
+from .arch import Kind, hf_name
 from .floats import round_to, stored_as
-from .model import Entry, Float, Model, Ternary, read_scales
+from .model import Float, Model, fit_codec, single_scales
 
 SCALE_DTYPES = ("f32", "bf16")
-_ST_DTYPE = {np.dtype(np.int8): "I8", np.dtype(np.uint8): "U8"}
-_NAME_OF = {slot.gguf: slot for slot in (*MODEL_SLOTS, *LAYER_SLOTS)}
+_ST_DTYPE = {dtype: name for name, dtype in DTYPES.items() if name != "BF16"}  # numpy dtype -> safetensors name
 
 
 @dataclass
@@ -51,15 +51,6 @@ class HFPlan:
     warnings: list[str] = field(default_factory=list)
 
 
-def hf_name(canonical: str) -> str:
-    """The transformers name written for a canonical tensor (BitNet names for sub-norms)."""
-    parts = canonical.split(".")
-    if parts[0] == "blk":
-        slot = _NAME_OF["blk.{i}." + ".".join(parts[2:])]
-        return slot.hf[0].format(i=int(parts[1]))
-    return _NAME_OF[canonical].hf[0]
-
-
 def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_class: str | None = None,
             allow_scale_rounding: bool = False, source_info: dict[str, Any] | None = None) -> HFPlan:
     codec = get_codec(codec_name)
@@ -67,14 +58,7 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
         raise BitpackError(f"{codec_name} is a GGUF layout; write it as a .gguf file")
     if scale_dtype not in SCALE_DTYPES:
         raise BitpackError(f"--scale-dtype must be one of {', '.join(SCALE_DTYPES)}")
-    refused = []
-    for e in model.ternary:
-        try:
-            codec.check(e.shape)
-        except ShapeError as err:
-            refused.append(f"{e.name} {list(e.shape)}: {str(err).split(': ', 1)[-1]}")
-    if refused:
-        raise BitpackError(f"{codec.name} cannot hold {len(refused)} projections: " + "; ".join(refused[:6]))
+    fit_codec(model.ternary, codec)
     packed = codec.name == "hf_packed"
     if linear_class is None:
         linear_class = model.linear_class or ("bitlinear" if model.arch.name == "llama" else "autobitlinear")
@@ -93,12 +77,13 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
         if e.kind is Kind.TERNARY:
             shapes[name] = list(e.shape)
             plan.tensors.append(Planned(name, _ST_DTYPE[codec.stored_dtype], codec.stored_shape(e.shape),
-                                        _codes_producer(e, codec), codec.name, e.release))
+                                        lambda e=e: _encoded(e.load(), codec), codec.name, e.release))
             dtype, value = stored_scales[e.name]
             plan.tensors.append(Planned(name + "_scale", dtype, (1,), lambda v=value: v))
         else:
             dtype = e.stored if e.stored in ("F32", "F16", "BF16") else "F32"
-            plan.tensors.append(Planned(name, dtype, e.shape, _float_producer(e, dtype), done=e.release))
+            plan.tensors.append(Planned(name, dtype, e.shape, lambda e=e, d=dtype: stored_as(e.load(), d),
+                                        done=e.release))
     plan.metadata = {
         "format": "pt",
         "bitpack.format_version": "1",
@@ -108,7 +93,7 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
         "bitpack.version": __version__,
     }
     if model.tokenizer_dir is not None:
-        plan.copy = [p for p in tokenizer_files(model.tokenizer_dir)]
+        plan.copy = tokenizer_files(model.tokenizer_dir)
     else:
         plan.warnings.append("the source carries no HF tokenizer files; the output directory has none "
                              "(copy tokenizer.json / tokenizer.model from the original model)")
@@ -126,14 +111,7 @@ def write_hf(plan: HFPlan, out_dir: Path, *, overwrite: bool, protect: list[Path
         with writer.safetensors("model.safetensors", plan.metadata) as st:
             for t in plan.tensors:
                 st.add(t.name, t.dtype, t.shape)
-            for t, data in ordered(plan.tensors, lambda t: t.produce()):
-                st.write(t.name, data)
-                nbytes = data.nbytes
-                del data
-                if t.done:
-                    t.done()
-                if progress:
-                    progress(t.name, nbytes)
+            write_in_order(plan.tensors, st.write, progress)
         writer.commit()
     return sum(p.stat().st_size for p in Path(out_dir).iterdir() if p.is_file())
 
@@ -163,27 +141,15 @@ def _scale_dtype(model: Model, linear_class: str, requested: str, packed: bool) 
     return "BF16" if requested == "bf16" and packed else "F32"  # bitpack's own layouts keep F32 (checkpoints.md §7)
 
 
-def _codes_producer(e: Entry, codec):
-    def produce() -> np.ndarray:
-        t = e.load()
-        assert isinstance(t, Ternary)
-        if t.per_block:
-            raise BitpackError(f"{e.name} has per-block scales that differ; {codec.name} keeps one "
-                               "scale per tensor")
-        return codec.encode(t.codes, t.scale)
-
-    return produce
+def _encoded(t, codec) -> np.ndarray:
+    return codec.encode(t.codes, t.scale)  # per-block scales were refused up front (single_scales)
 
 
 def _weight_scales(model: Model, linear_class: str, dtype: str, allow_rounding: bool,
                    plan: HFPlan) -> dict[str, tuple[str, np.ndarray]]:
     """Every projection's stored weight_scale (dtype, value), decided before writing: a scale
     that would not read back exactly is refused -- all of them listed -- unless allowed."""
-    scales = read_scales(model.ternary)
-    per_block = [n for n, s in scales.items() if np.ndim(s)]
-    if per_block:
-        raise BitpackError(f"{len(per_block)} projections have per-block scales that differ "
-                           f"({', '.join(per_block[:4])}); safetensors layouts keep one scale per tensor")
+    scales = single_scales(model.ternary, "a safetensors layout")
     out, lossy = {}, []
     for e in model.ternary:
         s = np.float32(scales[e.name])
@@ -203,12 +169,3 @@ def _weight_scales(model: Model, linear_class: str, dtype: str, allow_rounding: 
                            + ". Pass --allow-scale-rounding to accept, or keep --scale-dtype f32")
     plan.notes.extend(lossy)
     return out
-
-
-def _float_producer(e: Entry, dtype: str):
-    def produce() -> np.ndarray:
-        v = e.load()
-        assert isinstance(v, Float)
-        return stored_as(v, dtype)  # the source dtype is kept; only dequantized GGUF tensors widen to F32
-
-    return produce

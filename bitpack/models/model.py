@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..containers.safetensors_file import f32_from_bf16
+from ..errors import BitpackError
 from .arch import Architecture, Kind
 from .hparams import HParams
 
@@ -105,3 +106,33 @@ class Model:
     @property
     def ternary(self) -> list[Entry]:
         return [e for e in self.entries if e.kind is Kind.TERNARY]
+
+
+def fit_codec(entries: list[Entry], codec) -> dict[str, Any]:
+    """The codec bound for each projection's shape; every shape it cannot hold is listed in
+    one refusal, before anything is written."""
+    from ..errors import ShapeError
+
+    bound, refused = {}, []
+    for e in entries:
+        try:
+            bound[e.name] = codec.for_shape(e.shape)
+        except ShapeError as err:
+            refused.append(f"{e.name} {list(e.shape)}: {str(err).split(': ', 1)[-1]}")
+    if refused:
+        raise BitpackError(f"{codec.name} cannot hold {len(refused)} of {len(entries)} projections: "
+                           + "; ".join(refused[:6]) + (f"; and {len(refused) - 6} more" if len(refused) > 6 else "")
+                           + ". Choose another codec (i2_s needs K % 128 == 0; int8 and i2_packed take any shape)")
+    return bound
+
+
+def single_scales(entries: list[Entry], target: str) -> dict[str, Any]:
+    """Every projection's scale for a target that keeps one per tensor; TQ sources whose block
+    scales differ are refused, all of them named."""
+    scales = read_scales(entries)
+    per_block = [n for n, s in scales.items() if np.ndim(s)]
+    if per_block:
+        raise BitpackError(f"{len(per_block)} projections have per-block scales that differ "
+                           f"({', '.join(per_block[:4])}); {target} keeps one scale per tensor "
+                           "(convert to tq1_0/tq2_0 instead)")
+    return scales
