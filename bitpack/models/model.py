@@ -96,6 +96,7 @@ class Model:
     dialect: str | None = None  # of a GGUF source
     codec_params: dict[str, Any] = field(default_factory=dict)  # bitpack.codec_params of a GGUF source
     warnings: list[str] = field(default_factory=list)
+    stack: Any = None  # the block selection when the source is a BitStack stack
 
     def entry(self, name: str) -> Entry:
         for e in self.entries:
