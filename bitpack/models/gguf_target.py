@@ -26,7 +26,7 @@ from ..parallel import write_in_order
 from ..errors import BitpackError
 from .arch import Kind, qk_row_order
 from .floats import exact_in, rounded_count, stored_as
-from .model import Entry, Float, Model, fit_codec, read_scales, single_scales
+from .model import Entry, Float, Model, fit_codec, read_scales, require_ternary, single_scales
 from .tokenizer import tokenizer_kv
 
 # general.file_type labels per dialect (gguf.md §3.1): display only, never used to decode.
@@ -118,6 +118,7 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
               params: dict[str, Any] | None = None, embed_dtype: str | None = None,
               allow_scale_rounding: bool = False, source_info: dict[str, Any] | None = None,
               name: str | None = None) -> GGUFPlan:
+    require_ternary(model, codec_name)
     codec0 = get_codec(codec_name, **(params or {}))
     if not isinstance(codec0, GGUFCodec):
         raise BitpackError(f"{codec_name} is a safetensors layout; write it as a model directory")

@@ -5,6 +5,13 @@ master weights (ternarized here with absmean), packed uint8 + ``weight_scale`` u
 ``autobitlinear`` (multiply) or ``bitlinear`` (divide), and bitpack's ``int8`` /
 ``i2_packed`` (``__metadata__["bitpack.codec"]``). The scale convention is resolved here,
 once, into the multiply form.
+
+Float projections are BitNet master weights only when something says the model is BitNet:
+a BitNet architecture (sub-norms), a ``quantization_config``, or a BitNet marker in
+config.json (``is_bitnet_config``, ``weight_bits``/``input_bits``, a Bitnet class name).
+An ordinary Llama/Mistral-shaped checkpoint is a full-precision model (layout "float",
+``Model.precision == "float"``): its projections load as ``Float``, stored dtype kept, and
+are never ternarized.
 """
 
 from __future__ import annotations
@@ -60,7 +67,8 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
             f"{'with' if has_sub else 'without'} sub-norms); bitpack reads BitNet b1.58 2B-4T, "
             "1bitLLM and Llama-shaped ternary checkpoints"
         )
-    layout, linear_class, codec_name = _layout(config, ckpt, where, scale_convention)
+    _refuse_biases(config, where)
+    layout, linear_class, codec_name = _layout(config, ckpt, where, scale_convention, arch.name)
     if scale_convention is not None and layout == "packed":
         linear_class = {"multiply": "autobitlinear", "divide": "bitlinear"}[scale_convention]
     used: set[str] = set()
@@ -72,7 +80,14 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
             missing.append(slot.hf[0].format(i=layer))
             continue
         used.add(found)
-        if slot.kind is Kind.TERNARY:
+        if slot.kind is Kind.TERNARY and layout == "float":
+            shape = hp.ternary_shape(canonical)
+            info = ckpt.info(found)
+            if tuple(info.shape) != shape:
+                raise BitpackError(f"{where}: {found} has shape {list(info.shape)}; config.json implies {list(shape)}")
+            entries.append(Entry(canonical, slot.kind, shape, info.dtype, _float_loader(ckpt, found),
+                                 source_name=found, release=lambda n=found: ckpt.release(n)))
+        elif slot.kind is Kind.TERNARY:
             shape = hp.ternary_shape(canonical)
             scale_name = found + "_scale"
             if layout != "master":
@@ -107,16 +122,34 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
     return Model(
         source=str(path), container="safetensors",
         layout=_layout_label(layout, linear_class, codec_name, entries),
-        arch=arch, hparams=hp, entries=entries, files=list(ckpt.files) + [folder / "config.json"],
+        arch=arch, hparams=hp, entries=entries, files=_input_files(ckpt, folder),
         config=config, tokenizer_dir=folder if tokenizer_files(folder) else None,
         linear_class=linear_class, warnings=warnings,
         source_scale_dtype=_scale_dtype(ckpt, entries) if layout == "packed" else None,
+        precision="float" if layout == "float" else "ternary",
     )
 
 
+def _refuse_biases(config: dict[str, Any], where: str) -> None:
+    """Projection biases (attention_bias / mlp_bias) have no place in the canonical model."""
+    biased = [key for key in ("attention_bias", "mlp_bias") if config.get(key)]
+    if biased:
+        raise BitpackError(f"{where}: config.json sets {' and '.join(biased)} true; bitpack does not support "
+                           "projection biases")
+
+
+def _is_bitnet(config: dict[str, Any], arch: str) -> bool:
+    """Whether float projections are BitNet master weights rather than an ordinary model."""
+    if arch != "llama" or config.get("quantization_config"):
+        return True
+    if config.get("is_bitnet_config") or "weight_bits" in config or "input_bits" in config:
+        return True
+    return any("bitnet" in str(a).lower() for a in config.get("architectures") or ())
+
+
 def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str,
-            scale_convention: str | None = None) -> tuple[str, str | None, str | None]:
-    """("master" | "packed" | "bitpack", linear_class, bitpack codec)."""
+            scale_convention: str | None = None, arch: str = "llama") -> tuple[str, str | None, str | None]:
+    """("master" | "float" | "packed" | "bitpack", linear_class, bitpack codec)."""
     meta = ckpt.metadata or {}
     codec = meta.get("bitpack.codec")
     if codec in ("int8", "i2_packed"):
@@ -135,7 +168,7 @@ def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str,
         raise BitpackError(f"{where}: no self_attn.q_proj.weight; not a decoder checkpoint bitpack knows")
     dtype = ckpt.info(probe).dtype
     if dtype in FLOAT_DTYPES:
-        return "master", None, None
+        return ("master" if _is_bitnet(config, arch) else "float"), None, None
     if dtype != "U8":
         raise BitpackError(f"{where}: {probe} is {dtype}; expected float master weights or packed U8")
     if not qc and scale_convention is None:
@@ -232,10 +265,15 @@ def _check_shapes(entries: list[Entry], hp: HParams, where: str) -> None:
 
 
 def _layout_label(layout: str, linear_class: str | None, codec: str | None, entries: list[Entry]) -> str:
-    if layout == "master":
-        dtypes = sorted({e.stored for e in entries if e.kind is Kind.TERNARY})
-        return f"master weights ({'/'.join(dtypes)})"
+    if layout in ("master", "float"):
+        dtypes = "/".join(sorted({e.stored for e in entries if e.kind is Kind.TERNARY}))
+        return f"master weights ({dtypes})" if layout == "master" else f"full precision ({dtypes})"
     if layout == "packed":
         return f"hf_packed ({linear_class})"
     return f"bitpack {codec}"
 
+
+def _input_files(ckpt: Checkpoint, folder: Path) -> list[Path]:
+    """Every file a conversion reads: shards, their index, config.json, tokenizer files."""
+    index = [ckpt.index_path] if ckpt.index_path else []
+    return [*ckpt.files, *index, folder / "config.json", *tokenizer_files(folder)]

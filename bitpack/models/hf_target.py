@@ -24,7 +24,7 @@ from ..errors import BitpackError
 from ..parallel import write_in_order
 from .arch import Kind, hf_name
 from .floats import round_to, stored_as
-from .model import Float, Model, fit_codec, single_scales
+from .model import Float, Model, fit_codec, require_ternary, single_scales
 
 SCALE_DTYPES = ("f32", "bf16")
 _ST_DTYPE = {dtype: name for name, dtype in DTYPES.items() if name != "BF16"}  # numpy dtype -> safetensors name
@@ -53,6 +53,7 @@ class HFPlan:
 
 def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_class: str | None = None,
             allow_scale_rounding: bool = False, source_info: dict[str, Any] | None = None) -> HFPlan:
+    require_ternary(model, codec_name)
     codec = get_codec(codec_name)
     if not isinstance(codec, SafetensorsCodec):
         raise BitpackError(f"{codec_name} is a GGUF layout; write it as a .gguf file")

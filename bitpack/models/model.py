@@ -96,6 +96,9 @@ class Model:
     dialect: str | None = None  # of a GGUF source
     codec_params: dict[str, Any] = field(default_factory=dict)  # bitpack.codec_params of a GGUF source
     warnings: list[str] = field(default_factory=list)
+    # "ternary": every projection loads as Ternary; "float": they load as Float (a full-precision
+    # checkpoint, or a BitStack reconstruction). The one place that tells the two apart.
+    precision: str = "ternary"
     stack: Any = None  # the block selection when the source is a BitStack stack
 
     def entry(self, name: str) -> Entry:
@@ -107,6 +110,13 @@ class Model:
     @property
     def ternary(self) -> list[Entry]:
         return [e for e in self.entries if e.kind is Kind.TERNARY]
+
+
+def require_ternary(model: Model, target: str) -> None:
+    """Refuse, up front, to write a full-precision model into a ternary format."""
+    if model.precision != "ternary":
+        raise BitpackError(f"{model.source} is a full-precision checkpoint and {target} holds ternary weights; "
+                           "bitpack does not silently ternarize an ordinary model. Use --to bitstack to compress it")
 
 
 def fit_codec(entries: list[Entry], codec) -> dict[str, Any]:
