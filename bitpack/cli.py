@@ -123,9 +123,11 @@ def decode(
 
 @app.command()
 def convert(
-    src: str = typer.Argument(..., help="HF model directory, .safetensors file (config.json beside it) or .gguf file."),
+    src: str = typer.Argument(..., help="HF model directory, .safetensors file (config.json beside it), .gguf file, "
+                                         "or a Hub repo id org/name[@revision]."),
     to: str = typer.Option(..., "--to", help="Target format: " + ", ".join(list_codecs()) + "."),
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (GGUF) or directory (safetensors)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Hub source: branch, tag or commit (default main)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     params: Optional[str] = typer.Option(None, "--params", help="Codec parameters, e.g. BM=256,BK=96,bm=32."),
     dialect: Optional[str] = typer.Option(None, "--dialect", help="GGUF dialect to write: mainline, bitnet-cpp-2024 or bitnet-cpp-2026."),
@@ -136,6 +138,9 @@ def convert(
     linear_class: Optional[str] = typer.Option(None, "--linear-class", help="hf_packed: autobitlinear (multiply) or bitlinear (divide)."),
     scale_convention: Optional[str] = typer.Option(None, "--scale-convention", help="Override a packed source's weight_scale meaning: multiply or divide."),
     allow_scale_rounding: bool = typer.Option(False, "--allow-scale-rounding", help="Accept scales the target cannot hold exactly; each is listed."),
+    allow_degenerate: bool = typer.Option(False, "--allow-degenerate", "--allow-zero-tensors",
+                                          help="Convert all-zero projections (or non-positive scales) instead of refusing."),
+    receipt: bool = typer.Option(True, "--receipt/--no-receipt", help="Write <output>.receipt.json (default: on)."),
     check: bool = typer.Option(False, "--verify", help="Verify the output against the source (exit 1 when they differ)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -150,31 +155,32 @@ def convert(
         source_dialect=source_dialect, embed_dtype=embed_dtype, scale_dtype=scale_dtype,
         linear_class=linear_class, scale_convention=scale_convention,
         allow_scale_rounding=allow_scale_rounding, tile_params=_tiles_option(tile_params) or None,
+        revision=revision, allow_degenerate=allow_degenerate, receipt=receipt, verify=check,
+        show_downloads=not json_out,
     )
     with _progress(not json_out) as progress:
         report = run(src, to, options, progress=progress)
-    report["verify"] = None
-    if check:
-        from .verify import verify as check_output
-
-        report["verify"] = check_output(src, report["output"],
-                                        reference_options={"scale_convention": scale_convention,
-                                                           "tile_params": options.tile_params,
-                                                           "dialect": source_dialect})
+    failed = report["verify"] is not None and not report["verify"]["passed"]
     if json_out:
         _emit_json(report)
-        if report["verify"] is not None and not report["verify"]["passed"]:
+        if failed:
             raise typer.Exit(1)
         return
+    origin = report["source"]
+    if "repo" in origin:
+        stderr.print(f"source: {origin['repo']} at {origin['revision']} (commit {origin['commit']})",
+                     markup=False, highlight=False)
     stdout.print(f"wrote [bold]{report['output']}[/bold]: {report['format']}, {len(report['tensors'])} tensors, "
                  f"{report['bytes_written']:,} bytes in {report['seconds']} s")
+    if report["receipt"]:
+        stdout.print(f"receipt: {report['receipt']}", markup=False, highlight=False)
     for line in report["rounded"]:
         stderr.print(f"rounded: {line}", markup=False, highlight=False)
     for line in report["warnings"]:
         stderr.print(f"warning: {line}", markup=False, highlight=False)
     if report["verify"] is not None:
         _render_verify(report["verify"])
-        if not report["verify"]["passed"]:
+        if failed:
             stderr.print("bitpack: verification failed: the output differs from the source (kept for inspection)",
                          markup=False, highlight=False)
             raise typer.Exit(1)

@@ -13,15 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .codecs import codec_class
+from .codecs import codec_class, get_codec
 from .codecs.tiles import kernel_config_ini
 from .containers.files import write_atomic
 from .errors import BitpackError
+from .models.floats import STORAGE
 from .models.gguf_source import open_gguf
 from .models.gguf_target import plan_gguf, write_gguf
 from .models.hf_source import open_hf
 from .models.hf_target import plan_hf, write_hf
+from .models.arch import hf_name
+from .models.checks import REVISION_HINT, degenerate_tensors, describe
 from .models.model import Model
+from .receipt import Hasher, write_receipt
 
 Progress = Callable[[str, int], None]  # (tensor name, bytes written)
 
@@ -43,12 +47,44 @@ def sniff(path: Path) -> str:
     raise BitpackError(f"{path} is neither a GGUF file, a safetensors file nor an HF model directory")
 
 
+@dataclass
+class Source:
+    path: Path  # what to open: a local file or folder, or a Hub snapshot in the cache
+    origin: dict[str, Any]  # the receipt's "source": {"path"} or {"repo", "revision", "commit", "path"}
+    hub: bool = False
+
+
+def resolve(src: str | Path, revision: str | None = None, *, progress: bool = True) -> Source:
+    """A local path as it is; an ``org/name[@rev]`` that is not a local path is fetched from
+    the Hub (only the files bitpack reads, pinned to the resolved commit)."""
+    path = Path(src)
+    if path.exists():
+        if revision is not None:
+            raise BitpackError(f"--revision applies to Hub repo ids; {src} is a local path")
+        return Source(path, {"path": str(path)})
+    from .containers.hub import fetch, parse_repo_id
+
+    parsed = parse_repo_id(str(src))
+    if parsed is None:
+        raise BitpackError(f"{src} does not exist (and is not a Hub repo id like org/name or org/name@revision)")
+    repo, at = parsed
+    if at is not None and revision is not None and at != revision:
+        raise BitpackError(f"{src} names revision {at!r} but --revision says {revision!r}")
+    snap = fetch(repo, at or revision, progress=progress)
+    return Source(snap.source, {"repo": snap.repo, "revision": snap.revision, "commit": snap.commit,
+                                "path": str(snap.source)}, hub=True)
+
+
 def open_model(path: str | Path, *, dialect: str | None = None, tile_params: dict[str, Any] | None = None,
-               scale_convention: str | None = None) -> Model:
-    path = Path(path)
-    if sniff(path) == "gguf":
-        return open_gguf(path, dialect=dialect, tile_params=tile_params)
-    return open_hf(path, scale_convention=scale_convention)
+               scale_convention: str | None = None, revision: str | None = None, progress: bool = True) -> Model:
+    """The canonical model of a local file or folder, or of a Hub repo id."""
+    source = resolve(path, revision, progress=progress)
+    if sniff(source.path) == "gguf":
+        model = open_gguf(source.path, dialect=dialect, tile_params=tile_params)
+    else:
+        model = open_hf(source.path, scale_convention=scale_convention)
+    model.origin = source.origin
+    return model
 
 
 @dataclass
@@ -64,29 +100,44 @@ class ConvertOptions:
     scale_convention: str | None = None
     allow_scale_rounding: bool = False
     tile_params: dict[str, Any] | None = None  # tiles of a foreign TL source
+    revision: str | None = None  # of a Hub source
+    allow_degenerate: bool = False  # convert all-zero projections anyway (checks.py)
+    receipt: bool = True  # write <output>.receipt.json
+    verify: bool = False  # run `verify` on the output; its report goes into the receipt
+    show_downloads: bool = True  # huggingface_hub's progress bars for a Hub source
 
 
-def default_output(src: Path, codec: str, container: str) -> Path:
-    stem = src.name if src.is_dir() else src.stem
-    if src.name == "model.safetensors" or src.suffix == ".json":
-        stem = src.parent.name
-    base = src if src.is_dir() else src.parent
-    folder = base.parent if src.is_dir() else base
+def default_output(src: Path, codec: str, container: str, hub_repo: str | None = None) -> Path:
+    """``<name>-<codec>[.gguf]`` beside the source; for a Hub source, in the current folder."""
+    if hub_repo is not None:
+        stem, folder = hub_repo.split("/")[-1], Path.cwd()
+    else:
+        stem = src.name if src.is_dir() else src.stem
+        if src.name == "model.safetensors" or src.suffix == ".json":
+            stem = src.parent.name
+        base = src if src.is_dir() else src.parent
+        folder = base.parent if src.is_dir() else base
     name = f"{stem}-{codec}"
     return folder / (name + ".gguf" if container == "gguf" else name)
 
 
 def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
             progress: Progress | None = None, model: Model | None = None) -> dict[str, Any]:
-    """Convert ``src`` to codec ``to``; returns the report ``convert --json`` prints."""
+    """Convert ``src`` (a path or a Hub repo id) to codec ``to``; returns the report
+    ``convert --json`` prints, after writing the receipt when ``options.receipt``."""
     options = options or ConvertOptions()
-    src = Path(src)
     started = time.perf_counter()
     cls = codec_class(to)
-    model = model or open_model(src, dialect=options.source_dialect, tile_params=options.tile_params,
-                                scale_convention=options.scale_convention)
-    out = options.output or default_output(src, cls.name, cls.container)
-    source_info = {"path": str(src), "layout": model.layout, "architecture": model.arch.name,
+    if model is None:
+        model = open_model(src, dialect=options.source_dialect, tile_params=options.tile_params,
+                           scale_convention=options.scale_convention, revision=options.revision,
+                           progress=options.show_downloads)
+    origin = model.origin or {"path": str(src)}
+    source_path = Path(origin.get("path", str(src)))
+    hasher = Hasher(model.files) if options.receipt else None
+    warnings = _check_source(model, options.allow_degenerate, hub="repo" in origin)
+    out = options.output or default_output(source_path, cls.name, cls.container, origin.get("repo"))
+    source_info = {**origin, "layout": model.layout, "architecture": model.arch.name,
                    "linear_class": model.linear_class, "dialect": model.dialect}
     if cls.container == "gguf":
         plan = plan_gguf(model, cls.name, dialect=options.dialect, params=options.params,
@@ -100,17 +151,47 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
             ini = out.with_name(out.name + ".kernel_config.ini")
             write_atomic(ini, kernel_config_ini(sorted(set(plan.tiles))).encode())
             extra["kernel_config"] = str(ini)
-        notes, warnings = plan.notes, plan.warnings
+        config = {"dialect": plan.dialect, "params": options.params or None,
+                  "tiles": [{"shape": list(shape), **t.as_dict()} for shape, t in sorted(set(plan.tiles))] or None,
+                  "embed_dtype": options.embed_dtype}
     else:
         plan = plan_hf(model, cls.name, scale_dtype=options.scale_dtype, linear_class=options.linear_class,
                        allow_scale_rounding=options.allow_scale_rounding, source_info=source_info)
         written = write_hf(plan, out, overwrite=options.overwrite, protect=[Path(f) for f in model.files],
                            progress=progress)
-        tensors = [{"name": t.name, "dtype": t.dtype, "codec": t.codec} for t in plan.tensors]
+        logical = {hf_name(e.name): e.shape for e in model.ternary}
+        tensors = [{"name": t.name, "dtype": t.dtype, "codec": t.codec,
+                    "bits_per_weight": round(get_codec(t.codec).bits_per_weight(logical[t.name]), 4)
+                    if t.codec else 8 * STORAGE[t.dtype].itemsize if t.dtype in STORAGE else None}
+                   for t in plan.tensors]
         extra = {"linear_class": plan.config["quantization_config"].get("linear_class")}
-        notes, warnings = plan.notes, plan.warnings
-    return {
+        config = {"linear_class": extra["linear_class"], "scale_dtype": options.scale_dtype}
+    report = {
         "output": str(out), "format": cls.name, "source": source_info, "architecture": model.arch.name,
         "tensors": tensors, "bytes_written": written, "seconds": round(time.perf_counter() - started, 3),
-        "rounded": notes, "warnings": warnings, **extra,
+        "rounded": plan.notes, "warnings": warnings + plan.warnings, **extra, "verify": None, "receipt": None,
     }
+    if options.verify:
+        from .verify import verify
+
+        report["verify"] = verify(source_path, out, reference_options={
+            "scale_convention": options.scale_convention, "tile_params": options.tile_params,
+            "dialect": options.source_dialect})
+    if hasher is not None:
+        report["receipt"] = str(write_receipt(
+            out, source=origin, inputs=hasher.result(), target={"format": cls.name, "config": config},
+            tensors=tensors, verify=report["verify"]))
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _check_source(model: Model, allow: bool, hub: bool) -> list[str]:
+    """Refuse degenerate projections (checks.py) unless allowed; allowed ones become warnings."""
+    problems = degenerate_tensors(model)
+    if not problems:
+        return []
+    if not allow:
+        hint = REVISION_HINT if hub or model.arch.name == "bitnet-b1.58" else "check the source checkpoint"
+        raise BitpackError(f"{describe(problems)}. A model with them runs but produces garbage; {hint}; "
+                           "or pass --allow-degenerate to convert it anyway")
+    return [f"{name}: {why} (converted anyway: --allow-degenerate)" for name, why in problems]

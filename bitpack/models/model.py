@@ -62,7 +62,11 @@ class Entry:
     source_scale: Callable[[], np.ndarray] | None = None  # a packed source's own weight_scale tensor
 
     def scale_only(self) -> Any:
-        return self.scale() if self.scale is not None else self.load().scale
+        """The canonical scale, computed once: the source checks and the target's plan both
+        need it, and for master weights it is a full pass over the tensor."""
+        if "_scale" not in self.__dict__:
+            self.__dict__["_scale"] = self.scale() if self.scale is not None else self.load().scale
+        return self.__dict__["_scale"]
 
 
 def read_scales(entries: list[Entry]) -> dict[str, Any]:
@@ -99,6 +103,7 @@ class Model:
     # "ternary": every projection loads as Ternary; "float": they load as Float (a full-precision
     # checkpoint, or a BitStack reconstruction). The one place that tells the two apart.
     precision: str = "ternary"
+    origin: dict[str, Any] | None = None  # where the files came from (a Hub repo and commit); receipts
     stack: Any = None  # the block selection when the source is a BitStack stack
 
     def entry(self, name: str) -> Entry:

@@ -1,0 +1,61 @@
+"""Source checks run before a conversion writes anything (spec/checkpoints.md §10).
+
+The current revisions of the microsoft/bitnet-b1.58-2B-4T repositories carry MLP
+projections that are entirely zero (microsoft/BitNet#608); a converted file then runs and
+produces garbage. Every ternary projection is therefore checked for:
+
+- all codes zero (packed: every byte 0x55; masters: every |W| below half the clamped
+  absmean, which covers both exact zeros and the denormal garbage of §10);
+- a scale that is not a positive finite number (per-block TQ scales: any non-finite).
+
+Master weights need no second pass: their absmean scale is computed once (and reused by the
+target's plan), and a master whose mean|W| is above the 1e-5 clamp always has codes at its
+largest |W|. Packed and GGUF sources are decoded once, on all cores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..parallel import ordered
+from .model import Entry, Model
+
+MASTER_DTYPES = ("F32", "F16", "BF16")
+ABSMEAN_CLAMP = 1e-5  # ternarize.py: s_q = 1 / max(mean|W|, 1e-5)
+MARGIN = 2.0  # scales this close above the clamp are decoded to be sure
+REVISION_HINT = ("the current revisions of microsoft/bitnet-b1.58-2B-4T have all-zero MLP projections "
+                 "(microsoft/BitNet#608): convert an earlier revision (--revision REV, or org/name@REV)")
+
+
+def degenerate_tensors(model: Model) -> list[tuple[str, str]]:
+    """(canonical name, what is wrong) for every ternary projection that cannot be a real weight."""
+    found = []
+    for entry, problem in ordered(model.ternary, _problem):
+        if problem:
+            found.append((entry.name, problem))
+    return found
+
+
+def _problem(e: Entry) -> str | None:
+    scale = e.scale_only()
+    values = np.asarray(scale, dtype=np.float32)
+    if not np.isfinite(values).all():
+        return "its scale is not finite"
+    if values.ndim == 0 and values <= 0:
+        return f"its scale {float(values)!r} is not positive"
+    if e.stored in MASTER_DTYPES and values.ndim == 0 and values > ABSMEAN_CLAMP * MARGIN:
+        return None
+    try:
+        codes = e.load().codes
+        if not codes.any():
+            return "every weight is zero"
+        return None
+    finally:
+        if e.release:
+            e.release()
+
+
+def describe(problems: list[tuple[str, str]], limit: int = 8) -> str:
+    shown = "; ".join(f"{name}: {why}" for name, why in problems[:limit])
+    more = f"; and {len(problems) - limit} more" if len(problems) > limit else ""
+    return f"{len(problems)} degenerate ternary projection{'s' if len(problems) > 1 else ''} ({shown}{more})"

@@ -1,0 +1,92 @@
+"""Conversion receipts: ``<output>.receipt.json``, what was converted from what, by what.
+
+A release pipeline keeps the receipt next to the artefact: it names the bitpack version,
+the source (a path, or a Hub repo with the exact commit), the sha256 of every input file
+read, the target format and its configuration, every tensor's codec and bits per weight,
+the output's sha256 and the verification result. Keys are stable (README, "Receipts").
+
+Inputs are hashed on a background thread while the conversion runs (hashlib releases the
+GIL, and the files are in the page cache the conversion reads anyway), so a receipt costs
+little more than hashing the output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .containers.files import write_atomic
+
+CHUNK = 8 << 20
+SCHEMA = 1
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+class Hasher:
+    """sha256 of files on a background thread; ``result()`` waits for it."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = list(dict.fromkeys(Path(f) for f in files))
+        self._hashes: dict[Path, str] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="bitpack-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for f in self.files:
+                self._hashes[f] = sha256_file(f)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            self._error = err
+
+    def result(self) -> list[dict[str, str]]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return [{"path": str(f), "sha256": self._hashes[f]} for f in self.files]
+
+
+def output_digest(out: Path) -> dict[str, Any]:
+    """A file's sha256; for a model directory, every file's and one over the sorted list
+    (``sha256sum``-style lines "<hex>  <name>\\n"), so one value still names the whole output."""
+    if out.is_file():
+        return {"path": str(out), "sha256": sha256_file(out)}
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    listed = [{"path": str(p.relative_to(out)), "sha256": sha256_file(p)} for p in files]
+    manifest = "".join(f"{f['sha256']}  {f['path']}\n" for f in listed)
+    return {"path": str(out), "sha256": hashlib.sha256(manifest.encode()).hexdigest(), "files": listed}
+
+
+def receipt_path(out: Path) -> Path:
+    return out.with_name(out.name + ".receipt.json")
+
+
+def write_receipt(out: Path, *, source: dict[str, Any], inputs: list[dict[str, str]], target: dict[str, Any],
+                  tensors: list[dict[str, Any]], verify: dict[str, Any] | None) -> Path:
+    doc = {
+        "schema": SCHEMA,
+        "bitpack_version": __version__,
+        "source": source,
+        "inputs": inputs,
+        "target": target,
+        "tensors": [{"name": t["name"], "codec": t.get("codec"), "bits_per_weight": t.get("bits_per_weight")}
+                    for t in tensors],
+        "output": output_digest(out),
+        "verify": verify,
+    }
+    path = receipt_path(out)
+    write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())
+    return path

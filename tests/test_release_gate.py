@@ -1,0 +1,172 @@
+"""bitpack as a release-pipeline gate: receipts, degenerate-source refusal, stable reports
+and exit codes (README "Release gate")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitpack import __version__
+from bitpack.containers.safetensors_file import SafetensorsFile
+from bitpack.convert import ConvertOptions, convert
+from bitpack.errors import BitpackError
+
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+MLP0 = [f"model.layers.0.mlp.{p}_proj.weight" for p in ("gate", "up", "down")]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bitpack.cli", *args], capture_output=True, text=True)
+
+
+def patched_copy(tmp_path: Path, fixture: str, fill: dict[str, bytes | np.ndarray]) -> Path:
+    """A copy of a fixture model whose named tensors' bytes are replaced (same size)."""
+    folder = tmp_path / fixture
+    shutil.copytree(MODELS / fixture, folder)
+    path = folder / "model.safetensors"
+    with SafetensorsFile(path) as f:
+        spans = {name: (f.info(name).offset, f.info(name).nbytes) for name in fill}
+    with open(path, "r+b") as fh:
+        for name, value in fill.items():
+            offset, nbytes = spans[name]
+            data = value * (nbytes // len(value)) if isinstance(value, bytes) else np.ascontiguousarray(value).tobytes()
+            assert len(data) == nbytes
+            fh.seek(offset)
+            fh.write(data)
+    return folder
+
+
+# -- receipts -------------------------------------------------------------------------------
+
+def test_gguf_receipt_names_inputs_target_tensors_and_output(tmp_path):
+    out = tmp_path / "m.gguf"
+    report = convert(MODELS / "b158-packed", "i2_s", ConvertOptions(output=out))
+    assert report["receipt"] == str(tmp_path / "m.gguf.receipt.json")
+    receipt = json.loads(Path(report["receipt"]).read_text())
+    assert receipt["bitpack_version"] == __version__
+    assert receipt["source"] == {"path": str(MODELS / "b158-packed")}
+    inputs = {Path(i["path"]).name: i["sha256"] for i in receipt["inputs"]}
+    # the weights, config.json and the tokenizer files the GGUF's tokenizer keys come from
+    assert inputs == {p.name: sha256(p) for p in (MODELS / "b158-packed").iterdir()}
+    assert receipt["target"]["format"] == "i2_s" and receipt["target"]["config"]["dialect"] == "bitnet-cpp-2026"
+    assert receipt["output"] == {"path": str(out), "sha256": sha256(out)}
+    ternary = [t for t in receipt["tensors"] if t["codec"] == "i2_s"]
+    assert len(ternary) == 14 and all(t["bits_per_weight"] == pytest.approx(2.0, abs=0.01) for t in ternary)
+    assert {t["name"] for t in receipt["tensors"]} == {t["name"] for t in report["tensors"]}
+    assert receipt["verify"] is None
+
+
+def test_directory_receipt_hashes_every_file_and_the_manifest(tmp_path):
+    out = tmp_path / "packed"
+    report = convert(MODELS / "b158-bf16", "hf_packed", ConvertOptions(output=out))
+    receipt = json.loads(Path(report["receipt"]).read_text())
+    files = receipt["output"]["files"]
+    assert {f["path"] for f in files} == {p.name for p in out.iterdir()}
+    for f in files:
+        assert f["sha256"] == sha256(out / f["path"])
+    manifest = "".join(f"{f['sha256']}  {f['path']}\n" for f in files)
+    assert receipt["output"]["sha256"] == hashlib.sha256(manifest.encode()).hexdigest()
+    packed = [t for t in receipt["tensors"] if t["codec"] == "hf_packed"]
+    assert packed and all(t["bits_per_weight"] == 2.0 for t in packed)
+    assert receipt["target"]["config"]["linear_class"] == "autobitlinear"
+
+
+def test_verify_result_goes_into_the_receipt(tmp_path):
+    report = convert(MODELS / "bitnet-f32-sharded", "tl2", ConvertOptions(output=tmp_path / "m.gguf", verify=True))
+    receipt = json.loads(Path(report["receipt"]).read_text())
+    assert report["verify"]["identical"] is True
+    assert receipt["verify"] == json.loads(json.dumps(report["verify"]))
+    assert {Path(i["path"]).name for i in receipt["inputs"]} == {p.name for p in (MODELS / "bitnet-f32-sharded").iterdir()}
+    assert receipt["target"]["config"]["tiles"]
+
+
+def test_no_receipt_when_asked(tmp_path):
+    report = convert(MODELS / "b158-packed", "tq2_0", ConvertOptions(output=tmp_path / "m.gguf", receipt=False))
+    assert report["receipt"] is None
+    assert not (tmp_path / "m.gguf.receipt.json").exists()
+
+
+# -- degenerate sources -----------------------------------------------------------------------
+
+def test_all_zero_packed_projections_are_refused_naming_them(tmp_path):
+    src = patched_copy(tmp_path, "b158-packed", {n: b"\x55" for n in MLP0})
+    out = tmp_path / "m.gguf"
+    with pytest.raises(BitpackError) as err:
+        convert(src, "i2_s", ConvertOptions(output=out))
+    text = str(err.value)
+    assert "3 degenerate ternary projections" in text
+    for name in ("blk.0.ffn_gate.weight", "blk.0.ffn_up.weight", "blk.0.ffn_down.weight"):
+        assert f"{name}: every weight is zero" in text
+    assert "revision" in text and "--allow-degenerate" in text
+    assert not out.exists() and list(tmp_path.glob("*.part")) == []
+
+
+def test_allow_degenerate_converts_with_a_warning_per_tensor(tmp_path):
+    src = patched_copy(tmp_path, "b158-packed", {MLP0[0]: b"\x55"})
+    report = convert(src, "i2_s", ConvertOptions(output=tmp_path / "m.gguf", allow_degenerate=True))
+    assert Path(report["output"]).is_file()
+    assert any("blk.0.ffn_gate.weight: every weight is zero" in w for w in report["warnings"])
+
+
+@pytest.mark.parametrize("fill", [b"\x00\x00", np.array([1e-34], "<f4").view("<u2")[1:].tobytes()],
+                         ids=["zeros", "denormal-garbage"])
+def test_degenerate_master_weights_are_refused(tmp_path, fill):
+    src = patched_copy(tmp_path, "b158-bf16", {MLP0[1]: fill})
+    with pytest.raises(BitpackError, match=r"blk\.0\.ffn_up\.weight: every weight is zero"):
+        convert(src, "tq2_0", ConvertOptions(output=tmp_path / "m.gguf"))
+
+
+def test_a_negative_scale_is_refused(tmp_path):
+    with SafetensorsFile(MODELS / "b158-packed" / "model.safetensors") as f:
+        dtype = f.info(MLP0[2] + "_scale").dtype
+    half = np.array([-0.5], dtype="<f4")
+    value = {"F32": half.tobytes(), "BF16": half.view("<u2")[1:].tobytes()}  # bf16: the high half
+    src = patched_copy(tmp_path, "b158-packed", {MLP0[2] + "_scale": value[dtype]})
+    with pytest.raises(BitpackError, match=r"blk\.0\.ffn_down\.weight: its scale -0\.5 is not positive"):
+        convert(src, "i2_s", ConvertOptions(output=tmp_path / "m.gguf"))
+
+
+def test_gguf_sources_are_checked_too(tmp_path):
+    src = patched_copy(tmp_path, "b158-packed", {MLP0[0]: b"\x55"})
+    first = convert(src, "i2_s", ConvertOptions(output=tmp_path / "a.gguf", allow_degenerate=True))
+    with pytest.raises(BitpackError, match=r"blk\.0\.ffn_gate\.weight: every weight is zero"):
+        convert(first["output"], "tl2", ConvertOptions(output=tmp_path / "b.gguf"))
+
+
+# -- the command line as a gate ---------------------------------------------------------------
+
+def test_cli_refusal_is_one_line_exit_2_and_no_output(tmp_path):
+    src = patched_copy(tmp_path, "b158-packed", {MLP0[0]: b"\x55"})
+    out = tmp_path / "m.gguf"
+    done = cli("convert", str(src), "--to", "i2_s", "-o", str(out))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("bitpack: error: 1 degenerate ternary projection (blk.0.ffn_gate.weight")
+    assert "Traceback" not in done.stderr
+    assert not out.exists() and not (tmp_path / "m.gguf.receipt.json").exists()
+    allowed = cli("convert", str(src), "--to", "i2_s", "-o", str(out), "--allow-zero-tensors", "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    assert any("every weight is zero" in w for w in json.loads(allowed.stdout)["warnings"])
+
+
+def test_cli_convert_verify_json_has_the_stable_keys(tmp_path):
+    out = tmp_path / "m.gguf"
+    done = cli("convert", str(MODELS / "b158-packed"), "--to", "tl2", "-o", str(out), "--verify", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for key in ("output", "format", "tensors", "bytes_written", "seconds", "receipt", "verify"):
+        assert key in report
+    for key in ("identical", "max_abs_diff", "max_rel_diff", "top1_agreement", "kl", "tokens", "numerics",
+                "differing_tensors", "passed"):
+        assert key in report["verify"]
+    assert report["verify"]["identical"] and json.loads(Path(report["receipt"]).read_text())["verify"]["passed"]
