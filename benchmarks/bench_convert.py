@@ -69,13 +69,14 @@ TARGETS = {
 
 # The child: time the import separately, convert, print the report without the tensor list.
 CHILD = r"""
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 from bitpack.convert import ConvertOptions, convert
 t1 = time.perf_counter()
 src, fmt, out, asr = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
-rep = convert(src, fmt, ConvertOptions(output=Path(out), overwrite=True, allow_scale_rounding=asr))
+rep = convert(src, fmt, ConvertOptions(output=Path(out), overwrite=True, allow_scale_rounding=asr,
+                                      receipt=os.environ.get("BITPACK_BENCH_RECEIPT", "1") == "1"))
 t2 = time.perf_counter()
 tensors = rep.pop("tensors", [])
 rep["n_tensors"] = len(tensors)
@@ -363,9 +364,12 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, help="where outputs go (default DIR/out)")
     ap.add_argument("--allow-scale-rounding", action="store_true",
                     help="pass allow_scale_rounding=True for tq1_0/tq2_0 (always on for the 2b4t shape)")
+    ap.add_argument("--no-receipt", action="store_true",
+                    help="convert without writing the receipt (no input/output hashing), to measure its cost")
     ap.add_argument("--keep-outputs", action="store_true", help="keep the last output of each format")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
     args = ap.parse_args()
+    os.environ["BITPACK_BENCH_RECEIPT"] = "0" if args.no_receipt else "1"  # read by the child
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
 

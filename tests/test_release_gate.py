@@ -170,3 +170,42 @@ def test_cli_convert_verify_json_has_the_stable_keys(tmp_path):
                 "differing_tensors", "passed"):
         assert key in report["verify"]
     assert report["verify"]["identical"] and json.loads(Path(report["receipt"]).read_text())["verify"]["passed"]
+
+
+# -- the example CI job ------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def gate(*args: str) -> subprocess.CompletedProcess:
+    import os
+
+    bindir = str(Path(sys.executable).parent)  # where pip put the `bitpack` script
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    return subprocess.run(["bash", str(EXAMPLES / "release-gate.sh"), *args], capture_output=True, text=True, env=env)
+
+
+def test_example_release_gate_passes_a_good_model_and_keeps_the_evidence(tmp_path):
+    out = tmp_path / "m.gguf"
+    done = gate(str(MODELS / "b158-packed"), "i2_s", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "release gate passed" in done.stdout
+    assert json.loads((tmp_path / "m.gguf.inspect.json").read_text())["container"] == "gguf"
+    assert json.loads((tmp_path / "m.gguf.receipt.json").read_text())["output"]["sha256"] == sha256(out)
+
+
+def test_example_release_gate_fails_a_degenerate_model(tmp_path):
+    src = patched_copy(tmp_path, "b158-packed", {MLP0[0]: b"\x55"})
+    done = gate(str(src), "tl2", str(tmp_path / "m.gguf"))
+    assert done.returncode == 2
+    assert "degenerate ternary projection" in done.stderr
+    assert not (tmp_path / "m.gguf").exists()
+
+
+def test_example_workflow_runs_the_gate_for_formats_bitpack_has():
+    from bitpack.codecs import list_codecs
+
+    text = (EXAMPLES / "github-actions-release.yml").read_text()
+    assert "bash examples/release-gate.sh" in text
+    formats = text.split("format: [", 1)[1].split("]", 1)[0].split(", ")
+    assert formats and set(formats) <= set(list_codecs())
