@@ -1,16 +1,26 @@
-"""The reference ternary CPU executor: one full-sequence forward pass in NumPy.
+"""The reference CPU executor: one full-sequence forward pass in NumPy.
 
 It runs any model bitpack reads, through the same readers as ``convert``, and pulls one
-layer's weights at a time, so a 2B-4T-shaped model needs about one layer of float32
+projection's weights at a time, so a 2B-4T-shaped model needs about one layer of float32
 weights in memory. Graphs come from the architecture table (spec/architectures.md §3-§5):
 sub-norms before o_proj and down_proj where the architecture has them, ReLU² or SiLU
 gating, tied or untied head. Weights are canonical (HF row order), so RoPE is always the
 rotate-half form.
+
+A projection runs by what its entry loads, whatever the source: a ``Ternary`` one as a
+BitLinear (int8 activations, exact integer matmul), a ``Float`` one (a full-precision
+checkpoint, a BitStack reconstruction) as a plain float32 ``x @ W.T`` with no activation
+quantization. In ``llamacpp`` numerics the input of an F16/BF16 float projection is first
+rounded to the weight's type, as ggml converts it (the same rule as for the head).
+
+``capture(name, x)``, when given, is called with the float32 input [T, K] of every
+projection before it runs (canonical name; q, k and v receive the same array object, as do
+gate and up). The array is made read-only: a capture reads it, or copies what it keeps.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -21,15 +31,17 @@ from .numerics import MODES, Numerics, bitlinear, bitlinear_q8k, rms_norm, rope_
 
 F32 = np.float32
 HEAD_ROWS = 8192  # vocabulary rows of the head widened at a time
+Capture = Callable[[str, np.ndarray], None]  # (canonical projection name, its float32 input [T, K])
 
 
 class Executor:
-    def __init__(self, model: Model, numerics: str = "exact") -> None:
+    def __init__(self, model: Model, numerics: str = "exact", capture: Capture | None = None) -> None:
         if numerics not in MODES:
             raise BitpackError(f"unknown numerics mode {numerics!r} (known: {', '.join(MODES)}, hf)")
         self.model = model
         self.n: Numerics = MODES[numerics]
         self.hp = model.hparams
+        self.capture = capture
         self._entries = {e.name: e for e in model.entries}
 
     # -- weights -------------------------------------------------------------------
@@ -48,18 +60,33 @@ class Executor:
     def _rows(self, table: Float, ids: np.ndarray) -> np.ndarray:
         return self._widen(Float(table.raw[ids], table.stored))
 
-    def _ternary(self, name: str) -> tuple[np.ndarray, Any, bool]:
+    def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
+        """One projection: its weights are loaded here, used once and their pages dropped."""
+        if self.capture is not None:
+            x.flags.writeable = False  # the executor never writes into its activations in place
+            self.capture(name, x)
         entry = self._entries[name]
-        t = entry.load()
-        assert isinstance(t, Ternary)
+        value = entry.load()
+        if isinstance(value, Float):
+            y = self._float_linear(x, value)
+            if entry.release:  # after the matmul: an F32 weight may be the file's own pages
+                entry.release()
+            return y
+        assert isinstance(value, Ternary)
         if entry.release:  # the codes are decoded copies: the file's pages can go
             entry.release()
-        scale = t.scale.astype(F32) if t.per_block else F32(t.scale)
-        return t.codes.astype(F32), scale, entry.stored == "tl2"
+        return self._ternary_linear(x, name, value)
 
-    def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
-        codes, scale, tl2 = self._ternary(name)
+    def _float_linear(self, x: np.ndarray, weight: Float) -> np.ndarray:
+        """A full-precision projection: x @ W.T in float32, no activation quantization."""
+        if self.n.head_in_weight_dtype and weight.stored in STORAGE:  # ggml converts the activations too
+            x = round_through(x, weight.stored)
+        return (x @ self._widen(weight).T).astype(F32)
+
+    def _ternary_linear(self, x: np.ndarray, name: str, t: Ternary) -> np.ndarray:
         entry = self._entries[name]
+        scale = t.scale.astype(F32) if t.per_block else F32(t.scale)
+        codes, tl2 = t.codes.astype(F32), entry.stored == "tl2"
         if self.n.q8k and entry.stored in ("tq1_0", "tq2_0"):
             if (entry.source_params or {}).get("scale_mode") == "separate":  # blocks 1.0, then x .scale
                 return bitlinear_q8k(x, codes, F32(1), F32(scale))
@@ -158,13 +185,13 @@ class Executor:
 NUMERICS = (*MODES, "hf")
 
 
-def executor(model: Model, numerics: str = "exact") -> Executor:
+def executor(model: Model, numerics: str = "exact", capture: Capture | None = None) -> Executor:
     """The executor for a numerics mode: ``hf`` emulates transformers, the rest are tables."""
     if numerics == "hf":
         from .hf import HFExecutor
 
-        return HFExecutor(model)
-    return Executor(model, numerics)
+        return HFExecutor(model, capture)
+    return Executor(model, numerics, capture)
 
 
 def run(model: Model, tokens: list[int], numerics: str = "exact") -> np.ndarray:
