@@ -219,15 +219,16 @@ class _Context:
         self.commit = self.api().resolve_revision(self.repo, revision=self.revision,
                                                   cache_dir=self.cache, local_files_only=True).resolved
         folder = self._snapshot_folder()
-        names = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} \
-            if folder.is_dir() else set()
+        if not folder.is_dir():
+            raise BitpackError(self._not_cached("nothing of it is cached"))
+        names = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
         def cached(name: str) -> Path:
             path = folder / name
             if not path.is_file():
                 raise BitpackError(self._not_cached(f"{name} is missing"))
             return path
-        return self._collect(names, cached, missing=lambda what: self._not_cached(what))
+        return self._collect(names, cached, missing=lambda what: self._not_cached(f"the cached snapshot {what}"))
 
     def _snapshot_folder(self) -> Path:
         return Path(self.cache) / repo_folder_name(repo_id=self.repo, repo_type="model") / "snapshots" / str(self.commit)
@@ -248,7 +249,8 @@ class _Context:
                 raise BitpackError(
                     f"{self.where} has no config.json but {len(ggufs)} GGUF files ({', '.join(ggufs)}); "
                     f"download the one you want (e.g. `hf download {self.repo} {ggufs[0]}`) and pass its path")
-            raise BitpackError(missing("has neither config.json (an HF checkpoint) nor a .gguf file"))
+            raise BitpackError(missing("has neither config.json (an HF checkpoint) nor a .gguf file, "
+                                       "so nothing bitpack can read"))
         weights = self._weights(names, get, missing)
         extras = [n for n in dict.fromkeys((*TOKENIZER_FILES, COMPRESSION_CONFIG)) if n in names]
         # config.json last: in the cache, its presence marks a fetch that completed.
