@@ -15,5 +15,18 @@ from .order import ORDERS, perplexity
 from .stack_read import OpenStack, is_stack, open_stack, open_stack_files, stack_report
 from .stack_write import DEFAULT_SHARD_BYTES, write_stack
 
-__all__ = ["BudgetTable", "DEFAULT_SHARD_BYTES", "ORDERS", "OpenStack", "Selection", "is_stack", "open_stack",
-           "open_stack_files", "parse_size", "perplexity", "select", "stack_report", "write_stack"]
+__all__ = [
+           "DEFAULT_SHARD_BYTES",
+           "ORDERS",
+           "BudgetTable",
+           "OpenStack",
+           "Selection",
+           "is_stack",
+           "open_stack",
+           "open_stack_files",
+           "parse_size",
+           "perplexity",
+           "select",
+           "stack_report",
+           "write_stack",
+]

@@ -19,21 +19,28 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..containers.gguf_file import GGUFFile
 from ..containers.hf_dir import read_config, tokenizer_files
-from ..containers.safetensors_file import DTYPES, Checkpoint, SafetensorsFile
+from ..containers.safetensors_file import Checkpoint
 from ..errors import BitpackError
 from ..models.arch import Kind, architecture, decide, hf_name, slots
 from ..models.floats import STORAGE
 from ..models.hparams import HParams
 from ..models.model import Entry, Float, Model
 from . import avd
-from .budget import (BudgetTable, Selection, explicit_counts, parse_size, select, table_from_configs,
-                     uniform_counts)
+from .budget import (
+    BudgetTable,
+    Selection,
+    explicit_counts,
+    parse_size,
+    select,
+    table_from_configs,
+    uniform_counts,
+)
 from .order import check_order
 
 CODEC = "bitstack"
@@ -146,7 +153,7 @@ class _SafetensorsStore(_Store):
 
 class _GGUFStore(_Store):
     container = "gguf"
-    _VIEW = {"I8": np.dtype("u1"), **STORAGE}
+    _VIEW: ClassVar[dict[str, np.dtype]] = {"I8": np.dtype("u1"), **STORAGE}
 
     def __init__(self, path: Path) -> None:
         self.f = GGUFFile(path)
@@ -456,7 +463,7 @@ def _open(path: Path, store: _Store, require_order: bool) -> OpenStack:
             for t, ok, (dtype, shape) in zip(tensors, present, want):
                 if not ok:
                     continue
-                if i >= available:
+                if i > available:
                     raise BitpackError(f"{where}: {t} is present but {missing} (an earlier block) is missing")
                 _check(store, t, dtype, shape, where)
                 used.add(t)
@@ -685,4 +692,4 @@ def stack_report(path: str | Path) -> dict[str, Any]:
         stack.close()
 
 
-__all__ = ["OpenStack", "Naming", "is_stack", "open_stack", "open_stack_files", "reference_key", "stack_report"]
+__all__ = ["Naming", "OpenStack", "is_stack", "open_stack", "open_stack_files", "reference_key", "stack_report"]

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from ..containers.files import check_output_file, create_temp_sibling
 from ..containers.gguf_file import GGUFFile, GGUFWriter
 from ..containers.gguf_types import MAINLINE, TYPES, U32, U64, ValueType, encode_string
 from ..containers.hf_dir import ModelDirWriter, tokenizer_files
-from ..containers.safetensors_file import DTYPES, INDEX_NAME, SINGLE_NAME
+from ..containers.safetensors_file import DTYPES, SINGLE_NAME
 from ..errors import BitpackError, ShapeError
 from ..models.arch import Kind
 from ..models.floats import stored_as
@@ -32,11 +33,35 @@ from ..models.model import Entry, Model, Ternary
 from ..parallel import ordered
 from . import avd
 from .budget import BudgetTable
-from .order import (DEFAULT_MAX_PPL_PASSES, Reconstructions, check_order, check_ppl_cost, choose_order, error_order,
-                    ppl_order, reduced_ppl_json, score_ppl, uniform_order)
-from .stack_read import (CODEC, COMPRESSION_CONFIG, FORMAT_VERSION, KEY_CODEC, KEY_MATRICES, KEY_ORDER, KEY_PARAMS,
-                         KEY_ROW_ORDER, ORDER_PLACEHOLDER, REDUCED_PPL, Naming, encode_order, open_stack_files,
-                         order_text_length, reference_key)
+from .order import (
+    DEFAULT_MAX_PPL_PASSES,
+    Reconstructions,
+    check_order,
+    check_ppl_cost,
+    choose_order,
+    error_order,
+    ppl_order,
+    reduced_ppl_json,
+    score_ppl,
+    uniform_order,
+)
+from .stack_read import (
+    CODEC,
+    COMPRESSION_CONFIG,
+    FORMAT_VERSION,
+    KEY_CODEC,
+    KEY_MATRICES,
+    KEY_ORDER,
+    KEY_PARAMS,
+    KEY_ROW_ORDER,
+    ORDER_PLACEHOLDER,
+    REDUCED_PPL,
+    Naming,
+    encode_order,
+    open_stack_files,
+    order_text_length,
+    reference_key,
+)
 
 DEFAULT_BLOCKS = 16
 DEFAULT_RANK = 16
@@ -560,4 +585,4 @@ def write_stack(model: Model, out: str | Path, *, blocks: int | None = None, ran
     return report
 
 
-__all__ = ["DEFAULT_SHARD_BYTES", "write_stack", "weight_f32"]
+__all__ = ["DEFAULT_SHARD_BYTES", "weight_f32", "write_stack"]
