@@ -7,8 +7,11 @@ resolves a host other than 127.0.0.1: nothing here touches the real network.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx2
@@ -384,6 +387,28 @@ def test_server_down(monkeypatch):
         fetch("org/packed", progress=False)
     msg = one_line_error(e)
     assert f"cannot reach {endpoint}" in msg and "HF_HUB_OFFLINE" in msg
+
+
+def test_endpoint_that_is_not_a_hub(tmp_path, monkeypatch):
+    page = tmp_path / "www" / "api" / "models" / "org" / "packed" / "revision" / "main"
+    page.parent.mkdir(parents=True)
+    page.write_text("<html>corporate proxy login</html>")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    handler = functools.partial(Quiet, directory=str(tmp_path / "www"))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as www:
+        threading.Thread(target=www.serve_forever, daemon=True).start()
+        endpoint = f"http://127.0.0.1:{www.server_address[1]}"
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        try:
+            with pytest.raises(BitpackError) as e:
+                fetch("org/packed", progress=False)
+        finally:
+            www.shutdown()
+    msg = one_line_error(e)
+    assert f"{endpoint} does not answer like a Hugging Face Hub" in msg and "HF_ENDPOINT" in msg
 
 
 def test_interrupted_download_resumes_with_range(hub, monkeypatch):

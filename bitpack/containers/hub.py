@@ -50,6 +50,7 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import tqdm as hf_tqdm
 from huggingface_hub.utils import validate_repo_id
 
+from .. import __version__
 from ..errors import BitpackError
 from .hf_dir import TOKENIZER_FILES
 from .safetensors_file import INDEX_NAME, SINGLE_NAME
@@ -63,8 +64,8 @@ DEFAULT_REVISION = "main"
 # What a local path looks like rather than a repo id.
 _FILE_SUFFIXES = (".gguf", ".safetensors", ".json")
 # Revisions: branch and tag names, refs/pr/N, commit shas. Git allows more; the Hub's web UI not.
+_SHA_RE = re.compile(r"[0-9a-f]{40}")
 _REVISION_RE = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*", re.ASCII)
-_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 
 
 def parse_repo_id(text: str) -> tuple[str, str | None] | None:
@@ -143,7 +144,7 @@ def _endpoint() -> str:
 
 def _hub_cache() -> str:
     """constants.HF_HUB_CACHE, but looked up now: HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME/hub."""
-    if constants._staging_mode:  # huggingface_hub's own CI: keep its separate cache
+    if getattr(constants, "_staging_mode", False):  # huggingface_hub's own CI: its separate cache
         return constants.HF_HUB_CACHE
     env = os.environ
     xdg = env.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
@@ -187,22 +188,29 @@ class _Context:
         return f"{self.repo}@{self.revision}"
 
     def api(self) -> HfApi:
-        from .. import __version__
         return HfApi(endpoint=self.endpoint, token=self.token, library_name="bitpack",
                      library_version=__version__)
 
     # online: resolve, list at the commit, download pinned to the commit
     def fetch_online(self) -> HubSnapshot:
         api = self.api()
-        # resolve_revision also records refs/<revision> in the cache, which offline mode reads.
-        self.commit = api.resolve_revision(self.repo, revision=self.revision, cache_dir=self.cache,
-                                           token=self.token).resolved
-        info = api.model_info(self.repo, revision=self.commit, token=self.token)
-        names = {s.rfilename for s in info.siblings or []}
+        try:
+            # resolve_revision also records refs/<revision> in the cache, which offline mode reads.
+            self.commit = api.resolve_revision(self.repo, revision=self.revision, cache_dir=self.cache,
+                                               token=self.token).resolved
+            info = api.model_info(self.repo, revision=self.commit, token=self.token)
+            names = {s.rfilename for s in info.siblings or []}
+        except (HfHubHTTPError, HFValidationError):
+            raise
+        except (ValueError, KeyError, TypeError, AssertionError) as err:  # not JSON, or not the Hub's
+            raise BitpackError(f"{self.endpoint} does not answer like a Hugging Face Hub "
+                               f"({type(err).__name__}: {_line(err)}); check HF_ENDPOINT") from None
+        if not (isinstance(self.commit, str) and _SHA_RE.fullmatch(self.commit)):
+            raise BitpackError(f"{self.endpoint} resolved {self.where} to {self.commit!r}, not a commit sha; "
+                               "check HF_ENDPOINT")
         return self._collect(names, self._download, missing=self._missing_remote)
 
     def _download(self, name: str) -> Path:
-        from .. import __version__
         self.current = name
         path = hf_hub_download(self.repo, name, revision=self.commit, cache_dir=self.cache,
                                endpoint=self.endpoint, token=self.token,
@@ -316,7 +324,7 @@ class _Context:
     # errors -> one line
     def explain(self, err: BaseException) -> str | None:
         what = f" ({self.current})" if self.current else ""
-        login = "log in with `hf auth login` or set HF_TOKEN"
+        login = "(or log in with `hf auth login`)"
         if isinstance(err, HFValidationError):
             return f"{self.repo!r} is not a valid Hub repo id: {_line(err)}"
         if self.offline and isinstance(err, (RevisionResolutionError, LocalEntryNotFoundError,
@@ -331,10 +339,10 @@ class _Context:
                 return (f"{self.repo} is a gated repo and this token's account has not been granted access "
                         f"yet: accept its terms at {page}, then retry with HF_TOKEN set to that account's token")
             return (f"{self.repo} is a gated repo: accept its terms at {page} with your account, "
-                    f"then {login} (a token of that account)")
+                    f"then set HF_TOKEN to a token of that account {login}")
         if isinstance(err, RepositoryNotFoundError):
             return (f"{self.repo}: no such model repo on {self.endpoint} "
-                    f"(if it is private, {login} with a token that can read it)")
+                    f"(if it is private, set HF_TOKEN to a token that can read it {login})")
         if isinstance(err, RevisionNotFoundError):
             return (f"{self.repo}: revision {self.revision!r} not found on {self.endpoint} "
                     "(give a branch, a tag or a commit sha)")
