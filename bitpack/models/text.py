@@ -1,0 +1,45 @@
+"""Text to token ids with a model's own tokenizer files (``bitpack run --prompt``, BitStack
+calibration text).
+
+* ``tokenizer.json`` runs through Hugging Face's ``tokenizers`` (the library that defines
+  that format). Special tokens are added exactly as the file's post-processor says: a
+  Llama-3-style template prepends BOS, a file without a post-processor adds nothing.
+* ``tokenizer.model`` (SentencePiece: LLaMA-2, 1bitLLM) runs through ``sentencepiece``,
+  which adds no BOS (transformers' LlamaTokenizer adds it from tokenizer_config.json's
+  ``add_bos_token``; bitpack does not).
+* A GGUF source carries its vocabulary as metadata only, and bitpack does not run it: use
+  the HF model directory the GGUF came from.
+"""
+
+from __future__ import annotations
+
+from ..errors import BitpackError
+from .model import Model
+
+
+def encode_text(model: Model, text: str) -> list[int]:
+    """Token ids of ``text`` under ``model``'s tokenizer (see the module docstring for BOS)."""
+    folder = model.tokenizer_dir
+    if folder is None:
+        raise BitpackError(f"{model.source} has no tokenizer files (tokenizer.json or tokenizer.model); bitpack "
+                           "tokenizes text only with them. Use the HF model directory, or pass token ids")
+    if (folder / "tokenizer.json").is_file():
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as err:  # a dependency, but say so plainly if it is missing
+            raise BitpackError(f"reading {folder / 'tokenizer.json'} needs the tokenizers package ({err})") from None
+        try:
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as err:  # tokenizers raises its own Exception type for malformed files
+            raise BitpackError(f"{folder / 'tokenizer.json'}: cannot load the tokenizer ({err})") from None
+        return list(tokenizer.encode(text).ids)
+    if (folder / "tokenizer.model").is_file():
+        import sentencepiece
+
+        try:
+            processor = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+        except (OSError, RuntimeError) as err:
+            raise BitpackError(f"{folder / 'tokenizer.model'}: cannot load the tokenizer ({err})") from None
+        return [int(i) for i in processor.encode(text)]
+    raise BitpackError(f"{folder}: neither tokenizer.json nor tokenizer.model; bitpack cannot tokenize text "
+                       "for this model. Pass token ids instead")
