@@ -10,8 +10,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 from hypothesis import HealthCheck, settings
+
+# Receipts remember input digests in a user cache; tests keep theirs out of the home folder.
+os.environ["BITPACK_CACHE_DIR"] = tempfile.mkdtemp(prefix="bitpack-test-cache-")
 
 settings.register_profile(
     "bitpack",

@@ -209,3 +209,27 @@ def test_example_workflow_runs_the_gate_for_formats_bitpack_has():
     assert "bash examples/release-gate.sh" in text
     formats = text.split("format: [", 1)[1].split("]", 1)[0].split(", ")
     assert formats and set(formats) <= set(list_codecs())
+
+
+def test_input_digests_are_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    from bitpack import receipt
+
+    monkeypatch.setenv("BITPACK_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "src"
+    shutil.copytree(MODELS / "b158-packed", src)
+    hashed = []
+    real = receipt.sha256_file
+    monkeypatch.setattr(receipt, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    convert(src, "i2_s", ConvertOptions(output=tmp_path / "a.gguf"))
+    first = set(hashed)
+    assert "model.safetensors" in first
+    hashed.clear()
+    convert(src, "tl2", ConvertOptions(output=tmp_path / "b.gguf"))
+    assert hashed == ["b.gguf"]  # only the new output; every input came from the cache
+    with open(src / "config.json", "a") as fh:  # same path, new content
+        fh.write("\n")
+    hashed.clear()
+    report = convert(src, "tq2_0", ConvertOptions(output=tmp_path / "c.gguf"))
+    assert sorted(hashed) == ["c.gguf", "config.json"]
+    inputs = {Path(i["path"]).name: i["sha256"] for i in json.loads(Path(report["receipt"]).read_text())["inputs"]}
+    assert inputs["config.json"] == sha256(src / "config.json")
