@@ -142,7 +142,7 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     if cls.container == "gguf":
         plan = plan_gguf(model, cls.name, dialect=options.dialect, params=options.params,
                          embed_dtype=options.embed_dtype, allow_scale_rounding=options.allow_scale_rounding,
-                         source_info=source_info)
+                         source_info=source_info, name=origin["repo"].split("/")[-1] if "repo" in origin else None)
         written = write_gguf(plan, out, overwrite=options.overwrite, inputs=model.files, progress=progress)
         tensors = [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),
                     "bits_per_weight": t.bits_per_weight} for t in plan.tensors]

@@ -447,8 +447,6 @@ def test_fetched_snapshot_converts_like_the_local_fixture(hub, tmp_path, packed_
         hashlib.sha256((PACKED / "model.safetensors").read_bytes()).digest()
 
 
-@pytest.mark.xfail(strict=True, reason="safetensors_file.Checkpoint checks shard containment on resolved "
-                   "paths, and a Hub snapshot's files are symlinks into blobs/: every sharded Hub repo is refused")
 def test_fetched_sharded_snapshot_converts(hub, tmp_path):
     snap = fetch("org/sharded", progress=False)
     bitpack.convert(snap.source, "tq2_0", ConvertOptions(output=tmp_path / "s.gguf", receipt=False))

@@ -352,12 +352,15 @@ class Checkpoint:
             raise ContainerError(f"{index}: no weight_map object mapping tensor names to shard files")
         if isinstance(doc.get("metadata"), dict):
             self.index_metadata = doc["metadata"]
-        base = index.parent.resolve()
+        base = index.parent
         by_file: dict[str, SafetensorsFile] = {}
         for fname in sorted(set(wmap.values())):
-            shard_path = (base / fname).resolve()
-            if base not in shard_path.parents:  # no absolute paths or ../ escapes
+            # The name must stay inside the folder: no absolute paths, no ../ parts. The file
+            # itself may be a symlink elsewhere (the Hub cache links every file into blobs/).
+            parts = Path(fname).parts
+            if not parts or Path(fname).is_absolute() or ".." in parts or "\\" in fname:
                 raise ContainerError(f"{index}: shard {fname!r} lies outside {base}")
+            shard_path = base / fname
             if not shard_path.is_file():
                 raise ContainerError(f"{index}: shard {fname!r} does not exist")
             by_file[fname] = SafetensorsFile(shard_path)
