@@ -95,8 +95,10 @@ class Executor:
         return bitlinear(x, codes, scale, self.n, tl2)
 
     # -- graph -----------------------------------------------------------------------
-    def forward(self, tokens: list[int] | np.ndarray) -> np.ndarray:
-        """Logits [T, vocab] (float32) for every position of ``tokens``."""
+    def forward(self, tokens: list[int] | np.ndarray, with_head: bool = True) -> np.ndarray:
+        """Logits [T, vocab] (float32) for every position of ``tokens``; with ``with_head=False``
+        the final-normed hidden states [T, hidden] instead, without the head (calibration
+        needs only the projections' inputs)."""
         ids = np.asarray(tokens, dtype=np.int64).reshape(-1)
         hp = self.hp
         if ids.size == 0:
@@ -109,6 +111,10 @@ class Executor:
         for layer in range(hp.n_layers):
             h = self._layer(h, layer, cos, sin)
         z = self._norm(h, "output_norm.weight")
+        if not with_head:
+            if self._entries["token_embd.weight"].release:
+                self._entries["token_embd.weight"].release()
+            return z
         head_name = "output.weight" if "output.weight" in self._entries else "token_embd.weight"
         head = embed if head_name == "token_embd.weight" else self._stored(head_name)
         if self.n.head_in_weight_dtype:  # ggml converts the activations to an F16/BF16 weight's type
