@@ -490,3 +490,67 @@ def test_server_ranges_and_direct_lfs(monkeypatch, tmp_path):
         assert "X-Xet-Hash" not in head.headers
         snap = fetch("org/packed", progress=False)  # LFS files served by the Hub itself, no CDN hop
         assert_same_bytes(snap, PACKED, PACKED_FILES)
+
+
+# --- convert from the Hub: receipts and the degenerate-revision refusal ------------------------------
+
+def broken_copy(tmp_path: Path) -> Path:
+    """The packed fixture with layer 0's MLP all zero, as microsoft/BitNet#608's "Update Model" commit."""
+    import shutil
+
+    from bitpack.containers.safetensors_file import SafetensorsFile
+
+    folder = tmp_path / "broken"
+    shutil.copytree(PACKED, folder)
+    names = [f"model.layers.0.mlp.{p}_proj.weight" for p in ("gate", "up", "down")]
+    with SafetensorsFile(folder / "model.safetensors") as f:
+        spans = [(f.info(n).offset, f.info(n).nbytes) for n in names]
+    with open(folder / "model.safetensors", "r+b") as fh:
+        for offset, nbytes in spans:
+            fh.seek(offset)
+            fh.write(b"\x55" * nbytes)
+    return folder
+
+
+def test_convert_from_the_hub_records_repo_revision_and_commit_in_the_receipt(hub, tmp_path):
+    import json
+
+    out = tmp_path / "m.gguf"
+    report = bitpack.convert("org/packed@main", "i2_s", ConvertOptions(output=out, show_downloads=False))
+    sha = hub.shas["org/packed"]["main"]
+    assert {k: report["source"][k] for k in ("repo", "revision", "commit")} == \
+        {"repo": "org/packed", "revision": "main", "commit": sha}
+    receipt = json.loads(Path(report["receipt"]).read_text())
+    assert receipt["source"]["repo"] == "org/packed" and receipt["source"]["commit"] == sha
+    assert {Path(i["path"]).name for i in receipt["inputs"]} == PACKED_FILES
+    for i in receipt["inputs"]:
+        assert i["sha256"] == hashlib.sha256((PACKED / Path(i["path"]).name).read_bytes()).hexdigest()
+    assert GGUFFile(out).kv["general.name"] == "packed"
+
+
+def test_a_degenerate_hub_revision_is_refused_suggesting_another(hub, tmp_path):
+    shas = hub.add_repo("org/bitnet", {"main": broken_copy(tmp_path), "april": PACKED})
+    out = tmp_path / "m.gguf"
+    with pytest.raises(BitpackError, match=r"3 degenerate ternary projections .*blk\.0\.ffn_gate\.weight: every "
+                                           r"weight is zero.*earlier revision \(--revision REV, or org/name@REV\)"):
+        bitpack.convert("org/bitnet", "i2_s", ConvertOptions(output=out, show_downloads=False))
+    assert not out.exists()
+    report = bitpack.convert("org/bitnet", "i2_s", ConvertOptions(output=out, revision="april", show_downloads=False))
+    assert report["source"]["commit"] == shas["april"] and out.is_file()
+
+
+def test_cli_convert_from_the_hub_prints_only_json_and_exit_codes(hub, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    done = subprocess.run([sys.executable, "-m", "bitpack.cli", "convert", "org/packed", "--to", "tq2_0",
+                           "-o", str(tmp_path / "m.gguf"), "--json"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["source"]["commit"] == hub.shas["org/packed"]["main"]
+    missing = subprocess.run([sys.executable, "-m", "bitpack.cli", "convert", "org/nope", "--to", "tq2_0"],
+                             capture_output=True, text=True, env=env)
+    assert missing.returncode == 2 and missing.stderr.startswith("bitpack: error:")
+    assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr
