@@ -42,6 +42,13 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "models"
 BLOCKS, RANK = 3, 2
 
 
+def decompose(*args, **kwargs) -> avd.Decomposition:
+    """avd.decompose as the writer runs it: OpenBLAS on one thread (LAPACK's results can
+    depend on its thread count)."""
+    with stack_write._blas_threads(1):
+        return avd.decompose(*args, **kwargs)
+
+
 # -- a tiny in-memory float model ----------------------------------------------------------
 
 def tiny_model(seed: int = 0, layers: int = 1) -> Model:
@@ -181,7 +188,7 @@ def test_full_stack_reproduces_in_memory_reconstruction_bitwise(llama, llama_sta
     assert model.stack.how == "all" and set(model.stack.blocks.values()) == {BLOCKS}
     for name in ("blk.0.attn_q.weight", "blk.1.ffn_down.weight", "blk.0.attn_k.weight"):
         w = weight_f32(llama.entry(name).load())
-        d = avd.decompose(w, BLOCKS, RANK)
+        d = decompose(w, BLOCKS, RANK)
         want = avd.reconstruct(d.blocks, w.shape)
         got = model.entry(name).load()
         assert got.stored == "F32" and model.entry(name).stored == "bitstack"
@@ -317,7 +324,7 @@ def test_output_order_with_calibration_and_shards(tiny_calibrated):
         errs, sizes = [], []
         for e in model.ternary:
             st = cal[e.name]
-            d = avd.decompose(weight_f32(e.load()), 4, 2, act_scale=avd.act_scale(st.norm_sums, st.n_samples),
+            d = decompose(weight_f32(e.load()), 4, 2, act_scale=avd.act_scale(st.norm_sums, st.n_samples),
                               probe=st.probe)
             errs.append(d.output_error)
             sizes.append(avd.block_nbytes(*e.shape, 2))
@@ -333,7 +340,7 @@ def test_output_order_with_calibration_and_shards(tiny_calibrated):
     full = open_stack(out)
     e = model.entry("blk.1.attn_v.weight")
     st = cal[e.name]
-    d = avd.decompose(weight_f32(e.load()), 4, 2, act_scale=avd.act_scale(st.norm_sums, st.n_samples), probe=st.probe)
+    d = decompose(weight_f32(e.load()), 4, 2, act_scale=avd.act_scale(st.norm_sums, st.n_samples), probe=st.probe)
     want = avd.reconstruct(d.blocks, e.shape, avd.act_scale(st.norm_sums, st.n_samples))
     assert np.array_equal(full.entry(e.name).load().values, want)
 
@@ -418,7 +425,7 @@ def test_ternary_fixture_stack(work):
     assert back.entry(e.name).load().stored == "BF16"
     assert np.array_equal(back.entry(e.name).load().raw, e.load().raw)
     t = model.entry("blk.0.attn_q.weight").load()
-    d = avd.decompose(t.codes.astype(np.float32) * t.scale, 2, 1)
+    d = decompose(t.codes.astype(np.float32) * t.scale, 2, 1)
     assert np.array_equal(back.entry("blk.0.attn_q.weight").load().values, avd.reconstruct(d.blocks, t.codes.shape))
 
 
