@@ -29,6 +29,8 @@ REVISION_HINT = ("the current revisions of microsoft/bitnet-b1.58-2B-4T have all
 
 def degenerate_tensors(model: Model) -> list[tuple[str, str]]:
     """(canonical name, what is wrong) for every ternary projection that cannot be a real weight."""
+    if model.precision != "ternary":  # a full-precision model or a BitStack: nothing ternary to check
+        return []
     found = []
     for entry, problem in ordered(model.ternary, _problem):
         if problem:
