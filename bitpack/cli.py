@@ -276,7 +276,8 @@ def _render_verify(report: dict) -> None:
 @app.command("run")
 def run_model(
     model: str = typer.Argument(..., help="Any model bitpack reads."),
-    tokens: str = typer.Option(..., "--tokens", help="Token ids, e.g. 1,2,3."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Token ids, e.g. 1,2,3."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text, tokenized with the model's own tokenizer files (instead of --tokens)."),
     top_k: int = typer.Option(5, "--top-k", help="How many next-token candidates to show."),
     all_positions: bool = typer.Option(False, "--all", help="Show every position, not only the last."),
     save_logits: Optional[Path] = typer.Option(None, "--save-logits", help="Write float32 logits (tokens x vocab) as .npy."),
@@ -290,8 +291,19 @@ def run_model(
     from .convert import open_model
     from .executor.forward import executor
 
-    ids = _token_list(tokens)
+    if tokens is not None and prompt is not None:
+        raise BitpackError("--tokens and --prompt cannot be used together; give one of them")
+    if tokens is None and prompt is None:
+        raise BitpackError("give the input as --tokens 1,2,3 or --prompt TEXT")
     m = open_model(model, tile_params=_tiles_option(tile_params) or None)
+    if prompt is not None:
+        from .models.text import encode_text
+
+        ids = encode_text(m, prompt)
+        if not ids:
+            raise BitpackError("--prompt gave no tokens")
+    else:
+        ids = _token_list(tokens)
     logits = executor(m, numerics).forward(ids)
     if save_logits is not None:
         np.save(save_logits, logits)
@@ -301,7 +313,8 @@ def run_model(
         top = np.argsort(-logits[i], kind="stable")[:top_k]
         result.append({"position": i, "top": [{"id": int(t), "logit": float(logits[i, t])} for t in top]})
     if json_out:
-        _emit_json({"model": model, "tokens": ids, "numerics": numerics, "positions": result})
+        _emit_json({"model": model, "tokens": ids, "numerics": numerics, "positions": result,
+                    **({"prompt": prompt} if prompt is not None else {})})
         return
     for row in result:
         stdout.print(f"position {row['position']}: " + ", ".join(f"{t['id']} ({t['logit']:.4f})" for t in row["top"]))

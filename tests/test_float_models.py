@@ -175,3 +175,37 @@ def test_without_the_head_forward_returns_the_final_hidden_states():
     z = executor(model, "exact").forward(TOKENS, with_head=False)
     head = model.entry("output.weight").load().values
     np.testing.assert_array_equal((z @ head.T).astype(np.float32), executor(model, "exact").forward(TOKENS))
+
+
+# ----------------------------------------------------------------------------- bitpack run --prompt
+
+
+def bitpack(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "bitpack.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_run_prompt_tokenizes_with_the_models_tokenizer():
+    from bitpack.models.text import encode_text
+
+    prompt = "It was the best of times, it was the worst of times"
+    by_prompt = bitpack("run", F16, "--prompt", prompt, "--json")
+    assert by_prompt.returncode == 0, by_prompt.stderr
+    doc = json.loads(by_prompt.stdout)
+    ids = encode_text(open_model(F16), prompt)
+    assert doc["tokens"] == ids and doc["prompt"] == prompt and ids[0] == 298  # the template's BOS
+    by_ids = json.loads(bitpack("run", F16, "--tokens", ",".join(map(str, ids)), "--json").stdout)
+    assert by_ids["positions"] == doc["positions"] and "prompt" not in by_ids
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prompt", "hi", "--tokens", "1,2"], "--tokens and --prompt cannot be used together"),
+    ([], "give the input as --tokens 1,2,3 or --prompt TEXT"),
+])
+def test_run_needs_exactly_one_input(args, message):
+    done = bitpack("run", F16, *args)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
