@@ -625,3 +625,29 @@ def test_refusals_before_work(work, llama_stack):
         write_stack(open_stack(out), work / "recut", blocks=2)
     with pytest.raises(BitpackError, match="lack"):
         write_stack(tiny_model(), work / "cal", calibration={})
+
+
+# -- the llama-f16 fixture with real calibration statistics ---------------------------------
+
+def test_llama_f16_calibrated_output_and_ppl_orders(work, llama):
+    from bitpack.bitstack.calibrate import collect, windows
+
+    tokens = [int(t) for t in np.random.default_rng(4).integers(0, llama.hparams.vocab_size, 400)]
+    wins = windows(tokens, 24, 4, seed=0)
+    stats = collect(llama, wins, probe_rows=32)
+    out = work / "llama-cal.gguf"
+    report = write_stack(llama, out, blocks=3, rank=2, calibration=stats)
+    assert report["order"] == "output" and report["scaled"] is True
+    e = llama.entry("blk.1.attn_output.weight")  # o_proj: scaled by its own input (scale_o_proj)
+    s = stats[e.name].act_scale()
+    d = decompose(weight_f32(e.load()), 3, 2, act_scale=s, probe=stats[e.name].probe)
+    assert np.array_equal(open_stack(out).entry(e.name).load().values, avd.reconstruct(d.blocks, e.shape, s))
+    assert report["errors"][e.name]["relative_output_error"] == [
+        round(float(x), 6) for x in np.sqrt(d.output_error[1:] / d.output_error[0])]
+
+    scored = work / "llama-ppl"
+    report = write_stack(llama, scored, blocks=3, rank=2, calibration=stats, order="ppl",
+                         evaluate=lambda m: perplexity(m, wins[:2]))
+    assert report["ppl"]["passes"] == 2 * 14 + 1
+    assert report["ppl"]["original_ppl"] == perplexity(open_stack(scored), wins[:2])
+    assert np.isfinite(perplexity(open_stack(scored, budget=open_stack(scored).stack.table.min_bytes), wins[:2]))
