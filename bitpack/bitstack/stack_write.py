@@ -618,9 +618,21 @@ def write_stack(model: Model, out: str | Path, *, blocks: int | None = None, ran
             row["relative_output_error"] = ([round(float(x), 6) for x in np.sqrt(oerr[1:] / oerr[0])]
                                             if oerr[0] > 0 else None)
         report_errors[e.name] = row
+    summary = []
+    for item in items:
+        e = item.entry
+        if item.matrix is None:
+            t = item.tensors[0]
+            summary.append({"name": e.name, "codec": None, "dtype": t.dtype, "shape": list(t.shape)})
+        else:
+            bb = block_bytes[item.matrix]
+            per_block = 8 * bb / (e.shape[0] * e.shape[1])
+            summary.append({"name": e.name, "codec": CODEC, "shape": list(e.shape), "blocks": n_blocks,
+                            "block_bytes": bb, "bits_per_weight_per_block": round(per_block, 6),
+                            "bits_per_weight": round(n_blocks * per_block, 6)})
     report = {
         "output": str(out), "format": CODEC, "container": container, "files": files,
-        "tensors": len(tensors), "bytes_written": written, "seconds": round(time.perf_counter() - started, 3),
+        "tensors": summary, "n_tensors": len(tensors), "bytes_written": written, "seconds": round(time.perf_counter() - started, 3),
         "blocks": n_blocks, "rank": k, "scaled": params.get("scaled"), "svd": params.get("svd"),
         "order": strategy, "order_how": how, "copied": src is not None, "codec_params": params,
         "extra_bytes": extra_bytes, "min_bytes": table.min_bytes, "max_bytes": table.max_bytes,
