@@ -176,7 +176,7 @@ def stacked_model(base: Model, weights: Callable[[str, int], np.ndarray], counts
             entries.append(e)
     return Model(source=base.source, container=base.container, layout="bitstack (in memory)", arch=base.arch,
                  hparams=base.hparams, entries=entries, files=list(base.files), config=base.config,
-                 tokenizer_dir=base.tokenizer_dir, tokenizer_kv=base.tokenizer_kv)
+                 tokenizer_dir=base.tokenizer_dir, tokenizer_kv=base.tokenizer_kv, precision="float")
 
 
 def perplexity(model: Model, windows: Sequence[Sequence[int]] | np.ndarray, numerics: str = "exact") -> float:

@@ -89,11 +89,6 @@ def reference_key(canonical: str) -> str:
     return "layer." + hf_name(canonical).removeprefix("model.layers.").removesuffix(".weight")
 
 
-def block_tensors(m: int, n: int, k: int) -> list[tuple[str, tuple[int, ...]]]:
-    """(dtype, shape) of a block's signs, u and vt (the sign dtype is the container's)."""
-    return [("SIGNS", (m * n // 8,)), ("F16", (m, k)), ("F16", (k, n))]
-
-
 def encode_order(order: list[int], n_matrices: int) -> str:
     """The order as fixed-width JSON: every index right-aligned to the width of the largest,
     so the text's length depends only on the number of steps and matrices."""
