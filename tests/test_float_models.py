@@ -97,6 +97,15 @@ def test_every_ternary_target_refuses_a_float_model(codec):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("codec", ["i2_s", "tq2_0", "hf_packed", "int8"])
+def test_convert_refuses_a_float_model_and_writes_nothing(tmp_path, codec):
+    from bitpack.convert import ConvertOptions, convert
+
+    with pytest.raises(BitpackError, match="full-precision checkpoint.*--to bitstack"):
+        convert(F16, codec, ConvertOptions(output=tmp_path / "out"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_inspect_reports_float_projections():
     report = inspect(F16)
     assert report["layout"] == "full precision (F16)" and report["architecture"] == "llama"
