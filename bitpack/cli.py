@@ -141,10 +141,17 @@ def convert(
     allow_degenerate: bool = typer.Option(False, "--allow-degenerate", "--allow-zero-tensors",
                                           help="Convert all-zero projections (or non-positive scales) instead of refusing."),
     receipt: bool = typer.Option(True, "--receipt/--no-receipt", help="Write <output>.receipt.json (default: on)."),
+    blocks: Optional[int] = typer.Option(None, "--blocks", help="bitstack: residual blocks per matrix (default 16)."),
+    rank: Optional[int] = typer.Option(None, "--rank", help="bitstack: rank of each block's magnitude (default 16)."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="bitstack: a text file for activation-aware "
+                                               "scaling and the output-error order (default: weight-only)."),
+    order: Optional[str] = typer.Option(None, "--order", help="bitstack block order: output, weight, uniform or ppl."),
+    svd: str = typer.Option("randomized", "--svd", help="bitstack: randomized (fast) or full (the reference's SVD)."),
     check: bool = typer.Option(False, "--verify", help="Verify the output against the source (exit 1 when they differ)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Convert a ternary model between safetensors layouts and GGUF codecs, losslessly."""
+    """Convert a ternary model between safetensors layouts and GGUF codecs, losslessly; or pack
+    any model into a BitStack stack (--to bitstack) that loads at any memory budget."""
     from .convert import ConvertOptions
     from .convert import convert as run
 
@@ -156,8 +163,9 @@ def convert(
         linear_class=linear_class, scale_convention=scale_convention,
         allow_scale_rounding=allow_scale_rounding, tile_params=_tiles_option(tile_params) or None,
         revision=revision, allow_degenerate=allow_degenerate, receipt=receipt, verify=check,
-        show_downloads=not json_out,
+        show_downloads=not json_out, calibration=calibration, order=order, svd=svd,
     )
+    options.params.update({k: v for k, v in (("blocks", blocks), ("rank", rank)) if v is not None})
     with _progress(not json_out) as progress:
         report = run(src, to, options, progress=progress)
     failed = report["verify"] is not None and not report["verify"]["passed"]
@@ -201,7 +209,8 @@ def inspect(
         _emit_json(report)
         return
     head = Table(show_header=False, box=None)
-    for key in ("path", "container", "layout", "dialect", "architecture", "linear_class", "parameters", "bits_per_weight"):
+    for key in ("path", "container", "layout", "dialect", "architecture", "linear_class", "parameters", "bits_per_weight",
+                "k", "niter", "scaled", "order", "extra_bytes", "min_bytes", "max_bytes"):
         if report.get(key) is not None:
             head.add_row(key, str(report[key]))
     head.add_row("hparams", ", ".join(f"{k}={v}" for k, v in report["hparams"].items()))
@@ -216,8 +225,24 @@ def inspect(
         table.add_row(t["name"], "x".join(map(str, t["shape"])), t["codec"] or t["dtype"] or "",
                       "" if t["bits_per_weight"] is None else f"{t['bits_per_weight']:g}", scale_text, notes)
     stdout.print(table)
+    if report.get("budget_table"):
+        _render_budget_table(report["budget_table"])
     for line in report["warnings"]:
         stderr.print(f"warning: {line}", markup=False, highlight=False)
+
+
+def _render_budget_table(rows: list[dict], shown: int = 12) -> None:
+    """A BitStack budget table, thinned to about ``shown`` rows (first and last always)."""
+    table = Table(title=f"budget table ({len(rows)} configurations)")
+    for column in ("configuration", "bytes", "MiB", "blocks per matrix (min/mean/max)"):
+        table.add_column(column)
+    step = max(1, (len(rows) - 1) // (shown - 1)) if len(rows) > 1 else 1
+    picked = sorted({*range(0, len(rows), step), len(rows) - 1})
+    for i in picked:
+        b = rows[i]["blocks_per_matrix"]
+        table.add_row(str(i), f"{rows[i]['bytes']:,}", f"{rows[i]['bytes'] / 2**20:.2f}",
+                      f"{b['min']}/{b['mean']:.2f}/{b['max']}")
+    stdout.print(table)
 
 
 def _token_list(text: Optional[str]) -> Optional[list[int]]:
@@ -240,6 +265,10 @@ def verify(
     n_tokens: int = typer.Option(16, "--n-tokens", help="Deterministic token ids to run when --tokens is not given."),
     numerics: str = typer.Option("exact", "--numerics", help="exact (default), hf, llamacpp, bitnetcpp or bitnetcpp-seq."),
     atol: Optional[float] = typer.Option(None, "--atol", help="Pass when logits differ by at most this much."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="BitStack candidate: load it within this many bytes "
+                                         "(e.g. 300MB, 1.5GiB; default all blocks)."),
+    max_kl: Optional[float] = typer.Option(None, "--max-kl", help="BitStack candidate: pass only when KL <= this (nats)."),
+    min_top1: Optional[float] = typer.Option(None, "--min-top1", help="BitStack candidate: pass only when top-1 agreement >= this."),
     reference_tiles: Optional[str] = typer.Option(None, "--reference-tile-params", help="Tiles (or kernel_config.ini) of a foreign TL reference."),
     candidate_tiles: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL candidate."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
@@ -248,6 +277,7 @@ def verify(
     from .verify import verify as run
 
     report = run(reference, candidate, tokens=_token_list(tokens), n_tokens=n_tokens, numerics=numerics, atol=atol,
+                 budget=budget, max_kl=max_kl, min_top1=min_top1,
                  reference_options={"tile_params": _tiles_option(reference_tiles, "--reference-tile-params") or None},
                  candidate_options={"tile_params": _tiles_option(candidate_tiles) or None})
     if json_out:
@@ -262,7 +292,8 @@ def _render_verify(report: dict) -> None:
     verdict = "[bold green]identical[/]" if report["identical"] else (
         "[bold green]within tolerance[/]" if report["passed"] else "[bold red]DIFFERENT[/]")
     table.add_row("result", verdict)
-    for key in ("max_abs_diff", "max_rel_diff", "top1_agreement", "kl", "numerics", "seconds"):
+    for key in ("max_abs_diff", "max_rel_diff", "top1_agreement", "kl", "budget_bytes", "config_bytes",
+                "bytes_loaded", "numerics", "seconds"):
         if report.get(key) is not None:
             table.add_row(key, f"{report[key]:.6g}" if isinstance(report[key], float) else str(report[key]))
     table.add_row("tokens", ",".join(map(str, report["tokens"])))
@@ -283,6 +314,7 @@ def run_model(
     save_logits: Optional[Path] = typer.Option(None, "--save-logits", help="Write float32 logits (tokens x vocab) as .npy."),
     numerics: str = typer.Option("exact", "--numerics", help="exact, hf, llamacpp, bitnetcpp or bitnetcpp-seq."),
     tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL file."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="BitStack stack: load it within this many bytes (e.g. 300MB)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Run the reference executor and show the most likely next tokens."""
@@ -295,7 +327,7 @@ def run_model(
         raise BitpackError("--tokens and --prompt cannot be used together; give one of them")
     if tokens is None and prompt is None:
         raise BitpackError("give the input as --tokens 1,2,3 or --prompt TEXT")
-    m = open_model(model, tile_params=_tiles_option(tile_params) or None)
+    m = open_model(model, tile_params=_tiles_option(tile_params) or None, budget=budget)
     if prompt is not None:
         from .models.text import encode_text
 
@@ -314,8 +346,13 @@ def run_model(
         result.append({"position": i, "top": [{"id": int(t), "logit": float(logits[i, t])} for t in top]})
     if json_out:
         _emit_json({"model": model, "tokens": ids, "numerics": numerics, "positions": result,
-                    **({"prompt": prompt} if prompt is not None else {})})
+                    **({"prompt": prompt} if prompt is not None else {}),
+                    **({"stack": m.stack.as_dict()} if m.stack is not None else {})})
         return
+    if m.stack is not None:
+        stderr.print(f"loaded {m.stack.bytes_loaded:,} bytes (configuration of {m.stack.config_bytes:,} bytes"
+                     + (f" within a budget of {m.stack.budget_bytes:,}" if m.stack.budget_bytes else "") + ")",
+                     markup=False, highlight=False)
     for row in result:
         stdout.print(f"position {row['position']}: " + ", ".join(f"{t['id']} ({t['logit']:.4f})" for t in row["top"]))
 

@@ -76,9 +76,19 @@ def resolve(src: str | Path, revision: str | None = None, *, progress: bool = Tr
 
 
 def open_model(path: str | Path, *, dialect: str | None = None, tile_params: dict[str, Any] | None = None,
-               scale_convention: str | None = None, revision: str | None = None, progress: bool = True) -> Model:
-    """The canonical model of a local file or folder, or of a Hub repo id."""
+               scale_convention: str | None = None, revision: str | None = None, progress: bool = True,
+               budget: int | str | None = None, blocks: int | dict[str, int] | None = None) -> Model:
+    """The canonical model of a local file or folder, or of a Hub repo id. A BitStack stack
+    loads at ``budget`` (bytes or "300MB") or with ``blocks`` per matrix; by default all blocks."""
     source = resolve(path, revision, progress=progress)
+    from .bitstack.stack import is_stack, open_stack
+
+    if is_stack(source.path):
+        model = open_stack(source.path, budget=budget, blocks=blocks)
+        model.origin = source.origin
+        return model
+    if budget is not None or blocks is not None:
+        raise BitpackError(f"{path} is not a BitStack stack; a memory budget applies only to stacks")
     if sniff(source.path) == "gguf":
         model = open_gguf(source.path, dialect=dialect, tile_params=tile_params)
     else:
@@ -105,6 +115,12 @@ class ConvertOptions:
     receipt: bool = True  # write <output>.receipt.json
     verify: bool = False  # run `verify` on the output; its report goes into the receipt
     show_downloads: bool = True  # huggingface_hub's progress bars for a Hub source
+    # BitStack targets (spec/bitstack.md §6): blocks and rank go in ``params``
+    calibration: Path | None = None  # a text file; without it the decomposition is weight-only
+    order: str | None = None  # output | weight | uniform | ppl (default: output with calibration, else weight)
+    svd: str = "randomized"  # or "full", the reference's exact thin SVD
+    n_samples: int | None = None  # calibration windows (default: up to 256, as the text allows)
+    seqlen: int | None = None  # calibration window length (default: min(2048, context length))
 
 
 def default_output(src: Path, codec: str, container: str, hub_repo: str | None = None) -> Path:
@@ -139,7 +155,14 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     out = options.output or default_output(source_path, cls.name, cls.container, origin.get("repo"))
     source_info = {**origin, "layout": model.layout, "architecture": model.arch.name,
                    "linear_class": model.linear_class, "dialect": model.dialect}
-    if cls.container == "gguf":
+    if cls.name == "bitstack":
+        stack = _write_stack(model, out, options, progress, source_info)
+        tensors, config, written, warnings = stack["tensors"], stack["codec_params"], stack["bytes_written"], \
+            warnings + stack["warnings"]
+        extra = {k: stack[k] for k in ("container", "files", "blocks", "rank", "scaled", "order", "order_how",
+                                       "min_bytes", "max_bytes", "errors", "calibration") if k in stack}
+        plan = None
+    elif cls.container == "gguf":
         plan = plan_gguf(model, cls.name, dialect=options.dialect, params=options.params,
                          embed_dtype=options.embed_dtype, allow_scale_rounding=options.allow_scale_rounding,
                          source_info=source_info, name=origin["repo"].split("/")[-1] if "repo" in origin else None)
@@ -169,7 +192,8 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     report = {
         "output": str(out), "format": cls.name, "source": source_info, "architecture": model.arch.name,
         "tensors": tensors, "bytes_written": written, "seconds": round(time.perf_counter() - started, 3),
-        "rounded": plan.notes, "warnings": warnings + plan.warnings, **extra, "verify": None, "receipt": None,
+        "rounded": plan.notes if plan else [], "warnings": warnings + (plan.warnings if plan else []), **extra,
+        "verify": None, "receipt": None,
     }
     if options.verify:
         from .verify import verify
@@ -182,6 +206,41 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
             out, source=origin, inputs=hasher.result(), target={"format": cls.name, "config": config},
             tensors=tensors, verify=report["verify"]))
     report["seconds"] = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _write_stack(model: Model, out: Path, options: ConvertOptions, progress: Progress | None,
+                 source_info: dict[str, Any]) -> dict[str, Any]:
+    """Decompose ``model`` into a BitStack stack (spec/bitstack.md), calibrated when a text is given."""
+    from .bitstack.stack import perplexity, write_stack
+
+    unknown = sorted(set(options.params) - {"blocks", "rank"})
+    if unknown:
+        raise BitpackError(f"bitstack takes --blocks and --rank, not {', '.join(unknown)}")
+    calibration = evaluate = None
+    info = None
+    if options.calibration is not None:
+        from .bitstack.calibrate import collect, plan, windows
+        from .models.text import encode_text
+
+        try:
+            text = Path(options.calibration).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise BitpackError(f"--calibration {options.calibration}: cannot read it as UTF-8 text ({err})") from None
+        ids = encode_text(model, text)
+        seqlen, n = plan(model, len(ids), options.seqlen, options.n_samples)
+        calibration = collect(model, windows(ids, seqlen, n, seed=0))
+        info = {"file": str(options.calibration), "tokens": len(ids), "seqlen": seqlen, "windows": n}
+        if options.order == "ppl":  # the reference scores on a separate draw (seed + 1)
+            scoring = windows(ids, seqlen, min(n, 32), seed=1)
+            evaluate = lambda m: perplexity(m, scoring)  # noqa: E731
+    elif options.order == "ppl":
+        raise BitpackError("--order ppl scores blocks by perplexity on text: pass --calibration FILE")
+    report = write_stack(model, out, blocks=options.params.get("blocks"), rank=options.params.get("rank"),
+                         calibration=calibration, order=options.order, svd=options.svd,
+                         overwrite=options.overwrite, progress=progress, evaluate=evaluate, source_info=source_info)
+    if info is not None:
+        report["calibration"] = info
     return report
 
 

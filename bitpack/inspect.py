@@ -23,6 +23,10 @@ _CODECS = set(list_codecs())
 
 def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[str, Any] | None = None,
             scale_convention: str | None = None) -> dict[str, Any]:
+    from .bitstack.stack import is_stack
+
+    if is_stack(path):
+        return inspect_stack(path)
     model = open_model(path, dialect=dialect, tile_params=tile_params, scale_convention=scale_convention)
     warnings = list(model.warnings)
     tensors = []
@@ -89,3 +93,20 @@ def _ternary(e, t: Ternary, container: str, warnings: list[str]) -> dict[str, An
                         "+1": round(counts[2] / t.codes.size, 4)}
     return out
 
+
+def inspect_stack(path: str | Path) -> dict[str, Any]:
+    """A BitStack stack from its header alone (no block is read): every matrix with its blocks
+    and bytes per block, the budget table, and the usual keys."""
+    from .bitstack.stack import stack_report
+
+    report = stack_report(path)
+    matrices = report.pop("matrices")
+    weights = sum(m["shape"][0] * m["shape"][1] for m in matrices)
+    total = report["max_bytes"]
+    report["tensors"] = [{"name": m["name"], "shape": m["shape"], "codec": "bitstack", "dtype": None,
+                          "blocks": m["blocks"], "block_bytes": m["block_bytes"],
+                          "bits_per_weight": round(m["bits_per_weight_per_block"] * m["blocks"], 4), "scale": None}
+                         for m in matrices]
+    report.update(dialect=None, linear_class=None, parameters=weights,
+                  bits_per_weight=round(8 * (total - report["extra_bytes"]) / weights, 4) if weights else None)
+    return report

@@ -16,6 +16,7 @@ import numpy as np
 
 from .convert import open_model
 from .executor.forward import executor
+from .models.arch import Kind
 from .models.model import Float, Model, Ternary
 
 DEFAULT_TOKENS = 16
@@ -27,8 +28,9 @@ def default_tokens(vocab: int, n: int = DEFAULT_TOKENS) -> list[int]:
     return [int(t) for t in np.random.default_rng(20241).integers(0, vocab, n)]
 
 
-def compare_models(ref: Model, cand: Model) -> tuple[list[str], list[dict[str, Any]]]:
-    """(metadata differences, tensor differences), each named."""
+def compare_models(ref: Model, cand: Model, *, skip_projections: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
+    """(metadata differences, tensor differences), each named; ``skip_projections`` leaves the
+    projections to the logits (a lossy candidate)."""
     meta = []
     if ref.arch.name != cand.arch.name:
         meta.append(f"architecture: {ref.arch.name} vs {cand.arch.name}")
@@ -48,6 +50,8 @@ def compare_models(ref: Model, cand: Model) -> tuple[list[str], list[dict[str, A
         if e.name not in by_name:
             continue
         other = by_name[e.name]
+        if skip_projections and e.kind is Kind.TERNARY:
+            continue
         diff = _compare(e.load(), other.load())
         if diff:
             tensors.append({"name": e.name, **diff})
@@ -118,13 +122,21 @@ def _kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
 
 def verify(reference: str | Path | Model, candidate: str | Path | Model, *, tokens: list[int] | None = None,
            n_tokens: int = DEFAULT_TOKENS, numerics: str = "exact", atol: float | None = None,
+           budget: int | str | None = None, max_kl: float | None = None, min_top1: float | None = None,
            reference_options: dict[str, Any] | None = None,
            candidate_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The report ``verify --json`` prints; ``report["identical"]`` or ``report["passed"]``."""
+    """The report ``verify --json`` prints; ``report["identical"]`` or ``report["passed"]``.
+
+    A BitStack candidate is lossy by design: it loads at ``budget`` (all blocks by default),
+    its projections are not compared tensor by tensor (their error is what the budget buys),
+    and it passes when its structure matches and the logits are within ``max_kl`` (nats) and
+    ``min_top1`` where given."""
     started = time.perf_counter()
     ref = reference if isinstance(reference, Model) else open_model(reference, **(reference_options or {}))
-    cand = candidate if isinstance(candidate, Model) else open_model(candidate, **(candidate_options or {}))
-    meta, tensors = compare_models(ref, cand)
+    cand = candidate if isinstance(candidate, Model) else open_model(
+        candidate, **(candidate_options or {}), **({"budget": budget} if budget is not None else {}))
+    lossy = cand.stack is not None
+    meta, tensors = compare_models(ref, cand, skip_projections=lossy)
     if tokens is None:
         tokens = default_tokens(min(ref.hparams.vocab_size, cand.hparams.vocab_size), n_tokens)
     report: dict[str, Any] = {"reference": ref.source, "candidate": cand.source, "tokens": tokens,
@@ -138,6 +150,21 @@ def verify(reference: str | Path | Model, candidate: str | Path | Model, *, toke
         report.update(identical=False, max_abs_diff=None, max_rel_diff=None, top1_agreement=None, kl=None)
     within = report["identical"] or (atol is not None and report["max_abs_diff"] is not None
                                      and report["max_abs_diff"] <= atol)
+    if lossy:
+        report.update(lossy=True, **_stack_keys(cand))
+        measured = report["kl"] is not None or report["identical"]
+        within = measured and (max_kl is None or (report["kl"] or 0.0) <= max_kl) and \
+            (min_top1 is None or report["top1_agreement"] >= min_top1)
+        report["thresholds"] = {"max_kl": max_kl, "min_top1": min_top1}
     report["passed"] = bool(within and not meta and (not tensors or atol is not None))
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
+
+
+def _stack_keys(cand: Model) -> dict[str, Any]:
+    """What a BitStack candidate loaded: the budget asked for, the configuration chosen, the
+    bytes actually read, and its blocks per matrix."""
+    sel = cand.stack
+    counts = list(sel.blocks.values())
+    return {"budget_bytes": sel.budget_bytes, "config_bytes": sel.config_bytes, "bytes_loaded": sel.bytes_loaded,
+            "blocks_per_matrix": {"min": min(counts), "max": max(counts), "mean": round(sum(counts) / len(counts), 4)}}

@@ -1,0 +1,173 @@
+"""BitStack end to end: convert --to bitstack, inspect, verify --budget, run --budget, receipts.
+
+The stacks are made once per session from the full-precision Llama fixture (llama-f16),
+with and without calibration text, and compared against the uncompressed model.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitpack.bitstack.stack import open_stack
+from bitpack.convert import ConvertOptions, convert, open_model
+from bitpack.errors import BitpackError
+from bitpack.inspect import inspect
+from bitpack.verify import verify
+
+ROOT = Path(__file__).resolve().parents[1]
+LLAMA = ROOT / "fixtures" / "models" / "llama-f16"
+TEXT = ROOT / "fixtures" / "calibration.txt"
+TOKENS = 24  # positions compared by verify
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bitpack.cli", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def stacks(tmp_path_factory):
+    """{name: (path, convert report)} for the stacks the tests share."""
+    base = tmp_path_factory.mktemp("stacks")
+    made = {}
+    for name, options in {
+        "weight": {},
+        "output": {"calibration": TEXT, "n_samples": 8},
+        "uniform": {"calibration": TEXT, "n_samples": 8, "order": "uniform"},
+    }.items():
+        out = base / name
+        made[name] = (out, convert(LLAMA, "bitstack", ConvertOptions(output=out, **options)))
+    return made
+
+
+def budgets(stack: Path, n: int = 5) -> list[int]:
+    table = inspect(stack)["budget_table"]
+    return [table[round(i * (len(table) - 1) / (n - 1))]["bytes"] for i in range(n)]
+
+
+def test_convert_report_and_receipt(stacks):
+    out, report = stacks["output"]
+    assert report["format"] == "bitstack" and report["blocks"] == 16 and report["rank"] == 16
+    assert report["scaled"] is True and report["order"] == "output"
+    assert report["calibration"]["windows"] == 8 and report["calibration"]["seqlen"] == 128
+    assert (out / "compression_config.json").is_file() and (out / "config.json").is_file()
+    receipt = json.loads(Path(report["receipt"]).read_text())
+    assert receipt["target"]["format"] == "bitstack" and receipt["target"]["config"]["k"] == 16
+    assert {Path(i["path"]).name for i in receipt["inputs"]} >= {"model.safetensors", "config.json"}
+    projections = [t for t in receipt["tensors"] if t["codec"] == "bitstack"]
+    assert len(projections) == 14 and all(t["bits_per_weight"] > 16 for t in projections)
+    weight_only = stacks["weight"][1]
+    assert weight_only["scaled"] is False and weight_only["order"] == "weight"
+
+
+def test_inspect_shows_blocks_and_a_consistent_budget_table(stacks):
+    out, _ = stacks["output"]
+    report = inspect(out)
+    assert report["k"] == 16 and report["niter"] == 16
+    assert set(report["blocks"].values()) == {16}
+    table = report["budget_table"]
+    assert len(table) == 1 + 15 * 14
+    sizes = [row["bytes"] for row in table]
+    assert sizes == sorted(sizes) and sizes[0] == report["min_bytes"] and sizes[-1] == report["max_bytes"]
+    steps = np.diff(sizes)
+    assert list(steps) == report["step_bytes"]
+    for row in table:
+        assert row["blocks_per_matrix"]["max"] - row["blocks_per_matrix"]["min"] <= 1
+    data = 0  # tensor bytes on disk: each file minus its 8-byte length and JSON header
+    for p in out.glob("*.safetensors"):
+        with open(p, "rb") as fh:
+            data += p.stat().st_size - 8 - int.from_bytes(fh.read(8), "little")
+    assert report["max_bytes"] == data
+
+
+@pytest.mark.parametrize("name", ["output", "weight"])
+def test_verify_at_budgets_kl_falls_and_loads_within_the_budget(stacks, name):
+    out, _ = stacks[name]
+    reports = [verify(LLAMA, out, budget=b, n_tokens=TOKENS) for b in budgets(out)]
+    for b, r in zip(budgets(out), reports):
+        assert r["lossy"] is True and r["passed"] is True and not r["metadata_differences"]
+        assert r["budget_bytes"] == b and r["config_bytes"] <= b
+        assert r["bytes_loaded"] == r["config_bytes"]  # what the table promised is what was read
+    kls = [r["kl"] for r in reports]
+    assert kls[-1] < kls[0] / 10, kls
+    assert reports[-1]["top1_agreement"] >= reports[0]["top1_agreement"]
+    assert reports[-1]["top1_agreement"] >= 0.9
+
+
+def test_verify_thresholds_gate_the_exit_code(stacks):
+    out, _ = stacks["output"]
+    small = str(budgets(out)[0])
+    passed = cli("verify", str(LLAMA), str(out), "--budget", small, "--n-tokens", "8", "--max-kl", "100", "--json")
+    assert passed.returncode == 0, passed.stderr
+    report = json.loads(passed.stdout)
+    assert report["thresholds"] == {"max_kl": 100.0, "min_top1": None} and report["kl"] > 0
+    failed = cli("verify", str(LLAMA), str(out), "--budget", small, "--n-tokens", "8",
+                 "--max-kl", str(report["kl"] / 2))
+    assert failed.returncode == 1
+
+
+def test_a_budget_below_the_smallest_configuration_is_refused(stacks):
+    out, _ = stacks["output"]
+    smallest = inspect(out)["min_bytes"]
+    done = cli("verify", str(LLAMA), str(out), "--budget", str(smallest - 1))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert str(smallest) in done.stderr.replace(",", "") or "MB" in done.stderr
+    with pytest.raises(BitpackError, match="not a BitStack stack"):
+        open_model(LLAMA, budget="1MB")
+
+
+def test_run_at_a_budget_reports_what_it_loaded(stacks):
+    out, _ = stacks["output"]
+    done = cli("run", str(out), "--budget", "1MB", "--prompt", "The river ran", "--json")
+    if done.returncode == 2:  # the fixture stack's smallest configuration exceeds 1 MB
+        assert "budget" in done.stderr
+        done = cli("run", str(out), "--budget", str(inspect(out)["min_bytes"]), "--prompt", "The river ran", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["stack"]["bytes_loaded"] <= report["stack"]["budget_bytes"]
+    assert report["stack"]["blocks"] and len(report["positions"]) == 1
+
+
+def test_calibrated_order_beats_uniform_at_a_middle_budget(stacks):
+    """The output-error order spends bytes where they reduce the layer outputs' error most;
+    uniform (every matrix the same count) cannot do better at the same budget on this model."""
+    middle = budgets(stacks["output"][0])[1]
+    kl = {name: verify(LLAMA, stacks[name][0], budget=middle, n_tokens=TOKENS)["kl"] for name in ("output", "uniform")}
+    assert kl["output"] <= kl["uniform"] * 1.05, kl
+
+
+def test_stack_copies_between_containers_keep_every_block(stacks, tmp_path):
+    out, _ = stacks["output"]
+    gguf = tmp_path / "stack.gguf"
+    report = convert(out, "bitstack", ConvertOptions(output=gguf))
+    assert report["source"]["layout"].startswith("bitstack") or "bitstack" in json.dumps(report["source"])
+    back = tmp_path / "again"
+    convert(gguf, "bitstack", ConvertOptions(output=back))
+    a, b = open_stack(out), open_stack(back)
+    for name in ("blk.0.attn_q.weight", "blk.1.ffn_down.weight"):
+        assert np.array_equal(a.entry(name).load().raw, b.entry(name).load().raw)
+    budget = budgets(out)[2]
+    assert verify(out, gguf, budget=budget, n_tokens=8)["passed"]
+
+
+def test_a_ternary_model_packs_into_a_stack(tmp_path):
+    report = convert(ROOT / "fixtures" / "models" / "b158-bf16", "bitstack",
+                     ConvertOptions(output=tmp_path / "s.gguf", params={"blocks": 4, "rank": 8}))
+    assert report["blocks"] == 4 and report["rank"] == 8
+    full = verify(ROOT / "fixtures" / "models" / "b158-bf16", tmp_path / "s.gguf", n_tokens=8)
+    assert full["lossy"] and full["top1_agreement"] > 0
+
+
+def test_bad_bitstack_options_are_one_line_errors(tmp_path):
+    done = cli("convert", str(LLAMA), "--to", "bitstack", "-o", str(tmp_path / "s"), "--order", "ppl")
+    assert done.returncode == 2 and "--calibration" in done.stderr
+    done = cli("convert", str(LLAMA), "--to", "bitstack", "-o", str(tmp_path / "s"), "--blocks", "0")
+    assert done.returncode == 2 and "--blocks" in done.stderr
+    done = cli("convert", str(LLAMA), "--to", "i2_s", "-o", str(tmp_path / "t.gguf"))
+    assert done.returncode == 2 and "--to bitstack" in done.stderr
+    assert not (tmp_path / "s").exists() and not (tmp_path / "t.gguf").exists()
