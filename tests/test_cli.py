@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitpack.codecs import get_codec, list_codecs
+from bitpack.codecs import codec_class, get_codec, list_codecs
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tensor_256x768.npz"
 
@@ -39,7 +39,7 @@ def test_formats_table_for_people():
         assert name in done.stdout
 
 
-@pytest.mark.parametrize("codec", list_codecs())
+@pytest.mark.parametrize("codec", [c for c in list_codecs() if not codec_class(c).lossy])
 def test_encode_then_decode_round_trips_the_fixture(tmp_path, codec):
     out = tmp_path / f"w.{codec}"
     done = bitpack("encode", FIXTURE, "--to", codec, "-o", out, "--json")

@@ -4,9 +4,10 @@ import pytest
 
 from bitpack.codecs import UnknownCodecError, codec_class, get_codec, list_codecs
 
-NAMES = ["int8", "i2_packed", "hf_packed", "i2_s", "tq2_0", "tq1_0", "tl1", "tl2"]
+NAMES = ["int8", "i2_packed", "hf_packed", "i2_s", "tq2_0", "tq1_0", "tl1", "tl2", "bitstack"]
 CONTAINER = {"int8": "safetensors", "i2_packed": "safetensors", "hf_packed": "safetensors",
-             "i2_s": "gguf", "tq2_0": "gguf", "tq1_0": "gguf", "tl1": "gguf", "tl2": "gguf"}
+             "i2_s": "gguf", "tq2_0": "gguf", "tq1_0": "gguf", "tl1": "gguf", "tl2": "gguf",
+             "bitstack": "safetensors"}
 
 
 def test_list_codecs():
@@ -21,6 +22,10 @@ def test_get_codec_by_name_and_config(name):
     assert isinstance(codec, codec_class(name))
     assert get_codec(codec.get_config()) == codec
     assert get_codec({"id": name}) == codec
+
+
+def test_only_bitstack_is_lossy():
+    assert [n for n in NAMES if codec_class(n).lossy] == ["bitstack"]
 
 
 def test_alias():

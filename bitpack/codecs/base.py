@@ -36,6 +36,7 @@ class Codec(abc.ABC):
     constraints: ClassVar[str]  # the shape rules, in one human line
     bits_text: ClassVar[str]  # bits per weight as a formula, for tables
     lossless_scale: ClassVar[str] = "yes"  # can any f32 scale be stored exactly?
+    lossy: ClassVar[bool] = False  # True for bitstack: decode returns an approximation in float32
     param_names: ClassVar[tuple[str, ...]] = ()
     spare_code_bytes: ClassVar[int] = 0  # readable bytes _encode needs after the codes
 

@@ -22,6 +22,7 @@ CODECS: dict[str, str] = {
     "tq1_0": "bitpack.codecs.tq1_0:TQ1_0",
     "tl1": "bitpack.codecs.tl1:TL1",
     "tl2": "bitpack.codecs.tl2:TL2",
+    "bitstack": "bitpack.codecs.bitstack:BitStack",
 }
 ALIASES: dict[str, str] = {"i2_naive": "int8"}
 
