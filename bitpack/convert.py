@@ -17,13 +17,13 @@ from .codecs import codec_class, get_codec
 from .codecs.tiles import kernel_config_ini
 from .containers.files import write_atomic
 from .errors import BitpackError
+from .models.arch import hf_name
+from .models.checks import REVISION_HINT, degenerate_tensors, describe
 from .models.floats import STORAGE
 from .models.gguf_source import open_gguf
 from .models.gguf_target import plan_gguf, write_gguf
 from .models.hf_source import open_hf
 from .models.hf_target import plan_hf, write_hf
-from .models.arch import hf_name
-from .models.checks import REVISION_HINT, degenerate_tensors, describe
 from .models.model import Model
 from .receipt import Hasher, write_receipt
 
@@ -165,7 +165,7 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     elif cls.container == "gguf":
         plan = plan_gguf(model, cls.name, dialect=options.dialect, params=options.params,
                          embed_dtype=options.embed_dtype, allow_scale_rounding=options.allow_scale_rounding,
-                         source_info=source_info, name=origin["repo"].split("/")[-1] if "repo" in origin else None)
+                         source_info=source_info)
         written = write_gguf(plan, out, overwrite=options.overwrite, inputs=model.files, progress=progress)
         tensors = [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),
                     "bits_per_weight": t.bits_per_weight} for t in plan.tensors]

@@ -362,7 +362,7 @@ def _gguf_kv(model: Model, params: dict[str, Any], names: list[str], order_value
     arch = model.arch.name
     kv: list[tuple[str, Any, Any]] = [
         ("general.architecture", arch, "string"),
-        ("general.name", Path(model.source.rstrip("/")).name, "string"),
+        ("general.name", model.name, "string"),
         *model.hparams.gguf_kv(arch),
     ]
     if model.tokenizer_dir is not None:

@@ -20,14 +20,23 @@ gate and up). The array is made read-only: a capture reads it, or copies what it
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from ..errors import BitpackError
 from ..models.floats import STORAGE, round_through
 from ..models.model import Float, Model, Ternary
-from .numerics import MODES, Numerics, bitlinear, bitlinear_q8k, rms_norm, rope_neox, rope_tables, softmax
+from .numerics import (
+    MODES,
+    Numerics,
+    bitlinear,
+    bitlinear_q8k,
+    rms_norm,
+    rope_neox,
+    rope_tables,
+    softmax,
+)
 
 F32 = np.float32
 HEAD_ROWS = 8192  # vocabulary rows of the head widened at a time

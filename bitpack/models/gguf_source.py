@@ -20,8 +20,8 @@ from ..codecs.tiles import TL1_PRESETS, TL2_PRESETS
 from ..containers.gguf_file import GGUFFile
 from ..errors import BitpackError
 from .arch import ARCHITECTURES, Kind, architecture, qk_row_order, slots
-from .hparams import HParams
 from .floats import STORAGE
+from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
 
 PRESETS = {"tl1": TL1_PRESETS, "tl2": TL2_PRESETS}

@@ -22,11 +22,19 @@ from ..codecs.tiles import Tiles
 from ..containers.files import check_output_file
 from ..containers.gguf_file import GGUFWriter
 from ..containers.gguf_types import TYPES, GGMLType, ValueType
-from ..parallel import write_in_order
 from ..errors import BitpackError
+from ..parallel import write_in_order
 from .arch import Kind, qk_row_order
 from .floats import exact_in, rounded_count, stored_as
-from .model import Entry, Float, Model, fit_codec, read_scales, require_ternary, single_scales
+from .model import (
+    Entry,
+    Float,
+    Model,
+    fit_codec,
+    read_scales,
+    require_ternary,
+    single_scales,
+)
 from .tokenizer import tokenizer_kv
 
 # general.file_type labels per dialect (gguf.md §3.1): display only, never used to decode.
@@ -167,7 +175,7 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
     arch = model.arch.name
     plan.kv = [
         ("general.architecture", arch, "string"),
-        ("general.name", name or Path(model.source.rstrip("/")).name, "string"),
+        ("general.name", name or model.name, "string"),
         ("general.file_type", FILE_TYPE.get((dialect, codec0.name), FILE_TYPE.get(("mainline", codec0.name), 0)), "u32"),
         ("general.quantization_version", 2, "u32"),
         *model.hparams.gguf_kv(arch),

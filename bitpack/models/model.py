@@ -106,6 +106,13 @@ class Model:
     origin: dict[str, Any] | None = None  # where the files came from (a Hub repo and commit); receipts
     stack: Any = None  # the block selection when the source is a BitStack stack
 
+    @property
+    def name(self) -> str:
+        """The model's name (GGUF general.name): the Hub repo's, else the file or folder's."""
+        if self.origin and "repo" in self.origin:
+            return self.origin["repo"].split("/")[-1]
+        return Path(self.source.rstrip("/")).name
+
     def entry(self, name: str) -> Entry:
         for e in self.entries:
             if e.name == name:
