@@ -49,8 +49,10 @@ _CHUNK_VALUES = 1 << 19
 #   subspace p=32 q=4     0.21%  (p=16 q=4: 0.52%, p=8 q=3: 1.90%; Halko Alg. 4.4)
 # The excess grows with the block count (small errors, compounding). p = 8, q = 4 costs
 # 2q + 2 = 10 passes over A per block, each with a 24-column sketch, and keeps the excess
-# below 0.4% (a 16-block error of 0.0201 instead of 0.0200: under a fifth of what one more
-# block buys); p = 16 roughly halves it again for about 1.5x the time (512x1024).
+# at about 0.5% or less (0.04% at 2560x6912; a 16-block error of 0.0201 instead of 0.0200 is
+# under a fifth of what one more block buys); p = 16 roughly halves it again for about 1.5x
+# the time (512x1024). Figures are with one BLAS thread; another thread count or BLAS moves
+# the small-matrix ones by a few 0.1% (late residual signs change).
 OVERSAMPLE = 8
 POWER_ITERS = 4
 
