@@ -25,12 +25,9 @@ from bitpack.codecs import CodecError, CorruptDataError, ShapeError, get_codec
 def one_blas_thread():
     """On two shared cores OpenBLAS's second thread waits on other processes: the full SVDs
     below took 35 s instead of 6 s. One thread keeps this file near 15 s."""
-    try:
-        from bitpack.bitstack.stack_write import _blas_threads
-    except ImportError:  # the helper moved: run with whatever threads there are
-        yield
-        return
-    with _blas_threads(1):
+    from bitpack.parallel import blas_threads
+
+    with blas_threads(1):
         yield
 
 

@@ -37,6 +37,7 @@ from bitpack.errors import BitpackError
 from bitpack.models.arch import Kind, architecture, slots
 from bitpack.models.hparams import HParams
 from bitpack.models.model import Entry, Float, Model
+from bitpack.parallel import blas_threads
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "models"
 BLOCKS, RANK = 3, 2
@@ -45,7 +46,7 @@ BLOCKS, RANK = 3, 2
 def decompose(*args, **kwargs) -> avd.Decomposition:
     """avd.decompose as the writer runs it: OpenBLAS on one thread (LAPACK's results can
     depend on its thread count)."""
-    with stack_write._blas_threads(1):
+    with blas_threads(1):
         return avd.decompose(*args, **kwargs)
 
 

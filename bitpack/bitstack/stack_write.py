@@ -10,9 +10,6 @@ placeholder, that is patched in place before the output is published (formats/bi
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import functools
 import json
 import os
 import time
@@ -33,7 +30,7 @@ from ..errors import BitpackError, ShapeError
 from ..models.arch import Kind
 from ..models.floats import stored_as
 from ..models.model import Entry, Model, Ternary
-from ..parallel import ordered
+from ..parallel import blas_threads, ordered
 from . import avd
 from .budget import BudgetTable
 from .order import (
@@ -89,46 +86,6 @@ class _Item:
     entry: Entry
     tensors: list[_Tensor]
     matrix: int | None = None  # index among the projections; None for embeddings, norms, head
-
-
-@functools.cache
-def _openblas_threads() -> tuple[Callable[[], int], Callable[[int], None]] | None:
-    """OpenBLAS's get/set_num_threads, found among the libraries this process has loaded."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as fh:
-            paths = {line.split()[-1] for line in fh if "openblas" in line.lower() and "/" in line}
-    except OSError:  # not Linux: leave the BLAS alone
-        return None
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("scipy_openblas", ""), ("openblas", "")):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
-                return get, put
-    return None
-
-
-@contextlib.contextmanager
-def _blas_threads(n: int):
-    """Limit OpenBLAS to ``n`` threads while two Python threads decompose at once: its own
-    threads on top oversubscribe two cores, and on a shared machine that made the writes
-    10-30x slower (llama-f16 fixture: 0.6-1.0 s with one BLAS thread, 7-30 s without)."""
-    funcs = _openblas_threads()
-    if funcs is None:
-        yield
-        return
-    get, put = funcs
-    before = get()
-    put(n)
-    try:
-        yield
-    finally:
-        put(before)
 
 
 def weight_f32(value: Any) -> np.ndarray:
@@ -516,7 +473,7 @@ def write_stack(model: Model, out: str | Path, *, blocks: int | None = None, ran
         return arrays
 
     def stream(sink) -> None:
-        with _blas_threads(1):
+        with blas_threads(1):
             _stream(sink)
 
     def _stream(sink) -> None:
