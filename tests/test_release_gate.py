@@ -15,7 +15,7 @@ import pytest
 
 from bitpack import __version__
 from bitpack.containers.safetensors_file import SafetensorsFile
-from bitpack.convert import ConvertOptions, convert
+from bitpack.convert import ConvertOptions, convert, open_model
 from bitpack.errors import BitpackError
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
@@ -233,3 +233,16 @@ def test_input_digests_are_remembered_until_the_file_changes(tmp_path, monkeypat
     assert sorted(hashed) == ["c.gguf", "config.json"]
     inputs = {Path(i["path"]).name: i["sha256"] for i in json.loads(Path(report["receipt"]).read_text())["inputs"]}
     assert inputs["config.json"] == sha256(src / "config.json")
+
+
+def test_source_checks_drop_every_tensors_pages():
+    """The checks read every master once; each tensor's pages must go right after (a 2B-4T
+    conversion otherwise holds the whole 4.8 GB input resident before writing a byte)."""
+    from bitpack.models.checks import degenerate_tensors
+
+    model = open_model(MODELS / "b158-bf16")
+    released = []
+    for e in model.ternary:
+        e.release = (lambda name=e.name, real=e.release: (released.append(name), real()))
+    assert degenerate_tensors(model) == []
+    assert sorted(released) == sorted(e.name for e in model.ternary)

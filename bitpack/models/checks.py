@@ -39,6 +39,14 @@ def degenerate_tensors(model: Model) -> list[tuple[str, str]]:
 
 
 def _problem(e: Entry) -> str | None:
+    try:
+        return _check(e)
+    finally:  # keep resident memory to the tensors in hand (the scale pass maps every master)
+        if e.release:
+            e.release()
+
+
+def _check(e: Entry) -> str | None:
     scale = e.scale_only()
     values = np.asarray(scale, dtype=np.float32)
     if not np.isfinite(values).all():
@@ -47,14 +55,7 @@ def _problem(e: Entry) -> str | None:
         return f"its scale {float(values)!r} is not positive"
     if e.stored in MASTER_DTYPES and values.ndim == 0 and values > ABSMEAN_CLAMP * MARGIN:
         return None
-    try:
-        codes = e.load().codes
-        if not codes.any():
-            return "every weight is zero"
-        return None
-    finally:
-        if e.release:
-            e.release()
+    return "every weight is zero" if not e.load().codes.any() else None
 
 
 def describe(problems: list[tuple[str, str]], limit: int = 8) -> str:
