@@ -70,7 +70,10 @@ def resolve(src: str | Path, revision: str | None = None, *, progress: bool = Tr
     repo, at = parsed
     if at is not None and revision is not None and at != revision:
         raise BitpackError(f"{src} names revision {at!r} but --revision says {revision!r}")
-    snap = fetch(repo, at or revision, progress=progress)
+    try:
+        snap = fetch(repo, at or revision, progress=progress)
+    except BitpackError as err:  # say why a Hub was asked at all: a mistyped local path lands here
+        raise BitpackError(f"{src} is not a local path, and as a Hub repo id: {err}") from None
     return Source(snap.source, {"repo": snap.repo, "revision": snap.revision, "commit": snap.commit,
                                 "path": str(snap.source)}, hub=True)
 

@@ -54,6 +54,7 @@ def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[s
         "path": str(path),
         "container": model.container,
         "layout": model.layout,
+        "precision": model.precision,
         "dialect": model.dialect,
         "architecture": model.arch.name,
         "linear_class": model.linear_class,
