@@ -267,6 +267,7 @@ def verify(
     atol: Optional[float] = typer.Option(None, "--atol", help="Pass when logits differ by at most this much."),
     budget: Optional[str] = typer.Option(None, "--budget", help="BitStack candidate: load it within this many bytes "
                                          "(e.g. 300MB, 1.5GiB; default all blocks)."),
+    stack_blocks: Optional[int] = typer.Option(None, "--blocks", help="BitStack candidate: load this many blocks of every matrix instead of a budget."),
     max_kl: Optional[float] = typer.Option(None, "--max-kl", help="BitStack candidate: pass only when KL <= this (nats)."),
     min_top1: Optional[float] = typer.Option(None, "--min-top1", help="BitStack candidate: pass only when top-1 agreement >= this."),
     reference_tiles: Optional[str] = typer.Option(None, "--reference-tile-params", help="Tiles (or kernel_config.ini) of a foreign TL reference."),
@@ -277,7 +278,7 @@ def verify(
     from .verify import verify as run
 
     report = run(reference, candidate, tokens=_token_list(tokens), n_tokens=n_tokens, numerics=numerics, atol=atol,
-                 budget=budget, max_kl=max_kl, min_top1=min_top1,
+                 budget=budget, blocks=stack_blocks, max_kl=max_kl, min_top1=min_top1,
                  reference_options={"tile_params": _tiles_option(reference_tiles, "--reference-tile-params") or None},
                  candidate_options={"tile_params": _tiles_option(candidate_tiles) or None})
     if json_out:
@@ -315,6 +316,7 @@ def run_model(
     numerics: str = typer.Option("exact", "--numerics", help="exact, hf, llamacpp, bitnetcpp or bitnetcpp-seq."),
     tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL file."),
     budget: Optional[str] = typer.Option(None, "--budget", help="BitStack stack: load it within this many bytes (e.g. 300MB)."),
+    stack_blocks: Optional[int] = typer.Option(None, "--blocks", help="BitStack stack: load this many blocks of every matrix."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Run the reference executor and show the most likely next tokens."""
@@ -327,7 +329,7 @@ def run_model(
         raise BitpackError("--tokens and --prompt cannot be used together; give one of them")
     if tokens is None and prompt is None:
         raise BitpackError("give the input as --tokens 1,2,3 or --prompt TEXT")
-    m = open_model(model, tile_params=_tiles_option(tile_params) or None, budget=budget)
+    m = open_model(model, tile_params=_tiles_option(tile_params) or None, budget=budget, blocks=stack_blocks)
     if prompt is not None:
         from .models.text import encode_text
 

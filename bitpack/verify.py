@@ -122,19 +122,21 @@ def _kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
 
 def verify(reference: str | Path | Model, candidate: str | Path | Model, *, tokens: list[int] | None = None,
            n_tokens: int = DEFAULT_TOKENS, numerics: str = "exact", atol: float | None = None,
-           budget: int | str | None = None, max_kl: float | None = None, min_top1: float | None = None,
+           budget: int | str | None = None, blocks: int | dict[str, int] | None = None, max_kl: float | None = None, min_top1: float | None = None,
            reference_options: dict[str, Any] | None = None,
            candidate_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report ``verify --json`` prints; ``report["identical"]`` or ``report["passed"]``.
 
-    A BitStack candidate is lossy by design: it loads at ``budget`` (all blocks by default),
+    A BitStack candidate is lossy by design: it loads at ``budget`` or with ``blocks`` per
+    matrix (all blocks by default),
     its projections are not compared tensor by tensor (their error is what the budget buys),
     and it passes when its structure matches and the logits are within ``max_kl`` (nats) and
     ``min_top1`` where given."""
     started = time.perf_counter()
     ref = reference if isinstance(reference, Model) else open_model(reference, **(reference_options or {}))
-    cand = candidate if isinstance(candidate, Model) else open_model(
-        candidate, **(candidate_options or {}), **({"budget": budget} if budget is not None else {}))
+    stack_options = {k: v for k, v in (("budget", budget), ("blocks", blocks)) if v is not None}
+    cand = candidate if isinstance(candidate, Model) else open_model(candidate, **(candidate_options or {}),
+                                                                     **stack_options)
     lossy = cand.stack is not None
     meta, tensors = compare_models(ref, cand, skip_projections=lossy)
     if tokens is None:

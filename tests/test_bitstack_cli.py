@@ -180,3 +180,12 @@ def test_bad_bitstack_options_are_one_line_errors(tmp_path):
     done = cli("convert", str(LLAMA), "--to", "i2_s", "-o", str(tmp_path / "t.gguf"))
     assert done.returncode == 2 and "--to bitstack" in done.stderr
     assert not (tmp_path / "s").exists() and not (tmp_path / "t.gguf").exists()
+
+
+def test_a_uniform_block_count_instead_of_a_budget(stacks):
+    out, _ = stacks["output"]
+    one = json.loads(cli("verify", str(LLAMA), str(out), "--blocks", "1", "--n-tokens", "8", "--json").stdout)
+    assert one["blocks_per_matrix"] == {"min": 1, "max": 1, "mean": 1.0}
+    assert one["config_bytes"] == inspect(out)["min_bytes"] and one["budget_bytes"] is None
+    done = cli("run", str(out), "--blocks", "16", "--tokens", "1,2,3", "--json")
+    assert json.loads(done.stdout)["stack"]["bytes_loaded"] == inspect(out)["max_bytes"]
