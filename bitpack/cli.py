@@ -148,6 +148,8 @@ def convert(
     order: Optional[str] = typer.Option(None, "--order", help="bitstack block order: output, weight, uniform or ppl."),
     svd: str = typer.Option("randomized", "--svd", help="bitstack: randomized (fast) or full (the reference's SVD)."),
     check: bool = typer.Option(False, "--verify", help="Verify the output against the source (exit 1 when they differ)."),
+    max_kl: Optional[float] = typer.Option(None, "--max-kl", help="With --verify, bitstack: pass only when KL <= this (nats)."),
+    min_top1: Optional[float] = typer.Option(None, "--min-top1", help="With --verify, bitstack: pass only when top-1 agreement >= this."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Convert a ternary model between safetensors layouts and GGUF codecs, losslessly; or pack
@@ -157,13 +159,15 @@ def convert(
 
     if scale_convention not in (None, "multiply", "divide"):
         raise BitpackError("--scale-convention must be multiply or divide")
+    if (max_kl is not None or min_top1 is not None) and not check:
+        raise BitpackError("--max-kl and --min-top1 are thresholds of --verify; add --verify")
     options = ConvertOptions(
         output=out, overwrite=overwrite, params=_params_option(params), dialect=dialect,
         source_dialect=source_dialect, embed_dtype=embed_dtype, scale_dtype=scale_dtype,
         linear_class=linear_class, scale_convention=scale_convention,
         allow_scale_rounding=allow_scale_rounding, tile_params=_tiles_option(tile_params) or None,
         revision=revision, allow_degenerate=allow_degenerate, receipt=receipt, verify=check,
-        show_downloads=not json_out, calibration=calibration, order=order, svd=svd,
+        show_downloads=not json_out, calibration=calibration, order=order, svd=svd, max_kl=max_kl, min_top1=min_top1,
     )
     options.params.update({k: v for k, v in (("blocks", blocks), ("rank", rank)) if v is not None})
     with _progress(not json_out) as progress:

@@ -25,7 +25,7 @@ from .models.gguf_target import plan_gguf, write_gguf
 from .models.hf_source import open_hf
 from .models.hf_target import plan_hf, write_hf
 from .models.model import Model
-from .receipt import Hasher, write_receipt
+from .receipt import Hasher, receipt_path, write_receipt
 
 Progress = Callable[[str, int], None]  # (tensor name, bytes written)
 
@@ -117,6 +117,8 @@ class ConvertOptions:
     allow_degenerate: bool = False  # convert all-zero projections anyway (checks.py)
     receipt: bool = True  # write <output>.receipt.json
     verify: bool = False  # run `verify` on the output; its report goes into the receipt
+    max_kl: float | None = None  # with verify, a lossy (bitstack) output passes only within these
+    min_top1: float | None = None
     show_downloads: bool = True  # huggingface_hub's progress bars for a Hub source
     # BitStack targets (spec/bitstack.md §6): blocks and rank go in ``params``
     calibration: Path | None = None  # a text file; without it the decomposition is weight-only
@@ -153,15 +155,16 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
                            progress=options.show_downloads)
     origin = model.origin or {"path": str(src)}
     source_path = Path(origin.get("path", str(src)))
-    hasher = Hasher(model.files) if options.receipt else None
+    read = [*model.files, *([Path(options.calibration)] if options.calibration and cls.name == "bitstack" else [])]
+    hasher = Hasher(read) if options.receipt else None
     warnings = _check_source(model, options.allow_degenerate, hub="repo" in origin)
     out = options.output or default_output(source_path, cls.name, cls.container, origin.get("repo"))
     source_info = {**origin, "layout": model.layout, "architecture": model.arch.name,
                    "linear_class": model.linear_class, "dialect": model.dialect}
     if cls.name == "bitstack":
         stack = _write_stack(model, out, options, progress, source_info)
-        tensors, config, written, warnings = stack["tensors"], stack["codec_params"], stack["bytes_written"], \
-            warnings + stack["warnings"]
+        tensors, written, warnings = stack["tensors"], stack["bytes_written"], warnings + stack["warnings"]
+        config = {**stack["codec_params"], "calibration": stack.get("calibration")}
         extra = {k: stack[k] for k in ("container", "files", "blocks", "rank", "scaled", "order", "order_how",
                                        "min_bytes", "max_bytes", "errors", "calibration") if k in stack}
         plan = None
@@ -172,7 +175,7 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
         written = write_gguf(plan, out, overwrite=options.overwrite, inputs=model.files, progress=progress)
         tensors = [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),
                     "bits_per_weight": t.bits_per_weight} for t in plan.tensors]
-        extra = {"dialect": plan.dialect}
+        extra: dict[str, Any] = {"dialect": plan.dialect}
         if plan.tiles:
             ini = out.with_name(out.name + ".kernel_config.ini")
             write_atomic(ini, kernel_config_ini(sorted(set(plan.tiles))).encode())
@@ -201,13 +204,17 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     if options.verify:
         from .verify import verify
 
-        report["verify"] = verify(source_path, out, reference_options={
-            "scale_convention": options.scale_convention, "tile_params": options.tile_params,
-            "dialect": options.source_dialect})
+        report["verify"] = verify(source_path, out, max_kl=options.max_kl, min_top1=options.min_top1,
+                                  reference_options={"scale_convention": options.scale_convention,
+                                                     "tile_params": options.tile_params,
+                                                     "dialect": options.source_dialect})
     if hasher is not None:
         report["receipt"] = str(write_receipt(
             out, source=origin, inputs=hasher.result(), target={"format": cls.name, "config": config},
-            tensors=tensors, verify=report["verify"]))
+            tensors=tensors, verify=report["verify"],
+            companions=[Path(extra["kernel_config"])] if "kernel_config" in extra else []))
+    else:  # an older receipt beside a replaced output would describe another file
+        receipt_path(out).unlink(missing_ok=True)
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
 

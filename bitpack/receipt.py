@@ -126,7 +126,14 @@ def receipt_path(out: Path) -> Path:
 
 
 def write_receipt(out: Path, *, source: dict[str, Any], inputs: list[dict[str, str]], target: dict[str, Any],
-                  tensors: list[dict[str, Any]], verify: dict[str, Any] | None) -> Path:
+                  tensors: list[dict[str, Any]], verify: dict[str, Any] | None,
+                  companions: list[Path] = ()) -> Path:
+    """``companions``: files written beside a single-file output (a TL GGUF's kernel_config.ini);
+    they are listed in ``output.files`` with the output itself."""
+    output = output_digest(out)
+    if companions:
+        output["files"] = [{"path": out.name, "sha256": output["sha256"]},
+                           *({"path": p.name, "sha256": sha256_file(p)} for p in companions)]
     doc = {
         "schema": SCHEMA,
         "bitpack_version": __version__,
@@ -135,7 +142,7 @@ def write_receipt(out: Path, *, source: dict[str, Any], inputs: list[dict[str, s
         "target": target,
         "tensors": [{"name": t["name"], "codec": t.get("codec"), "bits_per_weight": t.get("bits_per_weight")}
                     for t in tensors],
-        "output": output_digest(out),
+        "output": output,
         "verify": verify,
     }
     path = receipt_path(out)

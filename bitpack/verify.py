@@ -154,7 +154,8 @@ def verify(reference: str | Path | Model, candidate: str | Path | Model, *, toke
                                      and report["max_abs_diff"] <= atol)
     if lossy:
         report.update(lossy=True, **_stack_keys(cand))
-        measured = report["kl"] is not None or report["identical"]
+        measured = report["identical"] or all(
+            report[k] is not None and np.isfinite(report[k]) for k in ("kl", "max_abs_diff"))
         within = measured and (max_kl is None or (report["kl"] or 0.0) <= max_kl) and \
             (min_top1 is None or report["top1_agreement"] >= min_top1)
         report["thresholds"] = {"max_kl": max_kl, "min_top1": min_top1}

@@ -189,3 +189,43 @@ def test_a_uniform_block_count_instead_of_a_budget(stacks):
     assert one["config_bytes"] == inspect(out)["min_bytes"] and one["budget_bytes"] is None
     done = cli("run", str(out), "--blocks", "16", "--tokens", "1,2,3", "--json")
     assert json.loads(done.stdout)["stack"]["bytes_loaded"] == inspect(out)["max_bytes"]
+
+
+def test_a_stack_with_a_non_finite_factor_is_refused(stacks, tmp_path):
+    """A NaN in a stored f16 factor would turn every logit into NaN; reading it is an error."""
+    import shutil
+
+    from bitpack.containers.safetensors_file import SafetensorsFile
+
+    out = tmp_path / "nan"
+    shutil.copytree(stacks["output"][0], out)
+    shard = next(out.glob("*.safetensors"))
+    with SafetensorsFile(shard) as f:
+        info = f.info("model.layers.0.self_attn.q_proj.u_0")
+    with open(shard, "r+b") as fh:
+        fh.seek(info.offset)
+        fh.write(b"\xff\x7f")  # f16 NaN
+    done = cli("verify", str(LLAMA), str(out), "--n-tokens", "4", "--json")
+    assert done.returncode == 2 and "non-finite" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_stack_receipts_name_the_calibration_text_and_every_file_a_copy_reads(stacks, tmp_path):
+    out, report = stacks["output"]
+    receipt = json.loads(Path(report["receipt"]).read_text())
+    inputs = {Path(i["path"]).name for i in receipt["inputs"]}
+    assert "calibration.txt" in inputs
+    assert receipt["target"]["config"]["calibration"]["windows"] == 8
+    copy = convert(out, "bitstack", ConvertOptions(output=tmp_path / "copy.gguf"))
+    copied = {Path(i["path"]).name for i in json.loads(Path(copy["receipt"]).read_text())["inputs"]}
+    assert {"tokenizer.json", "compression_config.json", "config.json"} <= copied
+
+
+def test_convert_verify_thresholds_gate_a_stack(tmp_path):
+    done = cli("convert", str(LLAMA), "--to", "bitstack", "--blocks", "1", "--rank", "1", "-o", str(tmp_path / "s"),
+               "--verify", "--max-kl", "0.001", "--json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["verify"]["passed"] is False and report["verify"]["kl"] > 0.001
+    assert json.loads(Path(report["receipt"]).read_text())["verify"]["passed"] is False
+    done = cli("convert", str(LLAMA), "--to", "bitstack", "-o", str(tmp_path / "t"), "--max-kl", "1")
+    assert done.returncode == 2 and "--verify" in done.stderr

@@ -225,7 +225,7 @@ def test_input_digests_are_remembered_until_the_file_changes(tmp_path, monkeypat
     assert "model.safetensors" in first
     hashed.clear()
     convert(src, "tl2", ConvertOptions(output=tmp_path / "b.gguf"))
-    assert hashed == ["b.gguf"]  # only the new output; every input came from the cache
+    assert hashed == ["b.gguf", "b.gguf.kernel_config.ini"]  # only the new outputs; the inputs came from the cache
     with open(src / "config.json", "a") as fh:  # same path, new content
         fh.write("\n")
     hashed.clear()
@@ -246,3 +246,19 @@ def test_source_checks_drop_every_tensors_pages():
         e.release = (lambda name=e.name, real=e.release: (released.append(name), real()))
     assert degenerate_tensors(model) == []
     assert sorted(released) == sorted(e.name for e in model.ternary)
+
+
+def test_a_replaced_output_loses_its_old_receipt(tmp_path):
+    out = tmp_path / "m.gguf"
+    convert(MODELS / "b158-packed", "tq2_0", ConvertOptions(output=out))
+    assert (tmp_path / "m.gguf.receipt.json").is_file()
+    convert(MODELS / "b158-packed", "i2_s", ConvertOptions(output=out, overwrite=True, receipt=False))
+    assert not (tmp_path / "m.gguf.receipt.json").exists()
+
+
+def test_a_tl_outputs_kernel_config_is_in_the_receipt(tmp_path):
+    out = tmp_path / "m.gguf"
+    receipt = json.loads(Path(convert(MODELS / "b158-packed", "tl2", ConvertOptions(output=out))["receipt"]).read_text())
+    files = {f["path"]: f["sha256"] for f in receipt["output"]["files"]}
+    assert files == {"m.gguf": sha256(out), "m.gguf.kernel_config.ini": sha256(tmp_path / "m.gguf.kernel_config.ini")}
+    assert receipt["output"]["sha256"] == sha256(out)

@@ -85,6 +85,13 @@ class Block:
     def nbytes(self) -> int:
         return int(self.signs.nbytes + self.u.nbytes + self.vt.nbytes)
 
+    def check_finite(self, where: str) -> Block:
+        """The block itself, or CorruptDataError when a factor holds NaN or inf (a stored
+        block must never turn a model's logits into NaN)."""
+        if not (np.isfinite(self.u).all() and np.isfinite(self.vt).all()):
+            raise CorruptDataError(f"{where} has a non-finite f16 factor (u or vt)")
+        return self
+
     def tobytes(self) -> bytes:
         """The block's bytes: signs, then u and vt as little-endian f16, row-major."""
         return b"".join(

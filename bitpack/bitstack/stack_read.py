@@ -248,7 +248,8 @@ class OpenStack:
             if selection is not None:
                 selection.touch(tensor, arr.nbytes)
             parts.append(arr)
-        return avd.Block(parts[0].reshape(-1).view(np.uint8), parts[1], parts[2])
+        return avd.Block(parts[0].reshape(-1).view(np.uint8), parts[1], parts[2]).check_finite(
+            f"{self.path}: block {i} of {name}")
 
     def act_scale(self, name: str, selection: Selection | None = None) -> np.ndarray | None:
         tensor = self.matrix(name).act_scale
@@ -414,6 +415,8 @@ def _open(path: Path, store: _Store, require_order: bool) -> OpenStack:
         if arch is None:
             raise BitpackError(f"{where}: unsupported architecture (hidden_act {hp.hidden_act!r})")
         tokenizer_dir = folder if tokenizer_files(folder) else None
+        # every file a copy reads: the tokenizer files it carries over, the reference order
+        files += tokenizer_files(folder) + [p for p in (folder / COMPRESSION_CONFIG,) if p.is_file()]
     else:
         kv = store.metadata
         try:

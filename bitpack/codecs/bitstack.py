@@ -102,11 +102,8 @@ class BitStack(Codec):
         want, per = self.nbytes((m, k)), self.block_nbytes((m, k))
         if data.size != want:
             raise CorruptDataError(f"{self.name} data for shape {(m, k)} must be {want} bytes, got {data.size}")
-        blocks = [avd.Block.frombuffer(data[i * per : (i + 1) * per], m, k, self.rank) for i in range(self.blocks)]
-        for i, b in enumerate(blocks):
-            if not (np.isfinite(b.u).all() and np.isfinite(b.vt).all()):
-                raise CorruptDataError(f"{self.name} block {i} has a non-finite f16 factor (u or vt)")
-        return blocks
+        return [avd.Block.frombuffer(data[i * per : (i + 1) * per], m, k, self.rank).check_finite(
+            f"{self.name} block {i}") for i in range(self.blocks)]
 
     # The base class's ternary entry points, for completeness: codes c = t + 1 as uint8.
     def _encode(self, codes: np.ndarray, scale: Any, shape: Shape) -> np.ndarray:
