@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .codecs import get_codec, list_codecs
-from .convert import open_model
+from .convert import open_model, resolve
 from .models.model import Float, Ternary
 
 FLOAT_BITS = {"F32": 32, "F16": 16, "BF16": 16, "F64": 64}
@@ -25,9 +25,10 @@ def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[s
             scale_convention: str | None = None) -> dict[str, Any]:
     from .bitstack.stack import is_stack
 
-    if is_stack(path):
-        return inspect_stack(path)
-    model = open_model(path, dialect=dialect, tile_params=tile_params, scale_convention=scale_convention)
+    source = resolve(path)  # a Hub repo id becomes its snapshot, so a Hub stack is seen as one
+    if is_stack(source.path):
+        return inspect_stack(source.path)
+    model = open_model(source.path, dialect=dialect, tile_params=tile_params, scale_convention=scale_convention)
     warnings = list(model.warnings)
     tensors = []
     params = 0

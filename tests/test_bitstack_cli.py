@@ -229,3 +229,31 @@ def test_convert_verify_thresholds_gate_a_stack(tmp_path):
     assert json.loads(Path(report["receipt"]).read_text())["verify"]["passed"] is False
     done = cli("convert", str(LLAMA), "--to", "bitstack", "-o", str(tmp_path / "t"), "--max-kl", "1")
     assert done.returncode == 2 and "--verify" in done.stderr
+
+
+def rewrite_metadata(src: Path, dst: Path, **changes: str) -> None:
+    """Copy a one-file stack directory, replacing __metadata__ entries of its shard."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    shard = dst / "model.safetensors"
+    raw = shard.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    header["__metadata__"].update(changes)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    shard.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n :])
+
+
+@pytest.mark.parametrize("changes", [
+    {"bitpack.bitstack.matrices": "5"},
+    {"bitpack.bitstack.order": "[[1, 2], [3]]"},
+    {"bitpack.bitstack.order": '["a", "b"]'},
+], ids=["matrices-not-a-list", "ragged-order", "order-of-strings"])
+def test_hostile_stack_metadata_is_one_line(stacks, tmp_path, changes):
+    bad = tmp_path / "bad"
+    rewrite_metadata(stacks["weight"][0], bad, **changes)
+    done = cli("inspect", str(bad))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

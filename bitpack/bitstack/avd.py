@@ -58,6 +58,8 @@ POWER_ITERS = 4
 
 SVD_METHODS = ("randomized", "full")
 
+MAX_COUNT = 4096  # the largest block count or rank bitpack writes or reads (bounds loops over hostile files)
+
 # byte -> its 8 signs as f32 ±1, most significant bit first (spec §5.2: bit 1 = +1).
 _SIGN_LUT = np.where(np.unpackbits(np.arange(256, dtype=np.uint8)).reshape(256, 8) == 1, 1.0, -1.0).astype(
     np.float32

@@ -59,7 +59,10 @@ def n_steps(n_matrices: int, n_blocks: int) -> int:
 def check_order(order: Sequence[int], n_matrices: int, n_blocks: int, where: str = "block order") -> list[int]:
     """``order`` as a list of ints, checked to be level-major: (n - 1) levels, each a
     permutation of the M matrix indices."""
-    arr = np.asarray(order)
+    try:
+        arr = np.asarray(order)
+    except (ValueError, TypeError):  # ragged or nested: hostile metadata
+        raise BitpackError(f"{where}: not a list of matrix indices") from None
     if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
         raise BitpackError(f"{where}: not a list of matrix indices")
     want = n_steps(n_matrices, n_blocks)

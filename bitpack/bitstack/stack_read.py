@@ -435,8 +435,8 @@ def _open(path: Path, store: _Store, require_order: bool) -> OpenStack:
             raise BitpackError(f"{where}: {KEY_PARAMS} is missing or not a JSON object")
         k, n_blocks = params.get("k"), params.get("niter")
         for key, value in (("k", k), ("niter", n_blocks)):
-            if type(value) is not int or value < 1 or value > 4096:
-                raise BitpackError(f"{where}: {KEY_PARAMS} {key} is {value!r}; expected a whole number 1..4096")
+            if type(value) is not int or value < 1 or value > avd.MAX_COUNT:
+                raise BitpackError(f"{where}: {KEY_PARAMS} {key} is {value!r}; expected a whole number 1..{avd.MAX_COUNT}")
     else:
         params, k, n_blocks = _reference_params(path, store, hp, arch, naming, where)
 
@@ -547,8 +547,9 @@ def _reference_params(path: Path, store: _Store, hp: HParams, arch, naming: Nami
         raise BitpackError(f"{where}: {u0} is {dtype} {list(shape)}; expected F16 (out, k)")
     k = int(shape[1])
     pattern = re.compile(r"\.qweight_(\d+)$")
-    highest = max(int(mt.group(1)) for n in names if (mt := pattern.search(n)))
-    n_blocks = highest + 1
+    n_blocks = max(int(mt.group(1)) for n in names if (mt := pattern.search(n))) + 1
+    if n_blocks > avd.MAX_COUNT:  # each matrix is walked block by block: bound it before looping
+        raise BitpackError(f"{where}: a tensor qweight_{n_blocks - 1} claims {n_blocks} blocks; at most {avd.MAX_COUNT}")
     folder = path if path.is_dir() else path.parent
     scaled = re.search(r"_scaled_(True|False)", folder.name)
     scaled_flag = None if scaled is None else scaled.group(1) == "True"
@@ -564,7 +565,7 @@ def _table(stack: OpenStack, folder: Path, require_order: bool, where: str) -> B
         listed = meta.get(KEY_MATRICES)
         if isinstance(listed, str):
             listed = _json_param(meta, KEY_MATRICES, where)
-        if listed is not None and list(listed) != names:
+        if listed is not None and (not isinstance(listed, (list, tuple)) or list(listed) != names):
             raise BitpackError(f"{where}: {KEY_MATRICES} does not list this model's projections in model order")
         text = meta.get(KEY_ORDER)
         if text is None:
@@ -581,7 +582,9 @@ def _table(stack: OpenStack, folder: Path, require_order: bool, where: str) -> B
             except ValueError:
                 raise BitpackError(f"{where}: {KEY_ORDER} is not a JSON list") from None
         else:  # GGUF: an INT32 array
-            order = np.asarray(text)
+            order = np.asarray(text) if isinstance(text, (list, tuple, np.ndarray)) else np.asarray([])
+            if order.dtype.kind not in "iu":
+                raise BitpackError(f"{where}: {KEY_ORDER} is not an integer array")
             if order.size and (order < 0).all():
                 if require_order:
                     raise BitpackError(f"{where}: {KEY_ORDER} was never filled in (an interrupted writer?)")
@@ -608,6 +611,8 @@ def _table(stack: OpenStack, folder: Path, require_order: bool, where: str) -> B
                 raise BitpackError(f"{cfg_path}: entry {i} names {key!r}, not a matrix of this model")
             if type(n) is not int or not 1 <= n <= stack.n_blocks:
                 raise BitpackError(f"{cfg_path}: entry {i} gives {key} {n!r} blocks; the stack has {stack.n_blocks}")
+            if alias[key] in row:
+                raise BitpackError(f"{cfg_path}: entry {i} names {alias[key]} twice")
             row[alias[key]] = n
         keyed.append(row)
     table = table_from_configs(names, stack.block_bytes(), stack.extra_bytes, stack.n_blocks, keyed, str(cfg_path))

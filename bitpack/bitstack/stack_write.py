@@ -415,8 +415,8 @@ def write_stack(model: Model, out: str | Path, *, blocks: int | None = None, ran
         n_blocks = DEFAULT_BLOCKS if blocks is None else blocks
         k = DEFAULT_RANK if rank is None else rank
         for what, v in (("blocks", n_blocks), ("rank", k)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= 4096:
-                raise BitpackError(f"--{what} must be a whole number from 1 to 4096, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= avd.MAX_COUNT:
+                raise BitpackError(f"--{what} must be a whole number from 1 to {avd.MAX_COUNT}, got {v!r}")
         n_blocks, k = int(n_blocks), int(k)
         if svd not in avd.SVD_METHODS:
             raise BitpackError(f"svd must be one of {', '.join(avd.SVD_METHODS)}, got {svd!r}")
