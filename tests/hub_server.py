@@ -136,6 +136,8 @@ class HubServer:
         self.hooks: list[Callable[[Request], None]] = []  # called after each logged request
         self.truncate: dict[str, int] = {}  # repo file -> bytes to send before dropping the connection (once)
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # a request is logged after its answer is sent
+        self._in_flight = 0
         self._servers: list[_Listener] = []
         self._down = False
 
@@ -186,7 +188,10 @@ class HubServer:
         return [r for r in self.log if r.downloads_content]
 
     def clear_log(self) -> None:
-        with self._lock:
+        """Forget the log, once every request already answered has been logged (the client
+        may read an answer before the handler thread records it)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=5)
             self.log.clear()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -307,6 +312,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._file: str | None = None
         self._repo: str | None = None
         self._status: int | None = None
+        with hub._idle:
+            hub._in_flight += 1
         try:
             if self.server.role == "cdn":
                 self._cdn(head)
@@ -322,6 +329,9 @@ class _Handler(BaseHTTPRequestHandler):
                                 repo=self._repo, file=self._file, range=self.headers.get("Range"),
                                 token=auth.removeprefix("Bearer ") if auth else None,
                                 status=self._status))
+            with hub._idle:
+                hub._in_flight -= 1
+                hub._idle.notify_all()
 
     def _token(self) -> str | None:
         auth = self.headers.get("Authorization")

@@ -308,7 +308,7 @@ def test_private_repo_needs_a_token(hub, monkeypatch):
     hub.clear_log()
     snap = fetch("org/private", progress=False)
     assert_same_bytes(snap, PACKED, PACKED_FILES)
-    assert all(r.token == USER_TOKEN for r in hub.log if r.server == "hub")
+    assert all(r.token == USER_TOKEN for r in hub.log if r.server == "hub"), [r for r in hub.log if r.token != USER_TOKEN]
     assert all(r.token is None for r in hub.log if r.server == "cdn")  # never sent off the Hub
 
 

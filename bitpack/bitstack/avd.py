@@ -58,6 +58,9 @@ POWER_ITERS = 4
 
 SVD_METHODS = ("randomized", "full")
 
+DEFAULT_BLOCKS = 16  # every released BitStack run: --niter 16 --k 16 (spec/bitstack.md §2.2)
+DEFAULT_RANK = 16
+ACT_EPS = 1e-3  # the reference's additive term in the activation scale (spec §2.1)
 MAX_COUNT = 4096  # the largest block count or rank bitpack writes or reads (bounds loops over hostile files)
 
 # byte -> its 8 signs as f32 ±1, most significant bit first (spec §5.2: bit 1 = +1).
@@ -147,7 +150,7 @@ def unpack_signs(packed: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.take(_SIGN_LUT, packed, axis=0).reshape(m, n)
 
 
-def act_scale(sums_of_norms: np.ndarray, n_samples: int, eps: float = 1e-3) -> np.ndarray:
+def act_scale(sums_of_norms: np.ndarray, n_samples: int, eps: float = ACT_EPS) -> np.ndarray:
     """sⱼ = (1/N)·Σ_b √(Σ_t X[b,t,j]²) + eps (spec §2.1), from the per-sample L2 norms summed."""
     if n_samples <= 0:
         raise CodecError(f"act_scale needs at least one calibration sample, got {n_samples}")

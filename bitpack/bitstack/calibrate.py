@@ -30,8 +30,8 @@ import numpy as np
 from ..errors import BitpackError
 from ..executor.forward import Executor
 from ..models.model import Model
+from . import avd
 
-EPS = 1e-3  # the reference's additive term in s
 MAX_SEQLEN = 2048  # the reference's --seqlen
 DEFAULT_SAMPLES = 256  # the reference's scripts/decompose.sh --nsamples
 
@@ -42,7 +42,7 @@ class ActStats:
     n_samples: int
     probe: np.ndarray  # float32 (r, K): a seeded random sample of input rows (tokens), r <= probe_rows
 
-    def act_scale(self, eps: float = EPS) -> np.ndarray:
+    def act_scale(self, eps: float = avd.ACT_EPS) -> np.ndarray:
         """s (float32, K): the mean per-sample L2 norm of each input channel, plus ``eps``."""
         return (self.norm_sums / self.n_samples + eps).astype(np.float32)
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..containers.gguf_file import GGUFFile
-from ..containers.hf_dir import read_config, tokenizer_files
+from ..containers.hf_dir import COMPRESSION_CONFIG, read_config, tokenizer_files
 from ..containers.safetensors_file import Checkpoint
 from ..errors import BitpackError
 from ..models.arch import Kind, architecture, decide, hf_name, slots
@@ -50,7 +50,6 @@ KEY_PARAMS = "bitpack.codec_params"
 KEY_MATRICES = "bitpack.bitstack.matrices"
 KEY_ORDER = "bitpack.bitstack.order"
 KEY_ROW_ORDER = "bitpack.bitstack.row_order"
-COMPRESSION_CONFIG = "compression_config.json"
 REDUCED_PPL = "reduced_ppl_average.json"
 ORDER_PLACEHOLDER = "?"  # the order field's filler until the writer patches it in
 

@@ -24,7 +24,7 @@ from .. import __version__
 from ..containers.files import check_output_file, create_temp_sibling
 from ..containers.gguf_file import GGUFFile, GGUFWriter
 from ..containers.gguf_types import MAINLINE, TYPES, U32, U64, ValueType, encode_string
-from ..containers.hf_dir import ModelDirWriter, tokenizer_files
+from ..containers.hf_dir import COMPRESSION_CONFIG, ModelDirWriter, tokenizer_files
 from ..containers.safetensors_file import DTYPES, SINGLE_NAME
 from ..errors import BitpackError, ShapeError
 from ..models.arch import Kind
@@ -47,7 +47,6 @@ from .order import (
 )
 from .stack_read import (
     CODEC,
-    COMPRESSION_CONFIG,
     FORMAT_VERSION,
     KEY_CODEC,
     KEY_MATRICES,
@@ -63,8 +62,6 @@ from .stack_read import (
     reference_key,
 )
 
-DEFAULT_BLOCKS = 16
-DEFAULT_RANK = 16
 DEFAULT_SHARD_BYTES = 4 * 10**9  # safetensors shards of about 4 GB, as transformers' save_pretrained
 CONTAINERS = ("safetensors", "gguf")
 Progress = Callable[[str, int], None]
@@ -412,8 +409,8 @@ def write_stack(model: Model, out: str | Path, *, blocks: int | None = None, ran
             params["order"] = "uniform"
             warnings.append(how)
     else:
-        n_blocks = DEFAULT_BLOCKS if blocks is None else blocks
-        k = DEFAULT_RANK if rank is None else rank
+        n_blocks = avd.DEFAULT_BLOCKS if blocks is None else blocks
+        k = avd.DEFAULT_RANK if rank is None else rank
         for what, v in (("blocks", n_blocks), ("rank", k)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= avd.MAX_COUNT:
                 raise BitpackError(f"--{what} must be a whole number from 1 to {avd.MAX_COUNT}, got {v!r}")

@@ -21,9 +21,6 @@ from ..errors import CodecError, CorruptDataError
 from ._bits import as_f32_scale
 from .base import Codec, Shape, as_bytes, require
 
-DEFAULT_RANK = 16
-DEFAULT_BLOCKS = 16
-
 
 class BitStack(Codec):
     name = "bitstack"
@@ -49,11 +46,11 @@ class BitStack(Codec):
 
     @property
     def rank(self) -> int:
-        return self.params.get("rank", DEFAULT_RANK)
+        return self.params.get("rank", avd.DEFAULT_RANK)
 
     @property
     def blocks(self) -> int:
-        return self.params.get("blocks", DEFAULT_BLOCKS)
+        return self.params.get("blocks", avd.DEFAULT_BLOCKS)
 
     def for_shape(self, shape: Shape) -> BitStack:
         """The codec with rank and blocks explicit, as a file records them."""

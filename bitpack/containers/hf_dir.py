@@ -20,6 +20,7 @@ from .files import create_temp_sibling
 from .safetensors_file import INDEX_NAME, SafetensorsWriter
 
 # Files a runtime needs besides the weights; copied unchanged (checkpoints.md §7).
+COMPRESSION_CONFIG = "compression_config.json"  # a BitStack stack's budget table (spec/bitstack.md §5.1)
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
     "generation_config.json", "added_tokens.json", "vocab.json", "merges.txt",

@@ -52,13 +52,12 @@ from huggingface_hub.utils import validate_repo_id
 
 from .. import __version__
 from ..errors import BitpackError
-from .hf_dir import TOKENIZER_FILES
+from .hf_dir import COMPRESSION_CONFIG, TOKENIZER_FILES
 from .safetensors_file import INDEX_NAME, SINGLE_NAME
 
 __all__ = ["HubSnapshot", "fetch", "parse_repo_id"]
 
 CONFIG_NAME = "config.json"
-COMPRESSION_CONFIG = "compression_config.json"  # BitStack stacks
 DEFAULT_REVISION = "main"
 
 # What a local path looks like rather than a repo id.

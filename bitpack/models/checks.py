@@ -19,9 +19,9 @@ import numpy as np
 
 from ..parallel import ordered
 from .model import Entry, Model
+from .ternarize import ABSMEAN_FLOOR
 
 MASTER_DTYPES = ("F32", "F16", "BF16")
-ABSMEAN_CLAMP = 1e-5  # ternarize.py: s_q = 1 / max(mean|W|, 1e-5)
 MARGIN = 2.0  # scales this close above the clamp are decoded to be sure
 REVISION_HINT = ("the current revisions of microsoft/bitnet-b1.58-2B-4T have all-zero MLP projections "
                  "(microsoft/BitNet#608): convert an earlier revision (--revision REV, or org/name@REV)")
@@ -53,7 +53,7 @@ def _check(e: Entry) -> str | None:
         return "its scale is not finite"
     if values.ndim == 0 and values <= 0:
         return f"its scale {float(values)!r} is not positive"
-    if e.stored in MASTER_DTYPES and values.ndim == 0 and values > ABSMEAN_CLAMP * MARGIN:
+    if e.stored in MASTER_DTYPES and values.ndim == 0 and values > ABSMEAN_FLOOR * MARGIN:
         return None
     return "every weight is zero" if not e.load().codes.any() else None
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import BitpackError
 
+ABSMEAN_FLOOR = np.float32(1e-5)  # s_q = 1 / max(mean|W|, 1e-5): an all-zero tensor stays finite
 CHUNK = 1 << 18  # elements widened at a time; small enough to stay in cache
 BORDER = np.float32(2.0**-20)  # |x| this close to 0.5 or 1.5 may round differently elsewhere
 
@@ -59,7 +60,7 @@ def mean_abs(bits: np.ndarray, stored: str) -> np.float32:
 def absmean_scale(bits: np.ndarray, stored: str) -> np.float32:
     """The canonical scale f32(1 / s_q) alone: one pass, no codes."""
     a = mean_abs(bits.reshape(-1).view(FORMATS[stored][0]), stored)
-    return np.float32(1) / (np.float32(1) / max(a, np.float32(1e-5)))
+    return np.float32(1) / (np.float32(1) / max(a, ABSMEAN_FLOOR))
 
 
 def absmean_stored(bits: np.ndarray, stored: str, *, count_borderline: bool = False) -> Ternarized:
@@ -71,7 +72,7 @@ def absmean_stored(bits: np.ndarray, stored: str, *, count_borderline: bool = Fa
     a = mean_abs(flat, stored)
     if not np.isfinite(a):
         raise BitpackError("master weights hold NaN or infinite values; they cannot be ternarized")
-    s_q = np.float32(1) / max(a, np.float32(1e-5))
+    s_q = np.float32(1) / max(a, ABSMEAN_FLOOR)
     threshold = word(_grid_bits(_smallest_above_half(s_q), stored))
     codes = np.empty(flat.size, dtype=np.int8)
     # Read as signed integers, positive floats keep their order and negative ones are below
