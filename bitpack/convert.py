@@ -86,12 +86,12 @@ def open_model(path: str | Path, *, dialect: str | None = None, tile_params: dic
     source = resolve(path, revision, progress=progress)
     from .bitstack.stack import is_stack, open_stack
 
-    if is_stack(source.path):
+    if is_stack(source.path) or budget is not None or blocks is not None:
+        # with a budget, open it as a stack whatever it looks like: a damaged stack then
+        # reports what is damaged, and anything else that it is not a stack
         model = open_stack(source.path, budget=budget, blocks=blocks)
         model.origin = source.origin
         return model
-    if budget is not None or blocks is not None:
-        raise BitpackError(f"{path} is not a BitStack stack; a memory budget applies only to stacks")
     if sniff(source.path) == "gguf":
         model = open_gguf(source.path, dialect=dialect, tile_params=tile_params)
     else:

@@ -119,6 +119,20 @@ def test_a_budget_below_the_smallest_configuration_is_refused(stacks):
     assert str(smallest) in done.stderr.replace(",", "") or "MB" in done.stderr
     with pytest.raises(BitpackError, match="not a BitStack stack"):
         open_model(LLAMA, budget="1MB")
+    truncated = cli("run", str(_truncated(out, smallest)), "--budget", str(smallest), "--tokens", "1")
+    assert truncated.returncode == 2 and "not a BitStack stack" not in truncated.stderr, truncated.stderr
+
+
+def _truncated(stack: Path, keep: int) -> Path:
+    """A copy of a one-file stack directory with its shard cut short."""
+    import shutil
+    import tempfile
+
+    copy = Path(tempfile.mkdtemp()) / "cut"
+    shutil.copytree(stack, copy)
+    shard = copy / "model.safetensors"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    return copy
 
 
 def test_run_at_a_budget_reports_what_it_loaded(stacks):
