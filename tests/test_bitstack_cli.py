@@ -271,3 +271,19 @@ def test_hostile_stack_metadata_is_one_line(stacks, tmp_path, changes):
     done = cli("inspect", str(bad))
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_ppl_scoring_keeps_reconstructions_within_a_byte_bound():
+    from bitpack.bitstack import avd
+    from bitpack.bitstack.order import Reconstructions
+
+    rng = np.random.default_rng(0)
+    mats = {f"m{i}": avd.decompose(rng.standard_normal((64, 128)).astype(np.float32), 3, 4) for i in range(6)}
+    one = 64 * 128 * 4
+    cache = Reconstructions(lambda name: (mats[name].blocks, (64, 128), None), max_bytes=3 * one)
+    for n in (1, 2):
+        for name in mats:
+            w = cache.get(name, n)
+            assert np.array_equal(w, avd.reconstruct(mats[name].blocks[:n], (64, 128)))
+            assert cache._bytes <= 3 * one
+    assert cache.get("m5", 2) is cache.get("m5", 2)  # the most recent stays cached

@@ -138,30 +138,35 @@ def ppl_order(ppl: np.ndarray) -> list[int]:
 
 class Reconstructions:
     """Dense f32 reconstructions of each matrix at a block count, computed on demand and
-    cached: ``keep`` counts per matrix (2 suffices for level-by-level scoring, where every
-    matrix is at b or b + 1 blocks)."""
+    kept in one least-recently-used cache of at most ``max_bytes`` (default 1 GiB) across all
+    matrices: level-by-level scoring reuses every matrix at b and b + 1 blocks, so a small
+    model is reconstructed once per level, while a large one stays within the bound
+    (evicted reconstructions are rebuilt from the blocks)."""
 
     def __init__(self, blocks_of: Callable[[str], tuple[list, tuple[int, int], np.ndarray | None]],
-                 keep: int = 2, mode: str = "f32") -> None:
+                 max_bytes: int = 1 << 30, mode: str = "f32") -> None:
         self._blocks_of = blocks_of  # name -> (blocks, shape, act_scale)
-        self._keep = keep
+        self._max_bytes = max_bytes
         self._mode = mode
-        self._cache: dict[str, OrderedDict[int, np.ndarray]] = {}
+        self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._bytes = 0
 
     def get(self, name: str, n: int) -> np.ndarray:
         from .avd import reconstruct
 
-        per = self._cache.setdefault(name, OrderedDict())
-        if n in per:
-            per.move_to_end(n)
-            return per[n]
+        key = (name, n)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
         blocks, shape, act_scale = self._blocks_of(name)
         if not 1 <= n <= len(blocks):
             raise BitpackError(f"{name}: {n} blocks asked for, {len(blocks)} available")
         w = reconstruct(blocks[:n], shape, act_scale, mode=self._mode)
-        per[n] = w
-        while len(per) > self._keep:
-            per.popitem(last=False)
+        self._cache[key] = w
+        self._bytes += w.nbytes
+        while self._bytes > self._max_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._bytes -= old.nbytes
         return w
 
 
