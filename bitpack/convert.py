@@ -161,45 +161,13 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     out = options.output or default_output(source_path, cls.name, cls.container, origin.get("repo"))
     source_info = {**origin, "layout": model.layout, "architecture": model.arch.name,
                    "linear_class": model.linear_class, "dialect": model.dialect}
-    if cls.name == "bitstack":
-        stack = _write_stack(model, out, options, progress, source_info)
-        tensors, written, warnings = stack["tensors"], stack["bytes_written"], warnings + stack["warnings"]
-        config = {**stack["codec_params"], "calibration": stack.get("calibration")}
-        extra = {k: stack[k] for k in ("container", "files", "blocks", "rank", "scaled", "order", "order_how",
-                                       "min_bytes", "max_bytes", "errors", "calibration") if k in stack}
-        plan = None
-    elif cls.container == "gguf":
-        plan = plan_gguf(model, cls.name, dialect=options.dialect, params=options.params,
-                         embed_dtype=options.embed_dtype, allow_scale_rounding=options.allow_scale_rounding,
-                         source_info=source_info)
-        written = write_gguf(plan, out, overwrite=options.overwrite, inputs=model.files, progress=progress)
-        tensors = [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),
-                    "bits_per_weight": t.bits_per_weight} for t in plan.tensors]
-        extra: dict[str, Any] = {"dialect": plan.dialect}
-        if plan.tiles:
-            ini = out.with_name(out.name + ".kernel_config.ini")
-            write_atomic(ini, kernel_config_ini(sorted(set(plan.tiles))).encode())
-            extra["kernel_config"] = str(ini)
-        config = {"dialect": plan.dialect, "params": options.params or None,
-                  "tiles": [{"shape": list(shape), **t.as_dict()} for shape, t in sorted(set(plan.tiles))] or None,
-                  "embed_dtype": options.embed_dtype}
-    else:
-        plan = plan_hf(model, cls.name, scale_dtype=options.scale_dtype, linear_class=options.linear_class,
-                       allow_scale_rounding=options.allow_scale_rounding, source_info=source_info)
-        written = write_hf(plan, out, overwrite=options.overwrite, protect=[Path(f) for f in model.files],
-                           progress=progress)
-        logical = {hf_name(e.name): e.shape for e in model.ternary}
-        tensors = [{"name": t.name, "dtype": t.dtype, "codec": t.codec,
-                    "bits_per_weight": round(get_codec(t.codec).bits_per_weight(logical[t.name]), 4)
-                    if t.codec else 8 * STORAGE[t.dtype].itemsize if t.dtype in STORAGE else None}
-                   for t in plan.tensors]
-        extra = {"linear_class": plan.config["quantization_config"].get("linear_class")}
-        config = {"linear_class": extra["linear_class"], "scale_dtype": options.scale_dtype}
+    write = _write_stack if cls.name == "bitstack" else _write_gguf if cls.container == "gguf" else _write_hf
+    done = write(model, cls.name, out, options, progress, source_info)
+    tensors, config, extra = done.pop("tensors"), done.pop("config"), done.pop("extra")
     report = {
         "output": str(out), "format": cls.name, "source": source_info, "architecture": model.arch.name,
-        "tensors": tensors, "bytes_written": written, "seconds": round(time.perf_counter() - started, 3),
-        "rounded": plan.notes if plan else [], "warnings": warnings + (plan.warnings if plan else []), **extra,
-        "verify": None, "receipt": None,
+        "tensors": tensors, "bytes_written": done["bytes_written"], "seconds": round(time.perf_counter() - started, 3),
+        "rounded": done["rounded"], "warnings": warnings + done["warnings"], **extra, "verify": None, "receipt": None,
     }
     if options.verify:
         from .verify import verify
@@ -219,7 +187,46 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     return report
 
 
-def _write_stack(model: Model, out: Path, options: ConvertOptions, progress: Progress | None,
+def _write_gguf(model: Model, codec: str, out: Path, options: ConvertOptions, progress: Progress | None,
+                source_info: dict[str, Any]) -> dict[str, Any]:
+    plan = plan_gguf(model, codec, dialect=options.dialect, params=options.params,
+                     embed_dtype=options.embed_dtype, allow_scale_rounding=options.allow_scale_rounding,
+                     source_info=source_info)
+    written = write_gguf(plan, out, overwrite=options.overwrite, inputs=model.files, progress=progress)
+    extra: dict[str, Any] = {"dialect": plan.dialect}
+    if plan.tiles:  # the file bitnet.cpp's kernel generator reads, beside the output
+        ini = out.with_name(out.name + ".kernel_config.ini")
+        write_atomic(ini, kernel_config_ini(sorted(set(plan.tiles))).encode())
+        extra["kernel_config"] = str(ini)
+    return {
+        "tensors": [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),
+                     "bits_per_weight": t.bits_per_weight} for t in plan.tensors],
+        "config": {"dialect": plan.dialect, "params": options.params or None, "embed_dtype": options.embed_dtype,
+                   "tiles": [{"shape": list(shape), **t.as_dict()} for shape, t in sorted(set(plan.tiles))] or None},
+        "extra": extra, "bytes_written": written, "rounded": plan.notes, "warnings": plan.warnings,
+    }
+
+
+def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, progress: Progress | None,
+              source_info: dict[str, Any]) -> dict[str, Any]:
+    plan = plan_hf(model, codec, scale_dtype=options.scale_dtype, linear_class=options.linear_class,
+                   allow_scale_rounding=options.allow_scale_rounding, source_info=source_info)
+    written = write_hf(plan, out, overwrite=options.overwrite, protect=[Path(f) for f in model.files],
+                       progress=progress)
+    logical = {hf_name(e.name): e.shape for e in model.ternary}
+    linear_class = plan.config["quantization_config"].get("linear_class")
+    return {
+        "tensors": [{"name": t.name, "dtype": t.dtype, "codec": t.codec,
+                     "bits_per_weight": round(get_codec(t.codec).bits_per_weight(logical[t.name]), 4)
+                     if t.codec else 8 * STORAGE[t.dtype].itemsize if t.dtype in STORAGE else None}
+                    for t in plan.tensors],
+        "config": {"linear_class": linear_class, "scale_dtype": options.scale_dtype},
+        "extra": {"linear_class": linear_class}, "bytes_written": written, "rounded": plan.notes,
+        "warnings": plan.warnings,
+    }
+
+
+def _write_stack(model: Model, codec: str, out: Path, options: ConvertOptions, progress: Progress | None,
                  source_info: dict[str, Any]) -> dict[str, Any]:
     """Decompose ``model`` into a BitStack stack (spec/bitstack.md), calibrated when a text is given."""
     from .bitstack.stack import perplexity, write_stack
@@ -246,12 +253,15 @@ def _write_stack(model: Model, out: Path, options: ConvertOptions, progress: Pro
             evaluate = lambda m: perplexity(m, scoring)  # noqa: E731
     elif options.order == "ppl":
         raise BitpackError("--order ppl scores blocks by perplexity on text: pass --calibration FILE")
-    report = write_stack(model, out, blocks=options.params.get("blocks"), rank=options.params.get("rank"),
-                         calibration=calibration, order=options.order, svd=options.svd,
-                         overwrite=options.overwrite, progress=progress, evaluate=evaluate, source_info=source_info)
+    stack = write_stack(model, out, blocks=options.params.get("blocks"), rank=options.params.get("rank"),
+                        calibration=calibration, order=options.order, svd=options.svd,
+                        overwrite=options.overwrite, progress=progress, evaluate=evaluate, source_info=source_info)
+    extra = {k: stack[k] for k in ("container", "files", "blocks", "rank", "scaled", "order", "order_how",
+                                   "min_bytes", "max_bytes", "errors") if k in stack}
     if info is not None:
-        report["calibration"] = info
-    return report
+        extra["calibration"] = info
+    return {"tensors": stack["tensors"], "config": {**stack["codec_params"], "calibration": info},
+            "extra": extra, "bytes_written": stack["bytes_written"], "rounded": [], "warnings": stack["warnings"]}
 
 
 def _check_source(model: Model, allow: bool, hub: bool) -> list[str]:
