@@ -262,3 +262,19 @@ def test_a_tl_outputs_kernel_config_is_in_the_receipt(tmp_path):
     files = {f["path"]: f["sha256"] for f in receipt["output"]["files"]}
     assert files == {"m.gguf": sha256(out), "m.gguf.kernel_config.ini": sha256(tmp_path / "m.gguf.kernel_config.ini")}
     assert receipt["output"]["sha256"] == sha256(out)
+
+
+@pytest.mark.parametrize("codec", ["hf_packed", "i2_s", "int8"])
+def test_zero_byte_patterns_agree_with_decoding(codec):
+    """Codec.all_zero reads the bytes; it must say exactly what decoding would say."""
+    from bitpack.codecs import get_codec
+
+    c = get_codec(codec)
+    shape = (64, 512)
+    zeros = np.zeros(shape, np.int8)
+    assert c.all_zero(c.encode(zeros, np.float32(0.5)), shape) is True
+    for flat in (0, 1, 64 * 512 - 1):  # one non-zero code anywhere, first or last byte included
+        one = zeros.copy().reshape(-1)
+        one[flat] = -1
+        assert c.all_zero(c.encode(one.reshape(shape), np.float32(0.5)), shape) is False
+    assert get_codec("tq2_0").all_zero(b"", (1, 256)) is None  # no single zero byte: callers decode

@@ -25,6 +25,9 @@ from ._bits import as_f32_scale, ternary_to_codes
 Shape = tuple[int, int]
 
 
+ZERO_PREFIX = 1 << 16  # bytes checked first by Codec.all_zero
+
+
 class Codec(abc.ABC):
     """One ternary layout, with its parameters bound."""
 
@@ -39,6 +42,7 @@ class Codec(abc.ABC):
     lossy: ClassVar[bool] = False  # True for bitstack: decode returns an approximation in float32
     param_names: ClassVar[tuple[str, ...]] = ()
     spare_code_bytes: ClassVar[int] = 0  # readable bytes _encode needs after the codes
+    zero_byte: ClassVar[int | None] = None  # the byte every code byte holds when all t are 0, if one exists
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
@@ -62,6 +66,25 @@ class Codec(abc.ABC):
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.get_config(), sort_keys=True))
+
+    # -- all-zero detection (source checks, spec/checkpoints.md §10) -------------------
+    def code_nbytes(self, shape: Shape) -> int:
+        """Bytes at the start of the encoded tensor that hold codes only (no scale, no padding)."""
+        return self.nbytes(shape)
+
+    def all_zero(self, buf: Any, shape: Shape) -> bool | None:
+        """Whether every code is 0, read from the bytes without decoding; None when this
+        layout has no single zero byte (the caller decodes). A real weight differs from the
+        pattern within its first bytes, so the prefix is looked at first."""
+        if self.zero_byte is None:
+            return None
+        data = as_bytes(buf)[: self.code_nbytes(shape)]
+        lo, step = 0, ZERO_PREFIX  # then growing slices: no full-size temporary for a mapped tensor
+        while lo < data.size:
+            if (data[lo : lo + step] != self.zero_byte).any():
+                return False
+            lo, step = lo + step, min(step * 4, 1 << 24)
+        return True
 
     # -- shape facts ---------------------------------------------------------------
     def check(self, shape: Shape) -> Shape:

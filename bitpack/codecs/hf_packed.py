@@ -22,6 +22,7 @@ class HFPacked(SafetensorsCodec):
     runtime = "transformers (quant_method: bitnet), mlx-lm"
     constraints = "M % 4 == 0"
     stored_dtype = np.dtype(np.uint8)
+    zero_byte = 0x55  # four codes 1: an all-zero weight (the corrupted 2B-4T revisions)
 
     def _check(self, m: int, k: int) -> None:
         require(m % 4 == 0, self.name, (m, k), f"M = {m} is not a multiple of 4")

@@ -36,9 +36,14 @@ class I2S(GGUFCodec):
         # so a block must never straddle two rows.
         require(k % BLOCK == 0, self.name, (m, k), f"K = {k} is not a multiple of {BLOCK}")
 
+    zero_byte = 0x55  # four codes 1 (spec/codecs.md: "every data byte is 0x55")
+
     def nbytes(self, shape: Shape) -> int:
+        return self.code_nbytes(shape) + 32
+
+    def code_nbytes(self, shape: Shape) -> int:
         m, k = self.check(shape)
-        return m * k // 4 + 32
+        return m * k // 4
 
     def _encode(self, codes: np.ndarray, scale: np.float32, shape: Shape) -> np.ndarray:
         m, k = shape

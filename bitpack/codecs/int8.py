@@ -17,6 +17,7 @@ class Int8(SafetensorsCodec):
     runtime = "bitpack; any reader of I8 safetensors sees the raw values"
     constraints = "none"
     stored_dtype = np.dtype(np.int8)
+    zero_byte = 0x00
 
     def stored_shape(self, shape: Shape) -> tuple[int, int]:
         return tuple(shape)

@@ -10,7 +10,9 @@ produces garbage. Every ternary projection is therefore checked for:
 
 Master weights need no second pass: their absmean scale is computed once (and reused by the
 target's plan), and a master whose mean|W| is above the 1e-5 clamp always has codes at its
-largest |W|. Packed and GGUF sources are decoded once, on all cores.
+largest |W|. Layouts with a zero byte (hf_packed, i2_s, int8) are judged from their bytes,
+which differ from the pattern within the first few for any real weight; the rest are decoded
+once, on all cores.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ def _check(e: Entry) -> str | None:
         return f"its scale {float(values)!r} is not positive"
     if e.stored in MASTER_DTYPES and values.ndim == 0 and values > ABSMEAN_FLOOR * MARGIN:
         return None
-    return "every weight is zero" if not e.load().codes.any() else None
+    zero = e.all_zero() if e.all_zero is not None else None
+    if zero is None:  # no byte pattern for this layout: decode
+        zero = not e.load().codes.any()
+    return "every weight is zero" if zero else None
 
 
 def describe(problems: list[tuple[str, str]], limit: int = 8) -> str:

@@ -68,7 +68,9 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
                                  _ternary_loader(f, canonical, shape, codec_name, tensor_params,
                                                  scale_name if scale_name in present else None, arch, hp, where),
                                  source_name=canonical, source_params=tensor_params,
-                                 release=lambda n=canonical: f.release(n)))
+                                 release=lambda n=canonical: f.release(n),
+                                 all_zero=lambda n=canonical, c=codec_name, p=tensor_params, s=shape:
+                                     get_codec(c, **p).all_zero(f.raw(n), s)))
         else:
             type_name = f.type_name(tensor)
             entries.append(Entry(canonical, slot.kind, f.shape(canonical), type_name,

@@ -99,7 +99,9 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
                                  _ternary_loader(ckpt, found, scale_name, shape, layout, linear_class, codec_name, where),
                                  source_name=found, scale=_scale_reader(ckpt, found, scale_name, layout, linear_class),
                                  release=lambda n=found: ckpt.release(n),
-                                 source_scale=None if layout == "master" else (lambda n=scale_name: ckpt.raw(n).copy())))
+                                 source_scale=None if layout == "master" else (lambda n=scale_name: ckpt.raw(n).copy()),
+                                 all_zero=None if layout == "master" else (
+                                     lambda n=found, s=shape: get_codec(codec_name).all_zero(ckpt.raw(n), s))))
         else:
             info = ckpt.info(found)
             if info.dtype not in FLOAT_DTYPES:

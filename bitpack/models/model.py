@@ -60,6 +60,7 @@ class Entry:
     scale: Callable[[], Any] | None = None  # a projection's scale without decoding its codes
     release: Callable[[], None] | None = None  # drop the source pages once the tensor is written
     source_scale: Callable[[], np.ndarray] | None = None  # a packed source's own weight_scale tensor
+    all_zero: Callable[[], bool | None] | None = None  # every code 0, from the stored bytes (Codec.all_zero)
 
     def scale_only(self) -> Any:
         """The canonical scale, computed once: the source checks and the target's plan both
