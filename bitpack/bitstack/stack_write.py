@@ -29,6 +29,8 @@ from ..containers.safetensors_file import DTYPES, SINGLE_NAME
 from ..errors import BitpackError, ShapeError
 from ..models.arch import Kind
 from ..models.floats import stored_as
+from ..models.gguf_target import gguf_tokenizer_kv
+from ..models.hf_target import hf_config
 from ..models.model import Entry, Model, Ternary
 from ..parallel import blas_threads, ordered
 from . import avd
@@ -299,35 +301,14 @@ def _patch_gguf_order(path: Path, order: list[int]) -> None:
 
 # -- the pipeline --------------------------------------------------------------------------
 
-def _safetensors_config(model: Model) -> dict[str, Any]:
-    if model.config:
-        return {k: v for k, v in model.config.items() if k != "quantization_config"}
-    cfg = dict(model.hparams.to_config())
-    cfg["architectures"] = list(model.arch.hf_architectures)
-    cfg["model_type"] = model.arch.hf_model_type
-    cfg["torch_dtype"] = "float16"
-    return cfg
-
-
 def _gguf_kv(model: Model, params: dict[str, Any], names: list[str], order_value: np.ndarray,
              source: dict[str, Any], warnings: list[str]) -> list[tuple[str, Any, Any]]:
-    from ..models.tokenizer import tokenizer_kv
-
     arch = model.arch.name
-    kv: list[tuple[str, Any, Any]] = [
+    return [
         ("general.architecture", arch, "string"),
         ("general.name", model.name, "string"),
         *model.hparams.gguf_kv(arch),
-    ]
-    if model.tokenizer_dir is not None:
-        tok, tok_warnings = tokenizer_kv(model.tokenizer_dir, model.hparams.vocab_size)
-        kv += tok
-        warnings += tok_warnings
-    elif model.tokenizer_kv:
-        kv += [(k, v, t) for k, (v, t) in model.tokenizer_kv.items()]
-    else:
-        warnings.append("the source has no tokenizer; the stack carries none")
-    kv += [
+        *gguf_tokenizer_kv(model, warnings),
         ("bitpack.format_version", FORMAT_VERSION, "u32"),
         (KEY_CODEC, CODEC, "string"),
         (KEY_PARAMS, json.dumps(params, sort_keys=True), "string"),
@@ -337,7 +318,6 @@ def _gguf_kv(model: Model, params: dict[str, Any], names: list[str], order_value
         ("bitpack.source", json.dumps(source, sort_keys=True), "string"),
         ("bitpack.version", __version__, "string"),
     ]
-    return kv
 
 
 def _write_compression_config(writer: ModelDirWriter, table: BudgetTable, keys: dict[str, str]) -> None:
@@ -514,7 +494,7 @@ def write_stack(model: Model, out: str | Path, *, blocks: int | None = None, ran
             "bitpack.source": json.dumps(source, sort_keys=True), "bitpack.version": __version__,
         }
         with ModelDirWriter(out, overwrite=overwrite, protect=[Path(f) for f in model.files]) as writer:
-            writer.write_json("config.json", _safetensors_config(model))
+            writer.write_json("config.json", hf_config(model, torch_dtype="float16"))
             if model.tokenizer_dir is not None:
                 for path in tokenizer_files(model.tokenizer_dir):
                     writer.copy(path)

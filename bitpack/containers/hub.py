@@ -53,7 +53,7 @@ from huggingface_hub.utils import validate_repo_id
 from .. import __version__
 from ..errors import BitpackError
 from .hf_dir import COMPRESSION_CONFIG, TOKENIZER_FILES
-from .safetensors_file import INDEX_NAME, SINGLE_NAME
+from .safetensors_file import pick_weights, shard_name_ok
 
 __all__ = ["HubSnapshot", "fetch", "parse_repo_id"]
 
@@ -269,35 +269,23 @@ class _Context:
 
     def _weights(self, names: set[str], get: Callable[[str], Path],
                  missing: Callable[[str], str]) -> list[str]:
-        """What bitpack's safetensors reader picks in a directory (Checkpoint._pick_in_dir)."""
+        """What bitpack's safetensors reader picks in a directory (safetensors_file.pick_weights)."""
         top = {n for n in names if "/" not in n}
-        if SINGLE_NAME in top:
-            return [SINGLE_NAME]
-        indexes = sorted(n for n in top if n.endswith(".safetensors.index.json"))
-        if INDEX_NAME in top:
-            indexes = [INDEX_NAME]
-        if len(indexes) > 1:
-            raise BitpackError(f"{self.where} has several safetensors index files "
-                               f"({', '.join(indexes)}); bitpack cannot tell which one is the model")
-        if indexes:
-            index = indexes[0]
-            self.got[index] = path = get(index)
-            shards = self._shards(index, path)
-            absent = [s for s in shards if s not in names]
-            if absent:
-                raise BitpackError(missing(f"{index} names {len(absent)} shard(s) that are not there: "
-                                           f"{', '.join(absent)}"))
-            return [index, *shards]
-        files = sorted(n for n in top if n.endswith(".safetensors"))
-        if len(files) == 1:
-            return files
-        if files:
-            raise BitpackError(f"{self.where} has {len(files)} .safetensors files ({', '.join(files)}) "
-                               f"but no {INDEX_NAME} saying which tensors belong to the model")
-        others = sorted(n for n in top if n.endswith((".bin", ".pt", ".pth", ".ckpt")))
-        found = f" (it has {', '.join(others)})" if others else ""
-        raise BitpackError(missing(f"has config.json but no .safetensors weights{found}; "
-                                   "bitpack reads safetensors checkpoints"))
+        if not any(n.endswith(".safetensors") for n in top):
+            others = sorted(n for n in top if n.endswith((".bin", ".pt", ".pth", ".ckpt")))
+            found = f" (it has {', '.join(others)})" if others else ""
+            raise BitpackError(missing(f"has config.json but no .safetensors weights{found}; "
+                                       "bitpack reads safetensors checkpoints"))
+        chosen, _ = pick_weights(top, self.where)
+        if not chosen.endswith(".json"):
+            return [chosen]
+        self.got[chosen] = path = get(chosen)
+        shards = self._shards(chosen, path)
+        absent = [s for s in shards if s not in names]
+        if absent:
+            raise BitpackError(missing(f"{chosen} names {len(absent)} shard(s) that are not there: "
+                                       f"{', '.join(absent)}"))
+        return [chosen, *shards]
 
     def _shards(self, index: str, path: Path) -> list[str]:
         try:
@@ -309,8 +297,7 @@ class _Context:
             raise BitpackError(f"{self.where}: {index} has no weight_map mapping tensor names to shard files")
         shards = list(dict.fromkeys(wmap.values()))
         for shard in shards:
-            p = PurePosixPath(shard)
-            if p.is_absolute() or ".." in p.parts or "\\" in shard or not shard:
+            if not shard_name_ok(shard):
                 raise BitpackError(f"{self.where}: {index} names shard {shard!r} outside the repo")
         return shards
 

@@ -22,7 +22,7 @@ import mmap
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn, Self
 
 import numpy as np
@@ -292,6 +292,39 @@ INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
 
 
+def pick_weights(names: Iterable[str], where: str) -> tuple[str, str | None]:
+    """(the file holding a folder's checkpoint, a warning or None), from the folder's file
+    names: model.safetensors (transformers prefers it over an index when both exist), else
+    the one index, else the one .safetensors file. The Hub source picks what to download
+    by the same rule."""
+    names = set(names)
+    if SINGLE_NAME in names:
+        both = INDEX_NAME in names
+        return SINGLE_NAME, (f"{where}: both {SINGLE_NAME} and {INDEX_NAME} exist; reading {SINGLE_NAME} "
+                             "as transformers does") if both else None
+    if INDEX_NAME in names:
+        return INDEX_NAME, None
+    indexes = sorted(n for n in names if n.endswith(".safetensors.index.json"))
+    if len(indexes) > 1:
+        raise ContainerError(f"{where}: several index files ({', '.join(indexes)}); pass the one to read")
+    if indexes:
+        return indexes[0], None
+    files = sorted(n for n in names if n.endswith(".safetensors"))
+    if len(files) == 1:
+        return files[0], None
+    if not files:
+        raise ContainerError(f"{where}: no .safetensors file and no {INDEX_NAME}")
+    raise ContainerError(f"{where}: {len(files)} .safetensors files but no {INDEX_NAME} saying which tensors "
+                         f"belong to the model ({', '.join(files)})")
+
+
+def shard_name_ok(name: str) -> bool:
+    """A shard named by an index must stay inside its folder: no absolute path, no ``..``.
+    (The file itself may be a symlink elsewhere: the Hub cache links every file into blobs/.)"""
+    path = PurePosixPath(name)
+    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
+
+
 class Checkpoint:
     """One safetensors file or a sharded set, read through one name -> tensor API.
 
@@ -318,27 +351,10 @@ class Checkpoint:
             self._where = {name: shard for name in shard.names()}
 
     def _pick_in_dir(self, d: Path) -> Path:
-        # transformers prefers model.safetensors over an index when both exist; follow it but say so.
-        if (d / SINGLE_NAME).is_file():
-            if (d / INDEX_NAME).is_file():
-                self.warnings.append(f"{d}: both {SINGLE_NAME} and {INDEX_NAME} exist; "
-                                     f"reading {SINGLE_NAME} as transformers does")
-            return d / SINGLE_NAME
-        indexes = sorted(d.glob("*.safetensors.index.json"))
-        if (d / INDEX_NAME).is_file():
-            return d / INDEX_NAME
-        if len(indexes) == 1:
-            return indexes[0]
-        files = sorted(p for p in d.glob("*.safetensors") if p.is_file())
-        if len(indexes) > 1:
-            raise ContainerError(f"{d}: several index files ({', '.join(p.name for p in indexes)}); "
-                                 "pass the one to read")
-        if len(files) == 1:
-            return files[0]
-        if not files:
-            raise ContainerError(f"{d}: no .safetensors file and no {INDEX_NAME}")
-        raise ContainerError(f"{d}: {len(files)} .safetensors files but no {INDEX_NAME} "
-                             "saying which tensors belong to the model")
+        name, warning = pick_weights([p.name for p in d.iterdir() if p.is_file()], str(d))
+        if warning:
+            self.warnings.append(warning)
+        return d / name
 
     def _open_index(self, index: Path) -> None:
         try:
@@ -357,8 +373,7 @@ class Checkpoint:
         for fname in sorted(set(wmap.values())):
             # The name must stay inside the folder: no absolute paths, no ../ parts. The file
             # itself may be a symlink elsewhere (the Hub cache links every file into blobs/).
-            parts = Path(fname).parts
-            if not parts or Path(fname).is_absolute() or ".." in parts or "\\" in fname:
+            if not shard_name_ok(fname):
                 raise ContainerError(f"{index}: shard {fname!r} lies outside {base}")
             shard_path = base / fname
             if not shard_path.is_file():

@@ -179,7 +179,7 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
         ("general.file_type", FILE_TYPE.get((dialect, codec0.name), FILE_TYPE.get(("mainline", codec0.name), 0)), "u32"),
         ("general.quantization_version", 2, "u32"),
         *model.hparams.gguf_kv(arch),
-        *_tokenizer(model, plan),
+        *gguf_tokenizer_kv(model, plan.warnings),
         ("bitpack.format_version", 1, "u32"),
         ("bitpack.dialect", dialect, "string"),
         ("bitpack.codec", codec0.name, "string"),
@@ -256,14 +256,16 @@ def _float_dtype(e: Entry, embed_dtype: str | None, plan: GGUFPlan) -> str:
     return next(d for d in ("F16", "BF16", "F32") if d == value.stored or exact_in(value, d))
 
 
-def _tokenizer(model: Model, plan: GGUFPlan) -> list[tuple[str, Any, str]]:
+def gguf_tokenizer_kv(model: Model, warnings: list[str]) -> list[tuple[str, Any, str]]:
+    """The tokenizer.* keys of any GGUF bitpack writes: from the source's HF tokenizer files,
+    else carried from a GGUF source; what is missing or guessed goes to ``warnings``."""
     if model.tokenizer_dir is not None:
-        kv, warnings = tokenizer_kv(model.tokenizer_dir, model.hparams.vocab_size)
-        plan.warnings.extend(warnings)
+        kv, found = tokenizer_kv(model.tokenizer_dir, model.hparams.vocab_size)
+        warnings.extend(found)
         return kv
     if model.tokenizer_kv:
         return [(k, v, t) for k, (v, t) in model.tokenizer_kv.items()]
-    plan.warnings.append("the source has no tokenizer; the GGUF carries none (runtimes need one to run it)")
+    warnings.append("the source has no tokenizer; the GGUF carries none (runtimes need one to run it)")
     return []
 
 

@@ -117,12 +117,19 @@ def write_hf(plan: HFPlan, out_dir: Path, *, overwrite: bool, protect: list[Path
     return sum(p.stat().st_size for p in Path(out_dir).iterdir() if p.is_file())
 
 
-def _config(model: Model, codec: str, linear_class: str) -> dict[str, Any]:
-    base = dict(model.config) if model.config else {}
+def hf_config(model: Model, torch_dtype: str = "bfloat16") -> dict[str, Any]:
+    """config.json for ``model`` without a quantization entry: the source's own, with the
+    hyper-parameters and architecture bitpack read (built from them for a GGUF source)."""
+    base = {k: v for k, v in (model.config or {}).items() if k != "quantization_config"}
     base.update(model.hparams.to_config())
     base["architectures"] = list(model.arch.hf_architectures)
     base["model_type"] = model.arch.hf_model_type
-    base.setdefault("torch_dtype", "bfloat16")
+    base.setdefault("torch_dtype", torch_dtype)
+    return base
+
+
+def _config(model: Model, codec: str, linear_class: str) -> dict[str, Any]:
+    base = hf_config(model)
     if codec == "hf_packed":
         not_convert = (model.config or {}).get("quantization_config", {}).get("modules_to_not_convert")
         base["quantization_config"] = {
