@@ -167,7 +167,8 @@ def verify(reference: str | Path | Model, candidate: str | Path | Model, *, toke
 def _stack_keys(cand: Model) -> dict[str, Any]:
     """What a BitStack candidate loaded: the budget asked for, the configuration chosen, the
     bytes actually read, and its blocks per matrix."""
+    from .bitstack.budget import blocks_summary
+
     sel = cand.stack
-    counts = list(sel.blocks.values())
     return {"budget_bytes": sel.budget_bytes, "config_bytes": sel.config_bytes, "bytes_loaded": sel.bytes_loaded,
-            "blocks_per_matrix": {"min": min(counts), "max": max(counts), "mean": round(sum(counts) / len(counts), 4)}}
+            "blocks_per_matrix": blocks_summary(list(sel.blocks.values()))}

@@ -61,6 +61,13 @@ def format_size(n: int) -> str:
     return f"{n / 2**10:.1f} KiB"
 
 
+def blocks_summary(counts: Any, total: int | None = None) -> dict[str, Any]:
+    """{min, max, mean} of blocks per matrix (``total``: their sum, when the caller keeps it)."""
+    counts = np.asarray(counts)
+    total = int(counts.sum()) if total is None else total
+    return {"min": int(counts.min()), "max": int(counts.max()), "mean": round(total / counts.size, 6)}
+
+
 @dataclass
 class BudgetTable:
     """The configurations of one stack, held compactly: the order (one matrix index per step)
@@ -135,9 +142,7 @@ class BudgetTable:
             if i:
                 counts[self.order[i - 1]] += 1
                 total += 1
-            out.append({"bytes": int(self._cum[i]),
-                        "blocks_per_matrix": {"min": int(counts.min()), "max": int(counts.max()),
-                                              "mean": round(total / m, 6)}})
+            out.append({"bytes": int(self._cum[i]), "blocks_per_matrix": blocks_summary(counts, total)})
         return out
 
     def compression_config(self, key_of: Mapping[str, str]) -> list[dict[str, Any]]:

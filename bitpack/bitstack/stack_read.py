@@ -653,11 +653,10 @@ def is_stack(path: str | Path) -> bool:
     except BitpackError:
         return False
     try:
-        if store.metadata.get(KEY_CODEC) == CODEC:
-            return True
-        folder = path if path.is_dir() else path.parent
-        return (store.container == "safetensors" and store.metadata.get(KEY_CODEC) is None
-                and any(n.endswith(".qweight_0") for n in store.names()) and (folder / "config.json").is_file())
+        _kind(store, path)
+        return True
+    except BitpackError:
+        return False
     finally:
         store.close()
 
