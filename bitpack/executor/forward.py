@@ -88,9 +88,11 @@ class Executor:
 
     def _float_linear(self, x: np.ndarray, weight: Float) -> np.ndarray:
         """A full-precision projection: x @ W.T in float32, no activation quantization."""
-        if self.n.head_in_weight_dtype and weight.stored in STORAGE:  # ggml converts the activations too
-            x = round_through(x, weight.stored)
-        return (x @ self._widen(weight).T).astype(F32)
+        return (self._in_weight_dtype(x, weight.stored) @ self._widen(weight).T).astype(F32)
+
+    def _in_weight_dtype(self, x: np.ndarray, stored: str) -> np.ndarray:
+        """ggml converts the activations to an F16/BF16 weight's type before the matmul."""
+        return round_through(x, stored) if self.n.head_in_weight_dtype and stored in STORAGE else x
 
     def _ternary_linear(self, x: np.ndarray, name: str, t: Ternary) -> np.ndarray:
         entry = self._entries[name]
@@ -126,8 +128,7 @@ class Executor:
             return z
         head_name = "output.weight" if "output.weight" in self._entries else "token_embd.weight"
         head = embed if head_name == "token_embd.weight" else self._stored(head_name)
-        if self.n.head_in_weight_dtype:  # ggml converts the activations to an F16/BF16 weight's type
-            z = round_through(z, head.stored) if head.stored in STORAGE else z
+        z = self._in_weight_dtype(z, head.stored)
         # the head is the largest matrix: widen it to float32 a slice of rows at a time
         logits = np.empty((z.shape[0], head.raw.shape[0]), dtype=F32)
         for lo in range(0, head.raw.shape[0], HEAD_ROWS):
