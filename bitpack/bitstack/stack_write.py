@@ -31,7 +31,7 @@ from ..models.arch import Kind
 from ..models.floats import stored_as
 from ..models.gguf_target import gguf_tokenizer_kv
 from ..models.hf_target import hf_config
-from ..models.model import Entry, Model, Ternary
+from ..models.model import Entry, Model
 from ..parallel import blas_threads, ordered
 from . import avd
 from .budget import BudgetTable
@@ -88,16 +88,7 @@ class _Item:
 
 
 def weight_f32(value: Any) -> np.ndarray:
-    """A projection's float32 weight: codes × scale (TQ block scales expanded), or a Float's values."""
-    if isinstance(value, Ternary):
-        codes = value.codes.astype(np.float32)
-        if value.per_block:
-            scale = np.asarray(value.scale, dtype=np.float32)
-            per = codes.shape[1] // scale.shape[1]
-            if scale.shape[0] != codes.shape[0] or per * scale.shape[1] != codes.shape[1]:
-                raise BitpackError(f"block scales {scale.shape} do not tile a {codes.shape} weight")
-            return codes * np.repeat(scale, per, axis=1)
-        return codes * np.float32(value.scale)
+    """A projection's float32 weight, Ternary (codes x scale) or Float."""
     return np.asarray(value.values, dtype=np.float32)
 
 

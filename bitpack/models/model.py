@@ -31,6 +31,18 @@ class Ternary:
     def per_block(self) -> bool:
         return np.ndim(self.scale) != 0
 
+    @property
+    def values(self) -> np.ndarray:
+        """The weight W = codes x scale in float32 (per-block TQ scales spread over their 256 columns)."""
+        codes = self.codes.astype(np.float32)
+        if not self.per_block:
+            return codes * np.float32(self.scale)
+        scale = np.asarray(self.scale, dtype=np.float32)
+        per = codes.shape[1] // scale.shape[1]
+        if scale.shape[0] != codes.shape[0] or per * scale.shape[1] != codes.shape[1]:
+            raise BitpackError(f"block scales {scale.shape} do not tile a {codes.shape} weight")
+        return codes * np.repeat(scale, per, axis=1)
+
 
 @dataclass
 class Float:
