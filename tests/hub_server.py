@@ -486,19 +486,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers.setdefault("Content-Type", "application/octet-stream")
         body = data[start:end]
         cut = None if head else self.server.hub.truncate.pop(path, None)
-        if cut is not None:  # announce everything, send a part, drop the connection
-            self._status = status
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body[:cut])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self._send(status, body, head, headers)
+        self._send(status, body, head, headers, cut=cut)
 
     def _json(self, doc: Any, head: bool, headers: Mapping[str, str]) -> None:
         self._send(200, json.dumps(doc).encode(), head, {**headers, "Content-Type": "application/json"})
@@ -509,12 +497,18 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-Error-Code"] = reply.code
         self._send(reply.status, json.dumps({"error": reply.message}).encode(), head, headers)
 
-    def _send(self, status: int, body: bytes, head: bool, headers: Mapping[str, str]) -> None:
+    def _send(self, status: int, body: bytes, head: bool, headers: Mapping[str, str], cut: int | None = None) -> None:
+        """Answer; with ``cut``, announce the whole body, send ``cut`` bytes and drop the connection."""
         self._status = status
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if not head:
-            self.wfile.write(body)
+        if head:
+            return
+        self.wfile.write(body if cut is None else body[:cut])
+        if cut is not None:
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
