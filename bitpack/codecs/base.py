@@ -43,6 +43,11 @@ class Codec(abc.ABC):
     param_names: ClassVar[tuple[str, ...]] = ()
     spare_code_bytes: ClassVar[int] = 0  # readable bytes _encode needs after the codes
     zero_byte: ClassVar[int | None] = None  # the byte every code byte holds when all t are 0, if one exists
+    # The scale this layout stores (formats-2026.md §7.1; codecs/_scales.py): "tensor", "row"
+    # or "group" of ``group_size`` weights along a row, in ``scale_dtype`` ("f32", "f16", "bf16").
+    scale_granularity: ClassVar[str] = "tensor"
+    group_size: ClassVar[int | None] = None
+    scale_dtype: ClassVar[str] = "f32"
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
@@ -166,6 +171,11 @@ class GGUFCodec(Codec):
     """A layout stored as one GGUF tensor whose bytes a runtime reads as they are."""
 
     container = "gguf"
+    # The GGML type id of this layout in each producer dialect that has it (spec/gguf.md §3,
+    # formats-2026.md §8.1), e.g. {"mainline": 42, "prism": 42}; and the general.file_type
+    # (llama_ftype) a whole-model file of this codec declares, per dialect (§8.2).
+    type_ids: ClassVar[dict[str, int]] = {}
+    file_types: ClassVar[dict[str, int]] = {}
 
 
 def as_bytes(buf: Any) -> np.ndarray:
