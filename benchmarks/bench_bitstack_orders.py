@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bitpack.convert import ConvertOptions, convert  # noqa: E402
-from bitpack.inspect import inspect  # noqa: E402
-from bitpack.verify import verify  # noqa: E402
+from bitpack.pipelines.convert import ConvertOptions, convert# noqa: E402
+from bitpack.pipelines.inspect import inspect  # noqa: E402
+from bitpack.pipelines.verify import verify  # noqa: E402
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
 
     results = {"model": str(args.model), "date": datetime.date.today().isoformat(),
                "machine": platform.processor() or platform.machine(), "orders": {}}
-    from bitpack.convert import open_model
+    from bitpack.pipelines.open import open_model
     from bitpack.models.text import encode_text
 
     tokens = encode_text(open_model(args.model), args.eval_text.read_text(encoding="utf-8"))[: args.tokens]

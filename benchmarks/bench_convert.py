@@ -72,7 +72,7 @@ CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
-from bitpack.convert import ConvertOptions, convert
+from bitpack.pipelines.convert import ConvertOptions, convert
 t1 = time.perf_counter()
 src, fmt, out, asr = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 rep = convert(src, fmt, ConvertOptions(output=Path(out), overwrite=True, allow_scale_rounding=asr,

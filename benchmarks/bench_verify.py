@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bitpack.verify import default_tokens, logits_report
+from bitpack.pipelines.verify import default_tokens, logits_report
 
 import make_synthetic  # shapes and folder names
 from bench_convert import GB, machine, model_files, read_all, run_child, run_measured
@@ -58,7 +58,7 @@ EXECUTOR = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
-from bitpack.convert import open_model
+from bitpack.pipelines.open import open_model
 from bitpack.executor.forward import Executor
 t1 = time.perf_counter()
 path, numerics, tokens, out = sys.argv[1], sys.argv[2], [int(t) for t in sys.argv[3].split(",")], sys.argv[4]

@@ -5,13 +5,38 @@
     bitpack.inspect(path)                           -> report dict
     bitpack.verify(reference, candidate)            -> report dict
     bitpack.codecs.get_codec(name, **params)        -> a codec
+
+The API is the top layer below the command line: names resolve lazily (PEP 562), so
+``import bitpack`` or ``bitpack.codecs`` does not load the pipelines, and nothing below
+this package imports it.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-# The functions shadow their modules' names on purpose: bitpack.convert is the function.
-from .convert import ConvertOptions, convert, open_model  # noqa: E402
-from .inspect import inspect  # noqa: E402
-from .verify import verify  # noqa: E402
+import importlib
+from typing import Any
 
-__all__ = ["ConvertOptions", "__version__", "convert", "inspect", "open_model", "verify"]
+from ._version import __version__
+
+# API name -> the module that defines it
+_API = {
+    "ConvertOptions": "bitpack.pipelines.convert",
+    "convert": "bitpack.pipelines.convert",
+    "open_model": "bitpack.pipelines.open",
+    "inspect": "bitpack.pipelines.inspect",
+    "verify": "bitpack.pipelines.verify",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value  # resolved once
+        return value
+    raise AttributeError(f"module 'bitpack' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

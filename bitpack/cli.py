@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from ._version import __version__
 from .codecs import list_codecs
 from .errors import BitpackError
-from .tensorfile import decode_file, encode_file, formats_table
+from .pipelines.tensorfile import decode_file, encode_file, formats_table
 
 app = typer.Typer(
     add_completion=False,
@@ -154,8 +154,8 @@ def convert(
 ) -> None:
     """Convert a ternary model between safetensors layouts and GGUF codecs, losslessly; or pack
     any model into a BitStack stack (--to bitstack) that loads at any memory budget."""
-    from .convert import ConvertOptions
-    from .convert import convert as run
+    from .pipelines.convert import ConvertOptions
+    from .pipelines.convert import convert as run
 
     if scale_convention not in (None, "multiply", "divide"):
         raise BitpackError("--scale-convention must be multiply or divide")
@@ -206,7 +206,7 @@ def inspect(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Show codec, scale and bits per weight of every tensor, the architecture and warnings."""
-    from .inspect import inspect as run
+    from .pipelines.inspect import inspect as run
 
     report = run(path, dialect=source_dialect, tile_params=_tiles_option(tile_params) or None)
     if json_out:
@@ -279,7 +279,7 @@ def verify(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Compare two models tensor by tensor, then their logits. Exit 0 identical, 1 different."""
-    from .verify import verify as run
+    from .pipelines.verify import verify as run
 
     report = run(reference, candidate, tokens=_token_list(tokens), n_tokens=n_tokens, numerics=numerics, atol=atol,
                  budget=budget, blocks=stack_blocks, max_kl=max_kl, min_top1=min_top1,
@@ -326,8 +326,8 @@ def run_model(
     """Run the reference executor and show the most likely next tokens."""
     import numpy as np
 
-    from .convert import open_model
-    from .executor.forward import executor
+    from .pipelines.open import open_model
+    from .executor import executor
 
     if tokens is not None and prompt is not None:
         raise BitpackError("--tokens and --prompt cannot be used together; give one of them")

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from bitpack.bitstack.stack import open_stack
-from bitpack.convert import ConvertOptions, convert, open_model
+from bitpack.pipelines.convert import ConvertOptions, convert
+from bitpack.pipelines.open import open_model
 from bitpack.errors import BitpackError
-from bitpack.inspect import inspect
-from bitpack.verify import verify
+from bitpack.pipelines.inspect import inspect
+from bitpack.pipelines.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA = ROOT / "fixtures" / "models" / "llama-f16"

@@ -229,7 +229,7 @@ def test_table_matches_the_files_tensor_sizes(llama_stack):
 
 def test_budget_loading_never_exceeds_and_counts_bytes(llama_stack):
     out, _ = llama_stack
-    from bitpack.executor.forward import executor
+    from bitpack.executor import executor
 
     table = open_stack(out).stack.table
     budgets = sorted({table.min_bytes, table.min_bytes + 1, int(table.bytes[len(table) // 2]) + 7,
@@ -392,7 +392,7 @@ def test_ppl_order_with_fake_evaluate(work):
 
 
 def test_perplexity_helper_matches_a_direct_computation():
-    from bitpack.executor.forward import executor
+    from bitpack.executor import executor
 
     model = tiny_model(9)
     windows = [[1, 4, 9, 16, 25], [3, 1, 4, 1, 5, 9]]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from bitpack.bitstack.calibrate import ActStats, collect, plan, windows
-from bitpack.convert import ConvertOptions, convert, open_model
+from bitpack.pipelines.convert import ConvertOptions, convert
+from bitpack.pipelines.open import open_model
 from bitpack.errors import BitpackError
 from bitpack.executor.forward import Executor
 from bitpack.models.text import encode_text

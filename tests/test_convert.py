@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from bitpack.codecs import codec_class, list_codecs
-from bitpack.convert import ConvertOptions, convert, default_output, open_model
+from bitpack.pipelines.convert import ConvertOptions, convert, default_output
+from bitpack.pipelines.open import open_model
 from bitpack.errors import BitpackError
 from bitpack.models.arch import Kind, permute_rows
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from bitpack.codecs import codec_class, list_codecs
-from bitpack.convert import open_model
+from bitpack.pipelines.open import open_model
 from bitpack.errors import BitpackError
-from bitpack.executor.forward import NUMERICS, Executor, executor
-from bitpack.inspect import inspect
+from bitpack.executor import NUMERICS, Executor, executor
+from bitpack.pipelines.inspect import inspect
 from bitpack.models.arch import Kind
 from bitpack.models.gguf_target import plan_gguf
 from bitpack.models.hf_target import plan_hf
@@ -99,7 +99,7 @@ def test_every_ternary_target_refuses_a_float_model(codec):
 
 @pytest.mark.parametrize("codec", ["i2_s", "tq2_0", "hf_packed", "int8"])
 def test_convert_refuses_a_float_model_and_writes_nothing(tmp_path, codec):
-    from bitpack.convert import ConvertOptions, convert
+    from bitpack.pipelines.convert import ConvertOptions, convert
 
     with pytest.raises(BitpackError, match="full-precision checkpoint.*--to bitstack"):
         convert(F16, codec, ConvertOptions(output=tmp_path / "out"))

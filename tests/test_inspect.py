@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitpack.convert import ConvertOptions, convert
-from bitpack.inspect import inspect
+from bitpack.pipelines.convert import ConvertOptions, convert
+from bitpack.pipelines.inspect import inspect
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitpack.convert import ConvertOptions, convert, open_model
-from bitpack.executor.forward import run as execute
+from bitpack.pipelines.convert import ConvertOptions, convert
+from bitpack.pipelines.open import open_model
+from bitpack.executor import executor
 
 from oracles import require
 
@@ -46,9 +47,9 @@ def test_tq_files_load_and_agree(tmp_path, source, options):
     np.testing.assert_allclose(logits["tq1_0"], logits["tq2_0"], rtol=1e-4, atol=1e-4)
     for codec in ("tq1_0", "tq2_0"):
         model = open_model(tmp_path / f"{codec}.gguf")
-        predicted = execute(model, TOKENS, "llamacpp")
+        predicted = executor(model, "llamacpp").forward(TOKENS)
         relative = np.abs(predicted - logits[codec]).max() / np.abs(logits[codec]).max()
         assert relative < 1e-3, relative
         assert (predicted.argmax(-1) == logits[codec].argmax(-1)).all()
-        exact = execute(model, TOKENS, "exact")
+        exact = executor(model, "exact").forward(TOKENS)
         assert np.abs(exact - logits[codec]).max() / np.abs(logits[codec]).max() > 10 * relative

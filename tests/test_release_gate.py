@@ -15,7 +15,8 @@ import pytest
 
 from bitpack import __version__
 from bitpack.containers.safetensors_file import SafetensorsFile
-from bitpack.convert import ConvertOptions, convert, open_model
+from bitpack.pipelines.convert import ConvertOptions, convert
+from bitpack.pipelines.open import open_model
 from bitpack.errors import BitpackError
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitpack.convert import ConvertOptions, convert
+from bitpack.pipelines.convert import ConvertOptions, convert
 
 from oracles import require
 
@@ -85,12 +85,12 @@ def bf16_logits(folder: Path) -> np.ndarray:
     ("llama-packed", {"scale_convention": "divide"}),  # bitlinear: integer matmul, divide
 ])
 def test_hf_numerics_reproduce_transformers_and_exact_mode_stays_close(source, options):
-    from bitpack.convert import open_model
-    from bitpack.executor.forward import run
+    from bitpack.pipelines.open import open_model
+    from bitpack.executor import executor
 
     reference = bf16_logits(MODELS / source)
     model = open_model(MODELS / source, **options)
-    emulated = run(model, TOKENS16, "hf")
+    emulated = executor(model, "hf").forward(TOKENS16)
     per_position = np.abs(emulated - reference).max(-1) / np.abs(reference).max(-1)
     # transformers' rounding points in bf16 (architectures.md §7.3): at least 99 % of positions
     # within 1e-5 relative; measured here: every logit bit-identical on the 2B-4T layouts and
@@ -101,7 +101,7 @@ def test_hf_numerics_reproduce_transformers_and_exact_mode_stays_close(source, o
     # close to transformers, not equal. Random weights amplify single int8 activations that
     # round the other way at a .5 boundary, so the distribution is asserted, not just the worst
     # case: median relative difference of a few percent of the largest logit, argmax mostly kept.
-    exact = run(model, TOKENS16, "exact")
+    exact = executor(model, "exact").forward(TOKENS16)
     rel = np.abs(exact - reference).max(-1) / np.abs(reference).max(-1)
     assert np.median(rel) < 0.06 and rel.max() < 0.1, rel
     assert (exact.argmax(-1) == reference.argmax(-1)).mean() >= 0.85
@@ -114,7 +114,7 @@ CALIBRATION = MODELS.parent / "calibration.txt"
 
 
 def text_tokens(offset: int = 0, n: int = 128) -> list[int]:
-    from bitpack.convert import open_model
+    from bitpack.pipelines.open import open_model
     from bitpack.models.text import encode_text
 
     return encode_text(open_model(F16_MODEL), CALIBRATION.read_text()[offset:])[:n]
@@ -137,20 +137,20 @@ def llama_logits(dtype_name: str, tokens: list[int]) -> np.ndarray:
 def test_exact_mode_is_transformers_float32_on_a_full_precision_llama(offset):
     # LlamaForCausalLM in float32 against exact mode (float projections are plain float32 matmuls):
     # the same arithmetic up to BLAS summation order, exp/cos ulps and rsqrt; measured 2.1e-6
-    from bitpack.convert import open_model
-    from bitpack.executor.forward import run
+    from bitpack.pipelines.open import open_model
+    from bitpack.executor import executor
 
     tokens = text_tokens(offset)
     reference = llama_logits("float32", tokens)
-    exact = run(open_model(F16_MODEL), tokens, "exact")
+    exact = executor(open_model(F16_MODEL), "exact").forward(tokens)
     assert np.abs(exact - reference).max() / np.abs(reference).max() < 1e-5
     assert (exact.argmax(-1) == reference.argmax(-1)).all()
 
 
 def test_captured_projection_inputs_are_transformers_linear_inputs():
     torch = require("torch")
-    from bitpack.convert import open_model
-    from bitpack.executor.forward import executor
+    from bitpack.pipelines.open import open_model
+    from bitpack.executor import executor
     from bitpack.models.arch import hf_name
 
     tokens = text_tokens(5000, 64)
@@ -184,13 +184,13 @@ def test_hf_numerics_follow_transformers_in_the_stored_dtype(offset):
     # op spreads), so this asserts it is far closer than exact mode. Measured: largest
     # per-position difference 4e-3 of the largest logit (exact mode 1.4e-2), median 1.2e-3
     # (exact 2.8e-3), about 20 % of logits bit-identical (exact none).
-    from bitpack.convert import open_model
-    from bitpack.executor.forward import run
+    from bitpack.pipelines.open import open_model
+    from bitpack.executor import executor
 
     tokens = text_tokens(offset)
     reference = llama_logits("float16", tokens)
     model = open_model(F16_MODEL)
-    emulated, exact = run(model, tokens, "hf"), run(model, tokens, "exact")
+    emulated, exact = executor(model, "hf").forward(tokens), executor(model, "exact").forward(tokens)
 
     def per_position(x):
         return np.abs(x - reference).max(-1) / np.abs(reference).max(-1)

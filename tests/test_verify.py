@@ -19,9 +19,10 @@ import pytest
 from bitpack.codecs import get_codec
 from bitpack.codecs.tiles import read_kernel_config
 from bitpack.containers.gguf_file import GGUFFile, GGUFWriter
-from bitpack.convert import ConvertOptions, convert, open_model
-from bitpack.executor.forward import run
-from bitpack.verify import verify
+from bitpack.pipelines.convert import ConvertOptions, convert
+from bitpack.pipelines.open import open_model
+from bitpack.executor import executor
+from bitpack.pipelines.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "fixtures" / "models"
@@ -46,7 +47,7 @@ def golden(name: str) -> Path:
 def test_bitnetcpp_numerics_reproduce_the_real_binary(model, mode, tokens, logits):
     tiles = read_kernel_config(TL2_TILES) if "tl2" in model else None
     m = open_model(golden(model), tile_params=tiles)
-    got = run(m, np.load(golden(tokens)).tolist(), mode)
+    got = executor(m, mode).forward(np.load(golden(tokens)).tolist())
     want = np.load(golden(logits))
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
@@ -57,7 +58,7 @@ def test_exact_mode_is_not_bitnetcpp_mode():
     # the modes really differ (f16 V cache, double sums): exact mode is close, not equal
     m = open_model(golden("tiny_bitnet_b158_i2s.gguf"))
     tokens = np.load(golden("tiny_bitnet_b158_tokens.npy")).tolist()
-    exact, emulated = run(m, tokens, "exact"), run(m, tokens, "bitnetcpp")
+    exact, emulated = executor(m, "exact").forward(tokens), executor(m, "bitnetcpp").forward(tokens)
     assert not np.array_equal(exact, emulated)
     assert np.abs(exact - emulated).max() < 0.05 * np.abs(emulated).max()
 

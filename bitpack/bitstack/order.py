@@ -190,7 +190,7 @@ def stacked_model(base: Model, weights: Callable[[str, int], np.ndarray], counts
 def perplexity(model: Model, windows: Sequence[Sequence[int]] | np.ndarray, numerics: str = "exact") -> float:
     """exp(mean over windows of the mean next-token NLL), as the reference's ``eval_ppl`` and
     ``--do_eval`` compute it (spec §4.2, §6), with the reference executor."""
-    from ..executor.forward import executor
+    from ..executor import executor
 
     means = []
     for w in windows:

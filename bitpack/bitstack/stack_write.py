@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..containers.files import check_output_file, create_temp_sibling
 from ..containers.gguf_file import GGUFFile, GGUFWriter
 from ..containers.gguf_types import MAINLINE, TYPES, U32, U64, ValueType, encode_string

@@ -50,7 +50,7 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import tqdm as hf_tqdm
 from huggingface_hub.utils import validate_repo_id
 
-from .. import __version__
+from .._version import __version__
 from ..errors import BitpackError
 from .hf_dir import COMPRESSION_CONFIG, TOKENIZER_FILES
 from .safetensors_file import pick_weights, shard_name_ok

@@ -27,6 +27,7 @@ from typing import Any, NoReturn, Self
 
 import numpy as np
 
+from ..dtypes import bf16_bits, f32_from_bf16  # noqa: F401 - re-exported for the container API
 from ..errors import ContainerError
 from .files import create_temp_sibling
 
@@ -40,36 +41,6 @@ DTYPES: dict[str, np.dtype] = {
     "U32": np.dtype("<u4"), "I32": np.dtype("<i4"), "F32": np.dtype("<f4"),
     "U64": np.dtype("<u8"), "I64": np.dtype("<i8"), "F64": np.dtype("<f8"),
 }
-
-
-# --- bfloat16 ---------------------------------------------------------------------------------
-
-def f32_from_bf16(bits: np.ndarray) -> np.ndarray:
-    """Widen bf16 bit patterns (uint16) to float32, exactly: bf16 is the top half of a float32."""
-    bits = np.asarray(bits)
-    if bits.dtype.kind != "u" or bits.dtype.itemsize != 2:
-        raise ContainerError(f"bf16 bits must be uint16, got {bits.dtype}")
-    out = np.empty(bits.shape, np.uint32)  # one allocation, no uint32 temporary of the input
-    np.left_shift(bits, 16, out=out, dtype=np.uint32)
-    return out.view(np.float32)
-
-
-def bf16_bits(values: np.ndarray) -> np.ndarray:
-    """bf16 bit patterns (uint16) of float32 values that are exactly bf16-representable.
-
-    Refuses any value whose low 16 bits are set (it would need rounding, including NaNs
-    with a low payload): nothing is silently changed.
-    """
-    values = np.asarray(values)
-    if values.dtype.kind != "f" or values.dtype.itemsize != 4:
-        raise ContainerError(f"bf16_bits needs float32 input, got {values.dtype}")
-    u32 = np.ascontiguousarray(values, dtype="<f4").view("<u4")
-    low = u32 & 0xFFFF
-    if low.any():
-        i = int(np.flatnonzero(low.reshape(-1))[0])
-        raise ContainerError(f"value {values.reshape(-1)[i]!r} at flat index {i} is not "
-                             "exactly representable in bf16 (refusing to round)")
-    return (u32 >> 16).astype("<u2")
 
 
 # --- reading ----------------------------------------------------------------------------------

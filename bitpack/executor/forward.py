@@ -196,19 +196,3 @@ class Executor:
         t = q.shape[1]
         scores = np.where(np.tril(np.ones((t, t), dtype=bool)), scores, F32(-np.inf)).astype(F32)
         return (softmax(scores, self.n) @ v).astype(F32)
-
-
-NUMERICS = (*MODES, "hf")
-
-
-def executor(model: Model, numerics: str = "exact", capture: Capture | None = None) -> Executor:
-    """The executor for a numerics mode: ``hf`` emulates transformers, the rest are tables."""
-    if numerics == "hf":
-        from .hf import HFExecutor
-
-        return HFExecutor(model, capture)
-    return Executor(model, numerics, capture)
-
-
-def run(model: Model, tokens: list[int], numerics: str = "exact") -> np.ndarray:
-    return executor(model, numerics).forward(tokens)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dtypes import FLOAT_STORAGE as STORAGE  # re-exported: the models' name for the one table
 from .model import Float
 
 CHUNK = 1 << 20
-STORAGE = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
 
 
 def _chunks(f: Float):

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..containers.safetensors_file import f32_from_bf16
+from ..dtypes import f32_from_bf16
 from ..errors import BitpackError
 from .arch import Architecture, Kind
 from .hparams import HParams

@@ -13,91 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .codecs import codec_class, get_codec
-from .codecs.tiles import kernel_config_ini
-from .containers.files import write_atomic
-from .errors import BitpackError
-from .models.arch import hf_name
-from .models.checks import REVISION_HINT, degenerate_tensors, describe
-from .models.floats import STORAGE
-from .models.gguf_source import open_gguf
-from .models.gguf_target import plan_gguf, write_gguf
-from .models.hf_source import open_hf
-from .models.hf_target import plan_hf, write_hf
-from .models.model import Model
+from ..codecs import codec_class, get_codec
+from ..codecs.tiles import kernel_config_ini
+from ..containers.files import write_atomic
+from ..errors import BitpackError
+from ..models.arch import hf_name
+from ..models.checks import REVISION_HINT, degenerate_tensors, describe
+from ..models.floats import STORAGE
+from ..models.gguf_target import plan_gguf, write_gguf
+from ..models.hf_target import plan_hf, write_hf
+from ..models.model import Model
+from .open import open_model
 from .receipt import Hasher, receipt_path, write_receipt
+from .verify import verify
 
 Progress = Callable[[str, int], None]  # (tensor name, bytes written)
-
-
-def sniff(path: Path) -> str:
-    """"gguf" or "safetensors" for what ``path`` is; a clear error when it is neither."""
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return "safetensors"
-        raise BitpackError(f"{path} is a directory without config.json; not an HF model directory")
-    if not path.is_file():
-        raise BitpackError(f"{path} does not exist")
-    with path.open("rb") as fh:
-        head = fh.read(16)
-    if head[:4] == b"GGUF":
-        return "gguf"
-    if path.suffix == ".json" or (len(head) >= 9 and head[8:9] == b"{"):  # index, or safetensors header
-        return "safetensors"
-    raise BitpackError(f"{path} is neither a GGUF file, a safetensors file nor an HF model directory")
-
-
-@dataclass
-class Source:
-    path: Path  # what to open: a local file or folder, or a Hub snapshot in the cache
-    origin: dict[str, Any]  # the receipt's "source": {"path"} or {"repo", "revision", "commit", "path"}
-    hub: bool = False
-
-
-def resolve(src: str | Path, revision: str | None = None, *, progress: bool = True) -> Source:
-    """A local path as it is; an ``org/name[@rev]`` that is not a local path is fetched from
-    the Hub (only the files bitpack reads, pinned to the resolved commit)."""
-    path = Path(src)
-    if path.exists():
-        if revision is not None:
-            raise BitpackError(f"--revision applies to Hub repo ids; {src} is a local path")
-        return Source(path, {"path": str(path)})
-    from .containers.hub import fetch, parse_repo_id
-
-    parsed = parse_repo_id(str(src))
-    if parsed is None:
-        raise BitpackError(f"{src} does not exist (and is not a Hub repo id like org/name or org/name@revision)")
-    repo, at = parsed
-    if at is not None and revision is not None and at != revision:
-        raise BitpackError(f"{src} names revision {at!r} but --revision says {revision!r}")
-    try:
-        snap = fetch(repo, at or revision, progress=progress)
-    except BitpackError as err:  # say why a Hub was asked at all: a mistyped local path lands here
-        raise BitpackError(f"{src} is not a local path, and as a Hub repo id: {err}") from None
-    return Source(snap.source, {"repo": snap.repo, "revision": snap.revision, "commit": snap.commit,
-                                "path": str(snap.source)}, hub=True)
-
-
-def open_model(path: str | Path, *, dialect: str | None = None, tile_params: dict[str, Any] | None = None,
-               scale_convention: str | None = None, revision: str | None = None, progress: bool = True,
-               budget: int | str | None = None, blocks: int | dict[str, int] | None = None) -> Model:
-    """The canonical model of a local file or folder, or of a Hub repo id. A BitStack stack
-    loads at ``budget`` (bytes or "300MB") or with ``blocks`` per matrix; by default all blocks."""
-    source = resolve(path, revision, progress=progress)
-    from .bitstack.stack import is_stack, open_stack
-
-    if is_stack(source.path) or budget is not None or blocks is not None:
-        # with a budget, open it as a stack whatever it looks like: a damaged stack then
-        # reports what is damaged, and anything else that it is not a stack
-        model = open_stack(source.path, budget=budget, blocks=blocks)
-        model.origin = source.origin
-        return model
-    if sniff(source.path) == "gguf":
-        model = open_gguf(source.path, dialect=dialect, tile_params=tile_params)
-    else:
-        model = open_hf(source.path, scale_convention=scale_convention)
-    model.origin = source.origin
-    return model
 
 
 @dataclass
@@ -170,8 +100,6 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
         "rounded": done["rounded"], "warnings": warnings + done["warnings"], **extra, "verify": None, "receipt": None,
     }
     if options.verify:
-        from .verify import verify
-
         report["verify"] = verify(source_path, out, max_kl=options.max_kl, min_top1=options.min_top1,
                                   reference_options={"scale_convention": options.scale_convention,
                                                      "tile_params": options.tile_params,
@@ -229,7 +157,7 @@ def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, prog
 def _write_stack(model: Model, codec: str, out: Path, options: ConvertOptions, progress: Progress | None,
                  source_info: dict[str, Any]) -> dict[str, Any]:
     """Decompose ``model`` into a BitStack stack (spec/bitstack.md), calibrated when a text is given."""
-    from .bitstack.stack import perplexity, write_stack
+    from ..bitstack.stack import perplexity, write_stack
 
     unknown = sorted(set(options.params) - {"blocks", "rank"})
     if unknown:
@@ -237,8 +165,8 @@ def _write_stack(model: Model, codec: str, out: Path, options: ConvertOptions, p
     calibration = evaluate = None
     info = None
     if options.calibration is not None:
-        from .bitstack.calibrate import collect, plan, windows
-        from .models.text import encode_text
+        from ..bitstack.calibrate import collect, plan, windows
+        from ..models.text import encode_text
 
         try:
             text = Path(options.calibration).read_text(encoding="utf-8")

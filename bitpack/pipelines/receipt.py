@@ -22,8 +22,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .containers.files import write_atomic
+from .._version import __version__
+from ..containers.files import write_atomic
 
 CHUNK = 8 << 20
 SCHEMA = 1

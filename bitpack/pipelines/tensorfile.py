@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .codecs import Codec, get_codec, list_codecs
-from .containers.files import check_output_file, write_atomic
-from .errors import BitpackError
+from .._version import __version__
+from ..codecs import Codec, get_codec, list_codecs
+from ..containers.files import check_output_file, write_atomic
+from ..errors import BitpackError
 
 EXAMPLE_SHAPE = (2560, 6912)  # ffn_down-like shape of BitNet b1.58 2B-4T
 
