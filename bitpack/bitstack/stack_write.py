@@ -23,7 +23,8 @@ import numpy as np
 from .._version import __version__
 from ..containers.files import check_output_file, create_temp_sibling
 from ..containers.gguf_file import GGUFFile, GGUFWriter
-from ..containers.gguf_types import MAINLINE, TYPES, U32, U64, ValueType, encode_string
+from ..containers.gguf_kv import U32, U64, ValueType, encode_string, value_type
+from ..containers.gguf_types import MAINLINE, types
 from ..containers.hf_dir import COMPRESSION_CONFIG, ModelDirWriter, tokenizer_files
 from ..containers.safetensors_file import DTYPES, SINGLE_NAME
 from ..errors import BitpackError, ShapeError
@@ -240,9 +241,7 @@ _GGUF_DTYPE = {"U8": "I8", "F16": "F16", "F32": "F32", "BF16": "BF16"}
 
 class _GGUFSink:
     def __init__(self, path: Path, kv: list[tuple[str, Any, Any]], tensors: list[_Tensor]) -> None:
-        from ..models.gguf_target import value_type
-
-        types = {t.name: t for t in TYPES[MAINLINE].values()}
+        types = {t.name: t for t in types(MAINLINE).values()}
         self.path = path
         self.w = GGUFWriter(path)
         try:

@@ -15,6 +15,8 @@ class TLCodec(GGUFCodec):
     """A lookup-table layout; ``BM``, ``BK``, ``bm`` default to the preset or a valid choice."""
 
     param_names = ("BM", "BK", "bm")
+    tiled = True
+    min_k: ClassVar[int] = 0  # the shortest row the layout can hold
     presets: ClassVar[list[Preset]]
 
     def __init__(self, BM: int | None = None, BK: int | None = None, bm: int | None = None) -> None:  # noqa: N803
@@ -33,7 +35,8 @@ class TLCodec(GGUFCodec):
     def tiles(self, shape: Shape) -> Tiles:
         """The tiles this codec uses for ``shape`` (raises ShapeError when none fit)."""
         m, k = (int(d) for d in shape)
-        return resolve_tiles(self.name, (m, k), self.params, self.presets, self._candidates, self._problem)
+        return resolve_tiles(self.name, (m, k), self.params, self.presets, self._candidates, self._problem,
+                             self.min_k)
 
     def for_shape(self, shape: Shape) -> TLCodec:
         m, k = self.check(shape)

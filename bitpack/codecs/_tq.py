@@ -35,6 +35,9 @@ class TQCodec(GGUFCodec):
     runtime = "llama.cpp (mainline), llama-cpp-python, gguf-py"
     constraints = "K % 256 == 0"
     lossless_scale = "when s is fp16-representable, or with scale_mode='separate'"
+    scale_granularity, group_size, scale_dtype = "group", QK, "f16"
+    separate_scale = True
+    activation_quant = {"llama.cpp": "q8_K"}  # llama.cpp's TQ vec_dot takes Q8_K activations
 
     def __init__(self, scale_mode: str = "baked") -> None:
         if scale_mode not in SCALE_MODES:

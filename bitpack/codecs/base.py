@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import json
+import math
 import operator
 from typing import Any, ClassVar
 
@@ -48,6 +49,11 @@ class Codec(abc.ABC):
     scale_granularity: ClassVar[str] = "tensor"
     group_size: ClassVar[int | None] = None
     scale_dtype: ClassVar[str] = "f32"
+    # What a runtime's kernels do to the activations for weights of this layout, where it is not
+    # the per-token int8 of the BitNet recipe: runtime ("llama.cpp", "bitnet.cpp") -> scheme,
+    # "q8_K" (per 256 values, architectures.md §9.1) or "f32-scale" (127/m in float32).
+    # The executor's numerics modes read it.
+    activation_quant: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
@@ -171,11 +177,25 @@ class GGUFCodec(Codec):
     """A layout stored as one GGUF tensor whose bytes a runtime reads as they are."""
 
     container = "gguf"
+    ggml_name: ClassVar[str]  # the type's name in GGUF tools ("TQ2_0", "I2_S")
     # The GGML type id of this layout in each producer dialect that has it (spec/gguf.md §3,
-    # formats-2026.md §8.1), e.g. {"mainline": 42, "prism": 42}; and the general.file_type
-    # (llama_ftype) a whole-model file of this codec declares, per dialect (§8.2).
+    # formats-2026.md §8.1), the dialect bitpack writes by default first, e.g.
+    # {"mainline": 42, "prism": 42}; and the general.file_type (llama_ftype) a whole-model
+    # file of this codec declares, per dialect (gguf.md §3.1, formats-2026.md §8.2).
     type_ids: ClassVar[dict[str, int]] = {}
     file_types: ClassVar[dict[str, int]] = {}
+    separate_scale: ClassVar[bool] = False  # can keep an exact f32 scale in a '<name>.scale' tensor
+    tiled: ClassVar[bool] = False  # bound per shape to kernel tiles (codec.tiles(shape))
+
+    @classmethod
+    def type_nbytes(cls, shape: tuple[int, ...]) -> int | None:
+        """What the producer's ggml_nbytes gives for a tensor of this type with NumPy ``shape``
+        (every leading dimension counts as rows), or None for a shape the type cannot hold.
+        Dialect detection compares it with the bytes a tensor occupies (gguf.md §3.2)."""
+        try:
+            return cls().nbytes((math.prod(shape[:-1]), shape[-1]))
+        except ShapeError:
+            return None
 
 
 def as_bytes(buf: Any) -> np.ndarray:

@@ -7,6 +7,8 @@ M*K/4 code bytes comes a 32-byte trailer: the f32 scale, then 28 zero bytes.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._bits import (
@@ -26,6 +28,9 @@ _SHIFTS = (6, 4, 2, 0)  # group g of 32 elements goes to bits 6-2g, 7-2g
 
 class I2S(GGUFCodec):
     name = "i2_s"
+    ggml_name = "I2_S"
+    type_ids = {"bitnet-cpp-2026": 36, "bitnet-cpp-2024": 36}
+    file_types = {"bitnet-cpp-2024": 40, "bitnet-cpp-2026": 41}
     spec = "formats/i2_s.md"
     bits_text = "2 + 256/(M·K)"
     runtime = "bitnet.cpp (x86 AVX2 builds), ik_llama.cpp"
@@ -40,6 +45,11 @@ class I2S(GGUFCodec):
 
     def nbytes(self, shape: Shape) -> int:
         return self.code_nbytes(shape) + 32
+
+    @classmethod
+    def type_nbytes(cls, shape: tuple[int, ...]) -> int:
+        # The fork's patched ggml_nbytes: nelements / 4 + 32, whatever the shape (gguf.md §1.6)
+        return math.prod(shape) // 4 + 32
 
     def code_nbytes(self, shape: Shape) -> int:
         m, k = self.check(shape)

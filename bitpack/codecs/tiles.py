@@ -75,6 +75,7 @@ def resolve_tiles(
     presets: list[Preset],
     candidates: Callable[[int, int], Iterator[Tiles]],
     problem: Callable[[int, int, Tiles], str | None],
+    min_k: int = 0,
 ) -> Tiles:
     """The tiles to use for ``shape``: explicit values, else the preset, else the first valid
     candidate. Raises ShapeError naming the rule when nothing fits."""
@@ -96,14 +97,14 @@ def resolve_tiles(
     if given and first:  # explain with the caller's values filled in by the first option
         tiles = Tiles(**(first.as_dict() | given))
         raise ShapeError(f"{codec} tiles {_fmt(tiles)} do not fit shape {shape}: {problem(m, k, tiles)}")
-    raise ShapeError(f"{codec} has no valid tiling for shape {shape}: {_why_none(codec, m, k)}")
+    raise ShapeError(f"{codec} has no valid tiling for shape {shape}: {_why_none(codec, m, k, min_k)}")
 
 
-def _why_none(codec: str, m: int, k: int) -> str:
+def _why_none(codec: str, m: int, k: int, min_k: int) -> str:
     if m % 32:
         return f"M = {m} is not a multiple of 32"
-    if codec == "tl2" and k < 256:
-        return f"K = {k} is below 256"
+    if k < min_k:
+        return f"K = {k} is below {min_k}"
     return f"no tile width divides K = {k} (see formats/{codec}.md, Shape constraints)"
 
 

@@ -8,6 +8,7 @@ M*K/4 bytes comes the 32-byte trailer (f32 scale, 28 zero bytes).
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import numpy as np
@@ -72,9 +73,17 @@ _TO_ROWS = tuple(int(a) for a in np.argsort(_TO_FILE))
 
 class TL1(TLCodec):
     name = "tl1"
+    ggml_name = "TL1"
+    type_ids = {"bitnet-cpp-2026": 38, "bitnet-cpp-2024": 38}
+    file_types = {"bitnet-cpp-2024": 38, "bitnet-cpp-2026": 42}
     spec = "formats/tl1.md"
     bits_text = "2 + 256/(M·K)"
     runtime = "bitnet.cpp built with -DBITNET_ARM_TL1=ON and kernels generated for the same tiles"
+
+    @classmethod
+    def type_nbytes(cls, shape: tuple[int, ...]) -> int:
+        # The fork's patched ggml_nbytes, as for I2_S: nelements / 4 + 32 (gguf.md §1.6)
+        return math.prod(shape) // 4 + 32
     constraints = "M % BM == 0, K % BK == 0, BM % bm == 0, bm in {32, 64}, BK % (256/bm) == 0"
     presets = TL1_PRESETS
 

@@ -11,6 +11,7 @@ swapped; writing r = 16a + 8b + rr, the swap is just the transpose (a, b) -> (b,
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import numpy as np
@@ -106,9 +107,22 @@ _SIGNS_TO_ROWS = tuple(int(a) for a in np.argsort(_SIGNS_TO_FILE))
 
 class TL2(TLCodec):
     name = "tl2"
+    ggml_name = "TL2"
+    # TL2 moved from 39 to 42 between the fork generations (gguf.md §3); the current one first
+    type_ids = {"bitnet-cpp-2026": 42, "bitnet-cpp-2024": 39}
+    file_types = {"bitnet-cpp-2024": 39, "bitnet-cpp-2026": 43}
+    min_k = 256  # the three-column part needs K >= 256 (formats/tl2.md)
+    activation_quant = {"bitnet.cpp": "f32-scale"}  # its TL2 kernels compute 127/m in float32
     spec = "formats/tl2.md"
     bits_text = "≈1.67-1.70: 5/3 on K3 columns, 2 on the tail, padded to F"
     runtime = "bitnet.cpp built with -DBITNET_X86_TL2=ON and kernels generated for the same tiles"
+
+    @classmethod
+    def type_nbytes(cls, shape: tuple[int, ...]) -> int | None:
+        # pad(F, 32) + 32 with F from the converter's integer arithmetic (gguf.md §1.6), whatever
+        # the tiles; below K = 256 F would be negative (TL2 requires K >= 256)
+        k, m = shape[-1], math.prod(shape[:-1])
+        return pad(payload_limit(m, k), 32) + 32 if k >= 256 else None
     constraints = "bm == 32, M % BM == 0, BM % 32 == 0, BK % 24 == 0, (K mod BK) % 32 == 0, K >= 256"
     presets = TL2_PRESETS
     spare_code_bytes = 1  # _triplet_values reads one byte past the last triplet

@@ -30,33 +30,23 @@ import numpy as np
 from ..codecs.base import pad
 from ..errors import ContainerError, DialectError
 from .files import create_temp_sibling
+from .gguf_dialect import HINT as _DIALECT_HINT
+from .gguf_dialect import TensorSpan, detect
+from .gguf_kv import U32, U64, Cursor, ValueType, encode_string, encode_value
 from .gguf_types import (
     BITNET_CPP_2024,
-    BITNET_CPP_2026,
     DEFAULT_ALIGNMENT,
     DIALECTS,
-    FORK_ARCHITECTURES,
     GGUF_MAGIC,
     GGUF_VERSION,
     INT64_MAX,
-    MAINLINE,
     MAX_DIMS,
     MAX_NAME_BYTES,
-    TYPES,
-    U32,
-    U64,
-    Cursor,
     GGMLType,
-    ValueType,
-    encode_string,
-    encode_value,
-    mxfp4_nbytes,
-    tl2_nbytes,
+    types,
 )
 
 __all__ = ["GGUFFile", "GGUFTensor", "GGUFWarning", "GGUFWriter"]
-
-_DIALECT_HINT = "pass dialect= (--dialect) with one of " + ", ".join(DIALECTS)
 
 
 class GGUFWarning(UserWarning):
@@ -85,10 +75,6 @@ class GGUFTensor:
     def shape(self) -> tuple[int, ...]:
         """NumPy (C-order) shape: ne reversed (gguf.md §1.5)."""
         return tuple(reversed(self.ne))
-
-    @property
-    def n_elements(self) -> int:
-        return math.prod(self.ne)
 
 
 # ---------------------------------------------------------------------------------------
@@ -236,73 +222,21 @@ class GGUFFile:
             self.tensors.append(t)
             self._by_name[name] = t
 
-    def _fits(self, t: GGUFTensor, nbytes: int | None) -> bool:
-        """Does ``t``'s extent match a type of size ``nbytes``? The last tensor may be unpadded."""
-        if nbytes is None:
-            return False
-        last = t.data_offset + t.extent == self.size
-        return t.extent == pad(nbytes, self.alignment) or (last and t.extent == nbytes)
-
     def _detect_dialect(self) -> str:
-        """gguf.md §3.2: the bitpack.dialect key, else fork evidence and the extents of ids 39/42."""
-        label = self._label
+        """gguf.md §3.2: the bitpack.dialect key, else the evidence (gguf_dialect.detect)."""
         if "bitpack.dialect" in self.kv:
             value = self.kv["bitpack.dialect"]
             if self.kv_types["bitpack.dialect"] != (ValueType.STRING, None) or value not in DIALECTS:
-                raise DialectError(f"{label}: bitpack.dialect is {value!r}, not one of {', '.join(DIALECTS)}")
+                raise DialectError(f"{self._label}: bitpack.dialect is {value!r}, not one of {', '.join(DIALECTS)}")
             return value
-        arch = self.architecture
-        ids = {t.type_id for t in self.tensors}
-        fork_why = [f"type {i} ({TYPES[BITNET_CPP_2024][i].name})" for i in sorted(ids & {36, 38})]
-        if arch in FORK_ARCHITECTURES:
-            fork_why.append(f"architecture '{arch}'")
-        # Each piece of evidence narrows the set of dialects that can have produced the file.
-        evidence: list[tuple[set[str], str]] = []
-        if fork_why:
-            evidence.append(({BITNET_CPP_2024, BITNET_CPP_2026}, " and ".join(fork_why)))
-        if arch == "bitnet-25":  # rule 6: removed in the 2026 fork
-            evidence.append(({BITNET_CPP_2024}, "architecture 'bitnet-25'"))
-        no_fork = f"but nothing else marks a bitnet.cpp file (no type 36/38, architecture {arch!r}); {_DIALECT_HINT}"
-        for t in self.tensors:
-            if t.type_id not in (39, 42):
-                continue
-            tl2 = self._fits(t, tl2_nbytes(t.shape))
-            what = f"tensor '{t.name}' (type {t.type_id}, extent {t.extent} bytes)"
-            if t.type_id == 39:
-                mx = self._fits(t, mxfp4_nbytes(t.shape))
-                if fork_why and tl2 and mx:
-                    raise DialectError(f"{label}: {what} fits both TL2 and MXFP4; {_DIALECT_HINT}")
-                if fork_why and tl2:
-                    evidence.append(({BITNET_CPP_2024}, f"{what} sized as TL2"))
-                elif mx:
-                    evidence.append(({MAINLINE, BITNET_CPP_2026}, f"{what} sized as MXFP4"))
-                elif tl2:
-                    raise DialectError(f"{label}: {what} is sized as bitnet.cpp TL2, {no_fork}")
-                else:
-                    raise DialectError(f"{label}: {what} fits neither TL2 ({tl2_nbytes(t.shape)} bytes) nor "
-                                       f"MXFP4 ({mxfp4_nbytes(t.shape)} bytes); {_DIALECT_HINT}")
-            elif fork_why and tl2:
-                evidence.append(({BITNET_CPP_2026}, f"{what} sized as TL2"))
-            elif tl2:
-                raise DialectError(f"{label}: {what} is sized as bitnet.cpp TL2, {no_fork}")
-            else:
-                evidence.append(({MAINLINE}, f"{what} is mainline Q2_0"))
-        candidates, reasons = set(DIALECTS), []
-        for compatible, why in evidence:
-            if not candidates & compatible:
-                raise DialectError(f"{label}: conflicting dialect evidence: {why}, but {'; '.join(reasons)}; "
-                                   f"{_DIALECT_HINT}")
-            candidates &= compatible
-            reasons.append(why)
-        # Several candidates remain only when none of the ids they disagree on is present, so
-        # the choice changes no size or codec: prefer mainline, then the 2024-25 fork (the
-        # official 2B-4T file's producer).
-        return next(d for d in (MAINLINE, BITNET_CPP_2024, BITNET_CPP_2026) if d in candidates)
+        end = self.size - self.data_start
+        spans = [TensorSpan(t.name, t.type_id, t.shape, t.extent, t.offset + t.extent == end) for t in self.tensors]
+        return detect(self.architecture, spans, self.alignment, self._label)
 
     def _check_tensor_data(self, cur: Cursor) -> None:
         """Sizes per the dialect, bounds, alignment and the running sum (§1.4, §1.7)."""
         lenient = self.dialect == BITNET_CPP_2024  # that fork checks bounds only (§1.4)
-        table = TYPES[self.dialect]
+        table = types(self.dialect)
         expected: int | None = 0
         for i, t in enumerate(self.tensors):
             gt = table.get(t.type_id)
@@ -349,25 +283,16 @@ class GGUFFile:
 
     def ggml_type(self, name: str | GGUFTensor) -> GGMLType | None:
         """What the tensor's type id means in this file's dialect (None: unknown id)."""
-        return TYPES[self.dialect].get(self.tensor(name).type_id)
+        return types(self.dialect).get(self.tensor(name).type_id)
 
     def type_name(self, name: str | GGUFTensor) -> str:
         gt = self.ggml_type(name)
         return gt.name if gt is not None else f"unknown type {self.tensor(name).type_id}"
 
     def codec_name(self, name: str | GGUFTensor) -> str | None:
-        """'i2_s', 'tl1', 'tl2', 'tq1_0', 'tq2_0', or None for a non-ternary or unknown type."""
+        """The codec of the tensor's type in this dialect, or None for a non-ternary or unknown type."""
         gt = self.ggml_type(name)
         return gt.codec if gt is not None else None
-
-    def require_codec(self, name: str | GGUFTensor) -> str:
-        """The tensor's ternary codec, or a clear error when its type is not ternary."""
-        codec = self.codec_name(name)
-        if codec is None:
-            t = self.tensor(name)
-            raise ContainerError(f"{self._label}: tensor '{t.name}' has type {t.type_id} "
-                                 f"({self.type_name(t)} in dialect {self.dialect}), not a ternary type")
-        return codec
 
     def raw(self, name: str | GGUFTensor) -> np.ndarray:
         """The tensor's exact bytes (nbytes per the dialect) as a read-only, zero-copy uint8 view."""
@@ -508,7 +433,7 @@ class GGUFWriter:
             raise self._fail(f"tensor '{name}': shape {shape} must have 1 to {MAX_DIMS} dimensions, each >= 1")
         if not 0 <= type_id < 2**32 or nbytes < 1:
             raise self._fail(f"tensor '{name}': bad type id {type_id} or byte size {nbytes}")
-        gt = TYPES[self.dialect].get(type_id) if self.dialect else None
+        gt = types(self.dialect).get(type_id) if self.dialect else None
         if gt is not None and gt.nbytes is not None and gt.nbytes(shape) != nbytes:
             raise self._fail(f"tensor '{name}': {gt.name} {shape} takes {gt.nbytes(shape)} bytes in "
                              f"{self.dialect}, not {nbytes}")

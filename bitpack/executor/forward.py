@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..codecs import codec_class, list_codecs
 from ..errors import BitpackError
 from ..models.floats import STORAGE, round_through
 from ..models.model import Float, Model, Ternary
@@ -97,13 +98,20 @@ class Executor:
     def _ternary_linear(self, x: np.ndarray, name: str, t: Ternary) -> np.ndarray:
         entry = self._entries[name]
         scale = t.scale.astype(F32) if t.per_block else F32(t.scale)
-        codes, tl2 = t.codes.astype(F32), entry.stored == "tl2"
-        if self.n.q8k and entry.stored in ("tq1_0", "tq2_0"):
+        codes, scheme = t.codes.astype(F32), self._activation_quant(entry.stored)
+        if scheme == "q8_K":
             if (entry.source_params or {}).get("scale_mode") == "separate":  # blocks 1.0, then x .scale
                 return bitlinear_q8k(x, codes, F32(1), F32(scale))
             block = scale if np.ndim(scale) else F32(np.float16(scale))
             return bitlinear_q8k(x, codes, block, None)
-        return bitlinear(x, codes, scale, self.n, tl2)
+        return bitlinear(x, codes, scale, self.n, f32_scale=scheme == "f32-scale")
+
+    def _activation_quant(self, stored: str) -> str | None:
+        """How this numerics mode's runtime quantizes activations for a weight stored as
+        ``stored``, as the codec declares it (None: per token, the mode's default)."""
+        if self.n.runtime is None or stored not in list_codecs():
+            return None
+        return codec_class(stored).activation_quant.get(self.n.runtime)
 
     # -- graph -----------------------------------------------------------------------
     def forward(self, tokens: list[int] | np.ndarray, with_head: bool = True) -> np.ndarray:

@@ -25,17 +25,18 @@ class Numerics:
     f16_values: bool = False  # V cache stored as float16
     f16_probabilities: bool = False  # attention probabilities rounded to float16 (token-by-token)
     f16_keys: bool = False  # K cache (and Q for the K.Q product) as float16 (llama.cpp's default)
-    q8k: bool = False  # activations quantized per 256 values (Q8_K) inside TQ matmuls (llama.cpp)
+    runtime: str | None = None  # whose kernels: a codec's activation_quant is looked up by it
     head_in_weight_dtype: bool = False  # the head's input rounded to the head weight's dtype (ggml)
 
 
 MODES = {
     "exact": Numerics("exact"),
-    "bitnetcpp": Numerics("bitnetcpp", double_sums=True, scale_in_double=True, f16_values=True),
+    "bitnetcpp": Numerics("bitnetcpp", double_sums=True, scale_in_double=True, f16_values=True,
+                          runtime="bitnet.cpp"),
     "bitnetcpp-seq": Numerics("bitnetcpp-seq", double_sums=True, scale_in_double=True, f16_values=True,
-                              f16_probabilities=True),
+                              f16_probabilities=True, runtime="bitnet.cpp"),
     "llamacpp": Numerics("llamacpp", double_sums=True, f16_values=True, f16_probabilities=True, f16_keys=True,
-                         q8k=True, head_in_weight_dtype=True),
+                         head_in_weight_dtype=True, runtime="llama.cpp"),
 }
 
 
@@ -77,10 +78,11 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, n: Numerics) -> np.n
     return (x * scale) * weight
 
 
-def quantize_activations(x: np.ndarray, n: Numerics, tl2: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Per-token absmax int8 (held as float32 integers) and the activation scale s_x."""
+def quantize_activations(x: np.ndarray, n: Numerics, f32_scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token absmax int8 (held as float32 integers) and the activation scale s_x;
+    ``f32_scale``: the weight type's kernels compute 127/m in float32 (bitnet.cpp's TL2)."""
     m = np.maximum(np.abs(x).max(axis=-1, keepdims=True), F32(1e-5))
-    if n.scale_in_double and not tl2:
+    if n.scale_in_double and not f32_scale:
         s = 127.0 / m.astype(np.float64)
         q = np.clip(np.rint(x.astype(np.float64) * s), -128, 127).astype(F32)
         return q, s.astype(F32)
@@ -91,12 +93,12 @@ def quantize_activations(x: np.ndarray, n: Numerics, tl2: bool = False) -> tuple
     return np.clip(np.rint(x * s_x), -128, 127).astype(F32), s_x
 
 
-def bitlinear(x: np.ndarray, codes: np.ndarray, scale, n: Numerics, tl2: bool = False) -> np.ndarray:
+def bitlinear(x: np.ndarray, codes: np.ndarray, scale, n: Numerics, f32_scale: bool = False) -> np.ndarray:
     """y = s * (q . t) / s_x for x [T, K] and codes [M, K] (float32 copies of -1/0/+1)."""
     k = codes.shape[1]
     if k > MAX_EXACT_K:
         raise ValueError(f"row length {k} exceeds the exact float32 range ({MAX_EXACT_K})")
-    q, s_x = quantize_activations(x, n, tl2)
+    q, s_x = quantize_activations(x, n, f32_scale)
     if np.ndim(scale) == 0:
         acc = q @ codes.T  # exact integers
         return ((acc / s_x) * F32(scale)).astype(F32)

@@ -16,12 +16,13 @@ from typing import Any, Callable
 import numpy as np
 
 from .._version import __version__
-from ..codecs import get_codec
+from ..codecs import codec_class, get_codec, list_codecs
 from ..codecs.base import GGUFCodec
 from ..codecs.tiles import Tiles
 from ..containers.files import check_output_file
 from ..containers.gguf_file import GGUFWriter
-from ..containers.gguf_types import TYPES, GGMLType, ValueType
+from ..containers.gguf_kv import value_type
+from ..containers.gguf_types import DIALECTS, GGMLType, codec_dialects, file_type, gguf_codecs, types
 from ..errors import BitpackError
 from ..parallel import write_in_order
 from .arch import Kind, qk_row_order
@@ -37,21 +38,6 @@ from .model import (
 )
 from .tokenizer import tokenizer_kv
 
-# general.file_type labels per dialect (gguf.md §3.1): display only, never used to decode.
-FILE_TYPE = {
-    ("mainline", "tq1_0"): 36, ("mainline", "tq2_0"): 37,
-    ("bitnet-cpp-2024", "i2_s"): 40, ("bitnet-cpp-2024", "tl1"): 38, ("bitnet-cpp-2024", "tl2"): 39,
-    ("bitnet-cpp-2026", "i2_s"): 41, ("bitnet-cpp-2026", "tl1"): 42, ("bitnet-cpp-2026", "tl2"): 43,
-}
-# Dialects whose runtime executes each codec, preferred first. TL2's id differs between
-# the fork generations; the current microsoft/BitNet (2026 fork) is the default.
-CODEC_DIALECTS = {
-    "tq1_0": ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026"),
-    "tq2_0": ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026"),
-    "i2_s": ("bitnet-cpp-2026", "bitnet-cpp-2024"),
-    "tl1": ("bitnet-cpp-2026", "bitnet-cpp-2024"),
-    "tl2": ("bitnet-cpp-2026", "bitnet-cpp-2024"),
-}
 EMBED_DTYPES = ("f16", "bf16", "f32")
 
 
@@ -80,42 +66,26 @@ class GGUFPlan:
     scales: dict[str, Any] = field(default_factory=dict)  # TQ: each projection's scale, read up front
 
 
-# KV value types by short name; "[name]" is an array of them (tokenizer.py uses these too).
-VALUE_TYPES = {"u8": ValueType.UINT8, "i8": ValueType.INT8, "u16": ValueType.UINT16, "i16": ValueType.INT16,
-               "u32": ValueType.UINT32, "i32": ValueType.INT32, "f32": ValueType.FLOAT32, "bool": ValueType.BOOL,
-               "string": ValueType.STRING, "u64": ValueType.UINT64, "i64": ValueType.INT64,
-               "f64": ValueType.FLOAT64}
-
-
-def value_type(spec: str | tuple[int, int | None]) -> tuple[int, int | None]:
-    """(value type, element type) for a short type name, or a GGUFFile.kv_types entry as is."""
-    if isinstance(spec, tuple):
-        return spec
-    if spec.startswith("["):
-        return ValueType.ARRAY, VALUE_TYPES[spec[1:-1]]
-    return VALUE_TYPES[spec], None
-
-
 def ggml_type(dialect: str, *, name: str | None = None, codec: str | None = None) -> GGMLType:
     """The dialect's type with that name (F32, BF16, ...) or for that ternary codec."""
-    for t in TYPES[dialect].values():
+    for t in types(dialect).values():
         if (name is not None and t.name == name) or (codec is not None and t.codec == codec):
             return t
     raise BitpackError(f"the {dialect} dialect has no type {name or codec}")
 
 
 def choose_dialect(model: Model, codec: str, dialect: str | None) -> str:
-    runs_codec = CODEC_DIALECTS[codec]
+    runs_codec = codec_dialects(codec)
     if dialect is None:
         for d in runs_codec:
             if d in model.arch.dialects:
                 return d
         raise BitpackError(f"no runtime executes a {model.arch.name} model stored as {codec}; "
                            f"choose i2_s for this architecture")
-    if dialect not in TYPES:
-        raise BitpackError(f"unknown dialect {dialect!r} (known: {', '.join(TYPES)})")
+    if dialect not in DIALECTS:
+        raise BitpackError(f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")
     if dialect not in runs_codec:
-        raise BitpackError(f"the {dialect} runtime has no {codec} type (it runs {', '.join(c for c, ds in CODEC_DIALECTS.items() if dialect in ds)})")
+        raise BitpackError(f"the {dialect} runtime has no {codec} type (it runs {', '.join(c.name for c in gguf_codecs() if dialect in c.type_ids)})")
     if dialect not in model.arch.dialects:
         raise BitpackError(f"the {dialect} runtime does not implement the {model.arch.name} graph "
                            f"(it would compute a different model; runs it: {', '.join(model.arch.dialects)})")
@@ -137,11 +107,11 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
     # 1. every shape, all offenders at once; then every scale
     codecs = fit_codec(model.ternary, codec0)
     plan = GGUFPlan(dialect, codec0.name, [], [], warnings=list(model.warnings))
-    if codec0.name in ("tq1_0", "tq2_0"):
+    if codec0.separate_scale:
         scale_modes = _tq_scale_modes(model, codec0.name, allow_scale_rounding, plan)
     else:
         scale_modes = {}
-        if any(e.stored in ("tq1_0", "tq2_0") for e in model.ternary):  # only TQ sources have block scales
+        if any(_block_scaled(e.stored) for e in model.ternary):  # only such sources can hold several scales
             single_scales(model.ternary, codec0.name)
 
     # 2. the tensor table
@@ -160,7 +130,7 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
                 e.name, e.shape, t.name, t.id, codec.nbytes(e.shape),
                 _ternary_producer(e, codec, order.get(e.name), allow_scale_rounding), codec.get_config(),
                 codec.bits_per_weight(e.shape), e.release))
-            if codec.name in ("tl1", "tl2"):
+            if codec.tiled:
                 plan.tiles.append((e.shape, codec.tiles(e.shape)))
             if scale_modes.get(e.name) == "separate":
                 f32 = ggml_type(dialect, name="F32")
@@ -176,7 +146,7 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
     plan.kv = [
         ("general.architecture", arch, "string"),
         ("general.name", name or model.name, "string"),
-        ("general.file_type", FILE_TYPE.get((dialect, codec0.name), FILE_TYPE.get(("mainline", codec0.name), 0)), "u32"),
+        ("general.file_type", file_type(dialect, codec0.name), "u32"),
         ("general.quantization_version", 2, "u32"),
         *model.hparams.gguf_kv(arch),
         *gguf_tokenizer_kv(model, plan.warnings),
@@ -227,6 +197,11 @@ def _tq_scale_modes(model: Model, codec: str, allow_rounding: bool, plan: GGUFPl
     return modes
 
 
+def _block_scaled(stored: str) -> bool:
+    """Does a source stored as ``stored`` (a codec name, or a float dtype) keep more than one scale?"""
+    return stored in list_codecs() and codec_class(stored).scale_granularity != "tensor"
+
+
 def _ternary_producer(e: Entry, codec, rows, allow_rounding: bool):
     def produce() -> np.ndarray:
         t = e.load()
@@ -234,7 +209,7 @@ def _ternary_producer(e: Entry, codec, rows, allow_rounding: bool):
         scale = t.scale
         if codec.params.get("scale_mode") == "separate":
             scale = np.float32(1)  # the exact scale is the companion .scale tensor
-        elif codec.name in ("tq1_0", "tq2_0") and np.ndim(scale) == 0 and allow_rounding:
+        elif codec.scale_dtype == "f16" and np.ndim(scale) == 0 and allow_rounding:
             scale = np.float32(np.float16(scale))  # listed in plan.notes
         return codec.encode(codes, scale)
 
