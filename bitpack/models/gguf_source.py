@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codecs import get_codec
-from ..codecs.tiles import TL1_PRESETS, TL2_PRESETS
+from ..codecs import codec_class, get_codec
 from ..containers.gguf_file import GGUFFile
 from ..errors import BitpackError
 from .arch import ARCHITECTURES, Kind, architecture, qk_row_order, slots
@@ -24,8 +23,6 @@ from .floats import STORAGE
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
 
-PRESETS = {"tl1": TL1_PRESETS, "tl2": TL2_PRESETS}
-FLOAT_TYPES = ("F32", "F16", "BF16")
 
 
 def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any] | None = None) -> Model:
@@ -110,7 +107,8 @@ def _codec_params(f: GGUFFile, where: str) -> dict[str, Any]:
 def _tensor_params(codec: str, name: str, shape: tuple[int, int], params: dict[str, Any],
                    given: dict[str, Any] | None, where: str) -> dict[str, Any]:
     """Codec parameters for one tensor: explicit, then the file's own, then presets."""
-    if codec not in PRESETS:  # only the TL layouts depend on parameters to decode
+    cls = codec_class(codec)
+    if not cls.tiled:  # only tiled layouts depend on parameters to decode
         return {}
     if given and "BM" not in given:  # a kernel_config.ini table: tiles per (M, K)
         tiles = given.get(tuple(shape))
@@ -121,7 +119,7 @@ def _tensor_params(codec: str, name: str, shape: tuple[int, int], params: dict[s
         return dict(given)
     if name in params:
         return {k: params[name][k] for k in ("BM", "BK", "bm") if k in params[name]}
-    found = {p.tiles for p in PRESETS[codec] if p.shape == shape}
+    found = {p.tiles for p in cls.presets if p.shape == shape}
     if len(found) == 1:
         return found.pop().as_dict()
     if not found:

@@ -12,8 +12,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..codecs import codec_class, list_codecs
 from ..dtypes import f32_from_bf16
-from ..errors import BitpackError
+from ..errors import BitpackError, ShapeError, UnknownCodecError
+from ..parallel import ordered
 from .arch import Architecture, Kind
 from .hparams import HParams
 
@@ -85,8 +87,6 @@ class Entry:
 def read_scales(entries: list[Entry]) -> dict[str, Any]:
     """Every projection's scale, on all cores, dropping the pages read (targets decide up
     front, from the scales, what they can store exactly)."""
-    from ..parallel import ordered
-
     def one(e: Entry) -> Any:
         scale = e.scale_only()
         if e.release:
@@ -146,9 +146,7 @@ def require_ternary(model: Model, target: str) -> None:
 
 def fit_codec(entries: list[Entry], codec) -> dict[str, Any]:
     """The codec bound for each projection's shape; every shape it cannot hold is listed in
-    one refusal, before anything is written."""
-    from ..errors import ShapeError
-
+    one refusal, before anything is written, with the codecs that hold every shape."""
     bound, refused = {}, []
     for e in entries:
         try:
@@ -156,10 +154,27 @@ def fit_codec(entries: list[Entry], codec) -> dict[str, Any]:
         except ShapeError as err:
             refused.append(f"{e.name} {list(e.shape)}: {str(err).split(': ', 1)[-1]}")
     if refused:
+        fitting = [name for name in list_codecs() if name != codec.name and _holds(name, entries)]
         raise BitpackError(f"{codec.name} cannot hold {len(refused)} of {len(entries)} projections: "
                            + "; ".join(refused[:6]) + (f"; and {len(refused) - 6} more" if len(refused) > 6 else "")
-                           + ". Choose another codec (i2_s needs K % 128 == 0; int8 and i2_packed take any shape)")
+                           + f". Choose another codec: {', '.join(fitting) or 'none holds every shape'}")
     return bound
+
+
+def _holds(name: str, entries: list[Entry]) -> bool:
+    """Can codec ``name`` with default parameters hold every projection (exact codecs only)?"""
+    cls = codec_class(name)
+    if cls.lossy:
+        return False
+    try:
+        codec = cls()
+        return all(codec.for_shape(e.shape) is not None for e in entries)
+    except (ShapeError, UnknownCodecError):
+        return False
+
+
+def _block_scaled_codecs() -> list[str]:
+    return [n for n in list_codecs() if codec_class(n).scale_granularity != "tensor"]
 
 
 def single_scales(entries: list[Entry], target: str) -> dict[str, Any]:
@@ -170,5 +185,5 @@ def single_scales(entries: list[Entry], target: str) -> dict[str, Any]:
     if per_block:
         raise BitpackError(f"{len(per_block)} projections have per-block scales that differ "
                            f"({', '.join(per_block[:4])}); {target} keeps one scale per tensor "
-                           "(convert to tq1_0/tq2_0 instead)")
+                           f"(convert to one that keeps them: {', '.join(_block_scaled_codecs())})")
     return scales
