@@ -1,26 +1,36 @@
 """Output files written all at once or not at all, and the checks before writing one.
 
-Every writer in bitpack writes to ``.<name>.<random>.part`` beside its target and renames it
-into place when complete, so a failed or interrupted run never leaves a partial file.
+Every writer in bitpack writes to ``.<name>.<pid>-<random>.part`` beside its target and
+renames it into place when complete (:class:`StagedFile`; directories: hf_dir), so a failed
+or interrupted run never leaves a partial file under the output's name. The writer's pid in
+the name lets the next run that writes the same output recognise a temporary left by a run
+that was killed outright (``kill -9``, a power cut) and remove it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shutil
 from pathlib import Path
+from typing import Any
 
 from ..errors import BitpackError, ContainerError
 
+_PART = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.part")
+
 
 def create_temp_sibling(path: Path, *, directory: bool = False) -> Path:
-    """Create ``.<name>.<random>.part`` next to ``path`` with umask-respecting permissions.
+    """Create ``.<name>.<pid>-<random>.part`` next to ``path`` with umask-respecting permissions,
+    after removing any such temporary of ``path`` whose writer is no longer running.
 
     (tempfile.mkstemp/mkdtemp would create 0600/0700 entries, which would survive the rename
     and make published model files unreadable to other users.)
     """
+    remove_stale(path)
     for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+        tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.part"
         try:
             if directory:
                 os.mkdir(tmp, 0o777)
@@ -34,15 +44,130 @@ def create_temp_sibling(path: Path, *, directory: bool = False) -> Path:
     raise ContainerError(f"{path.parent}: cannot create a temporary name for {path.name}")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a small file through a temporary sibling and a rename."""
-    tmp = create_temp_sibling(path)
+def remove_stale(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` left by writers that are no longer running."""
+    removed = []
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for tmp in siblings:
+        found = _PART.fullmatch(tmp.name)
+        if found is None or found["name"] != path.name or _alive(int(found["pid"])):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but is another user's: leave its files alone
+        return True
+    return True
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; not every platform can open a directory, so best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class StagedFile:
+    """One output file, written to a temporary sibling and renamed onto ``path`` by
+    :meth:`commit` after an fsync of the file (and of the folder after the rename); or
+    removed by :meth:`discard`, by an exception inside ``with``, or when dropped unfinished.
+    Every file writer in bitpack goes through it, so all have the same durability."""
+
+    def __init__(self, path: Path, *, overwrite: bool = True) -> None:
+        self.path, self.overwrite = Path(path), overwrite
+        self.tmp: Path | None = create_temp_sibling(self.path)
+        try:
+            self._fh: Any = self.tmp.open("r+b")
+        except OSError as err:
+            self.discard()
+            raise ContainerError(f"cannot open {self.tmp}: {err.strerror or err}") from None
+
+    def write(self, data: Any) -> None:
+        try:
+            self._fh.write(data)
+        except OSError as err:  # ENOSPC, EIO, a vanished folder: nothing may stay behind
+            self.discard()
+            raise ContainerError(f"{self.path}: writing failed: {err.strerror or err}") from None
+
+    @property
+    def file(self) -> Any:
+        """The open temporary, for writers that seek (patching a header in place)."""
+        return self._fh
+
+    def commit(self) -> None:
+        if self.tmp is None:
+            raise ContainerError(f"{self.path}: the output was already finished or discarded")
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+            if not self.overwrite and self.path.exists():
+                raise ContainerError(f"{self.path} appeared while writing; not replacing it")
+            os.replace(self.tmp, self.path)
+            self.tmp = None
+        except OSError as err:
+            self.discard()
+            raise ContainerError(f"{self.path}: cannot finish the file ({err.strerror or err})") from None
+        except BaseException:
+            self.discard()
+            raise
+        fsync_dir(self.path.parent)
+
+    def discard(self) -> None:
+        """Close and delete the temporary; safe to call repeatedly."""
+        if getattr(self, "_fh", None) is not None:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+            self._fh = None
+        if getattr(self, "tmp", None) is not None:
+            self.tmp.unlink(missing_ok=True)
+            self.tmp = None
+
+    def __enter__(self) -> StagedFile:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None and self.tmp is not None:
+            self.commit()
+        else:
+            self.discard()
+
+    def __del__(self) -> None:  # a writer dropped without commit() must not leave a .part file
+        try:
+            self.discard()
+        except Exception:  # noqa: BLE001, S110 - a finalizer must never raise
+            pass
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a small file all at once or not at all."""
+    with StagedFile(path) as out:
+        out.write(data)
 
 
 def check_output_file(out: Path, *, overwrite: bool, inputs: list[Path]) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..codecs.base import pad
 from ..errors import ContainerError, DialectError
-from .files import create_temp_sibling
+from .files import StagedFile
 from .gguf_dialect import HINT as _DIALECT_HINT
 from .gguf_dialect import TensorSpan, detect
 from .gguf_kv import U32, U64, Cursor, ValueType, encode_string, encode_value
@@ -376,8 +376,7 @@ class GGUFWriter:
         self._data_size = 0  # padded running sum (§1.4)
         self._next = 0  # index of the next tensor write_tensor expects
         self._state = "declaring"  # -> "writing" -> "closed" | "aborted"
-        self._file: Any = None
-        self._tmp: Path | None = None
+        self._out: StagedFile | None = None
         self.data_start: int | None = None
         self.bytes_written = 0
 
@@ -467,20 +466,15 @@ class GGUFWriter:
                       U32.pack(t.type_id), U64.pack(t.offset)]
         header = b"".join(parts)
         self.data_start = pad(len(header), self.alignment)
-        tmp = create_temp_sibling(self.path)
-        try:
-            self._tmp, self._file, self._state = tmp, tmp.open("r+b"), "writing"
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise self._fail(f"cannot open {tmp}: {e.strerror or e}") from None
+        self._out, self._state = StagedFile(self.path), "writing"
         self._write(header + bytes(self.data_start - len(header)))
 
     def _write(self, data: Any) -> None:
         try:
-            self._file.write(data)
-        except OSError as e:
-            self.abort()
-            raise self._fail(f"writing failed: {e.strerror or e}") from None
+            self._out.write(data)
+        except ContainerError:
+            self._state = "aborted"
+            raise
         self.bytes_written += memoryview(data).nbytes
 
     def write_tensor(self, name: str, data: Any) -> None:
@@ -516,32 +510,19 @@ class GGUFWriter:
             raise self._fail(f"{len(missing)} declared tensors were not written, first '{missing[0]}'")
         assert self.bytes_written == self.total_size, (self.bytes_written, self.total_size)
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.replace(self._tmp, self.path)
-        except OSError as e:
-            self.abort()
-            raise self._fail(f"cannot finish the file: {e.strerror or e}") from None
-        self._file, self._state = None, "closed"
-        _fsync_dir(self.path.parent)
+            self._out.commit()
+        except BaseException:
+            self._state = "aborted"
+            raise
+        self._out, self._state = None, "closed"
 
     def abort(self) -> None:
         """Discard the output: close and delete the temporary file. Safe to call repeatedly."""
         if self._state in ("closed", "aborted"):
             return
         self._state = "aborted"
-        if self._file is not None:
-            try:
-                self._file.close()
-            except OSError:
-                pass
-            self._file = None
-        if self._tmp is not None:
-            try:
-                os.unlink(self._tmp)
-            except FileNotFoundError:
-                pass
+        if self._out is not None:
+            self._out.discard()
 
     def __enter__(self) -> Self:
         return self
@@ -575,17 +556,3 @@ def _byte_view(data: Any, what: str) -> memoryview:
         return memoryview(data).cast("B")
     except TypeError:
         raise ContainerError(f"{what}: expected a NumPy array or bytes-like data, got {type(data).__name__}") from None
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable; not every platform can open a directory, so best effort."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

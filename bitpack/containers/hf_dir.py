@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Self
 
 from ..errors import ContainerError
-from .files import create_temp_sibling
+from .files import create_temp_sibling, fsync_dir
 from .safetensors_file import INDEX_NAME, SafetensorsWriter
 
 # Files a runtime needs besides the weights; copied unchanged (checkpoints.md §7).
@@ -224,6 +224,7 @@ class ModelDirWriter:
             raise
         self.staging = None
         self.committed = True
+        fsync_dir(self.out_dir.parent)  # the rename is durable, as StagedFile's are
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.out_dir

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..dtypes import bf16_bits, f32_from_bf16  # noqa: F401 - re-exported for the container API
 from ..errors import ContainerError
-from .files import create_temp_sibling
+from .files import StagedFile
 
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit against JSON bombs
 
@@ -449,8 +449,7 @@ class SafetensorsWriter:
         self._cursor = 0  # data bytes declared so far
         self._order: list[str] = []
         self._next = 0  # index into _order of the next tensor to write
-        self._tmp: Path | None = create_temp_sibling(self.path)
-        self._fh = self._tmp.open("r+b")
+        self._out: StagedFile | None = StagedFile(self.path, overwrite=overwrite)
         self._header_written = False
 
     def add(self, name: str, dtype: str, shape: Iterable[int]) -> None:
@@ -485,12 +484,12 @@ class SafetensorsWriter:
 
     def _ensure_header(self) -> None:
         if not self._header_written:
-            self._fh.write(self.header_bytes())
+            self._out.write(self.header_bytes())
             self._header_written = True
 
     def write(self, name: str, array: np.ndarray) -> None:
         """Write the next declared tensor. BF16 takes uint16 bits or bf16-representable float32."""
-        if self._fh is None:
+        if self._out is None:
             raise ContainerError(f"{self.path}: writer is closed")
         if self._next >= len(self._order) or self._order[self._next] != name:
             expected = self._order[self._next] if self._next < len(self._order) else "nothing more"
@@ -514,15 +513,15 @@ class SafetensorsWriter:
         flat = np.ascontiguousarray(arr, dtype=target).reshape(-1).view(np.uint8)
         try:
             self._ensure_header()
-            self._fh.write(flat.data)
-        except OSError as err:  # disk full and the like: one clear line, not a traceback
-            raise ContainerError(f"{self.path}: cannot write tensor {name!r} "
-                                 f"({err.strerror or err})") from None
+            self._out.write(flat.data)  # disk full and the like: one clear line, the temporary gone
+        except ContainerError as err:
+            self._out = None
+            raise ContainerError(f"{err}, while writing tensor {name!r}") from None
         self._next += 1
 
     def close(self) -> None:
         """Check every declared tensor was written, flush, and rename into place."""
-        if self._fh is None:
+        if self._out is None:
             return
         if self._next != len(self._order):
             missing = self._order[self._next:]
@@ -531,29 +530,17 @@ class SafetensorsWriter:
                                  f"(first: {missing[0]!r}); nothing was written")
         try:
             self._ensure_header()
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
-            if not self.overwrite and self.path.exists():
-                raise ContainerError(f"{self.path} appeared while writing; not replacing it")
-            os.replace(self._tmp, self.path)
-            self._tmp = None
-        except OSError as err:
-            self.abort()
-            raise ContainerError(f"{self.path}: cannot finish writing ({err.strerror or err})") from None
+            self._out.commit()
         except BaseException:
             self.abort()
             raise
+        self._out = None
 
     def abort(self) -> None:
         """Discard everything written; the target path is left untouched."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+        if self._out is not None:
+            self._out.discard()
+            self._out = None
 
     def __enter__(self) -> Self:
         return self
