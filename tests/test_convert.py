@@ -227,6 +227,12 @@ def test_ambiguous_duplicate_quantization_config_is_refused():
         open_model(MODELS / "llama-packed")
 
 
+def test_duplicate_quantization_config_is_warned_about_once_the_convention_is_given():
+    # fixtures/models/README.md promises this warning; the duplicate is never silently collapsed
+    model = open_model(MODELS / "llama-packed", scale_convention="divide")
+    assert any("'quantization_config' appears 2 times" in w for w in model.warnings), model.warnings
+
+
 def test_never_writes_over_the_input_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
     src = tmp_path / "src"
     shutil.copytree(MODELS / "b158-packed", src)
