@@ -222,6 +222,15 @@ def test_bitlinear_source_keeps_its_weight_scale_bits(tmp_path):
     assert json.loads((Path(out["output"]) / "config.json").read_text())["quantization_config"]["linear_class"] == "bitlinear"
 
 
+def test_config_json_as_source_says_to_give_its_folder(tmp_path):
+    config = MODELS / "b158-packed" / "config.json"
+    with pytest.raises(BitpackError) as err:
+        convert(config, "i2_s", ConvertOptions(output=tmp_path / "m.gguf"))
+    message = str(err.value)
+    assert "is the model's config.json" in message and str(MODELS / "b158-packed") in message
+    assert "weight_map" not in message
+
+
 def test_ambiguous_duplicate_quantization_config_is_refused():
     with pytest.raises(BitpackError, match="--scale-convention"):
         open_model(MODELS / "llama-packed")
