@@ -25,7 +25,7 @@ peak memory is its own. For each run the script records
 Baselines, in the same run: (a) reading the input files in 64 MiB chunks (warm: the input is
 read once, untimed, before anything is timed) and (b) writing a file of the converted output's
 size in 64 MiB chunks of zeros, then fsync (as bitpack fsyncs its output). Each run is repeated
---repeat times; tables show the best and the median. The DESIGN.md targets and the measured
+--repeat times; tables show the best and the median. The design targets and the measured
 anchors of the upstream converters are printed beside the results. Results go to --json
 (default benchmarks/results/convert.json) with the machine, the load average and every run.
 """
@@ -55,7 +55,7 @@ CHUNK = 64 << 20
 GB = 1e9
 DEFAULT_FORMATS = {"2b4t": ["i2_s", "tl2", "tq1_0"], "large": ["tq2_0", "i2_s", "tq1_0", "tl2"], None: ["i2_s"]}
 
-# DESIGN.md "Performance targets": measured anchors (2-core x86, warm inputs) and targets.
+# The design "Performance targets": measured anchors (2-core x86, warm inputs) and targets.
 TARGETS = {
     ("2b4t", "i2_s"): {"seconds": 10.0, "peak_gb": 1.0,
                        "anchor": "bitnet.cpp path: 124 s, 13.9 GB peak + 18 GB temp files"},
@@ -324,7 +324,7 @@ def tables(results: list[dict], repeat: int) -> str:
 
 
 def targets(results: list[dict]) -> str:
-    lines = ["targets (DESIGN.md) and anchors, side by side:",
+    lines = ["design targets and anchors, side by side:",
              f"  {'model':<6} {'format':<6} {'bitpack wall':>12} {'peak RSS':>9} {'peak anon':>9}   target / anchor"]
     for m in results:
         for c in m["conversions"]:

@@ -86,7 +86,7 @@ def formats(json_out: bool = typer.Option(False, "--json", help="Print one JSON 
     for row in rows:
         table.add_row(
             row["name"] + (f" ({', '.join(row['aliases'])})" if row["aliases"] else ""),
-            row["container"],
+            " or ".join(row["containers"]),
             row["bits_per_weight_text"],
             row["constraints"],
             row["lossless_scale"],

@@ -43,8 +43,11 @@ from bitpack.codecs import (
 Shape = tuple[int, int]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"  # CI: /path/main beside /path/shared
 FIXTURES_DIR = REPO_ROOT / "fixtures" / "codec_golden"
+# Byte-identical copies of the upstream tools' output (fixtures/upstream_golden/README.md).
+UPSTREAM_DIR = REPO_ROOT / "fixtures" / "upstream_golden"
+# Where they were copied from; optional (CI has /path/main beside /path/shared, a clone has not).
+SHARED_GOLDEN = REPO_ROOT.parent / "shared" / "golden"
 
 KINDS = ("random", "zeros", "plus", "minus", "sparse")
 

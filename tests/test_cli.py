@@ -29,6 +29,10 @@ def test_formats_json_lists_every_codec():
     assert by_name["tq2_0"]["bits_per_weight_example"]["value"] == 2.0625
     assert by_name["tq1_0"]["container"] == "gguf"
     assert by_name["int8"]["aliases"] == ["i2_naive"]
+    # a stack is a directory by default and one GGUF file with -o x.gguf; both are listed
+    assert by_name["bitstack"]["container"] == "safetensors"
+    assert by_name["bitstack"]["containers"] == ["safetensors", "gguf"]
+    assert by_name["tq1_0"]["containers"] == ["gguf"]
     assert all(Path(__file__).resolve().parents[1].joinpath(r["spec"]).is_file() for r in rows)
 
 

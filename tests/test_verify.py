@@ -1,6 +1,6 @@
 """The reference executor and `bitpack verify`.
 
-- bitnetcpp numerics reproduce the real bitnet.cpp binary's logits (shared/golden);
+- bitnetcpp numerics reproduce the real bitnet.cpp binary's logits (fixtures/upstream_golden);
 - every conversion of every fixture verifies as identical, max difference exactly 0;
 - a flipped weight, a wrong scale direction, a swapped tensor and a wrong rope theta are each
   caught, with the tensor or key named.
@@ -26,7 +26,7 @@ from bitpack.pipelines.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "fixtures" / "models"
-GOLDEN = ROOT.parent / "shared" / "golden"
+GOLDEN = ROOT / "fixtures" / "upstream_golden"  # copies of shared/golden, see its README
 TL2_TILES = "".join(
     f"[Kernels_{i}]\nm = {m}\nk = {k}\nbm = {bm}\nbk = 96\nbmm = 32\n\n"
     for i, (m, k, bm) in enumerate([(256, 256, 128), (128, 256, 128), (512, 256, 256), (256, 512, 128)]))
@@ -34,7 +34,7 @@ TL2_TILES = "".join(
 
 def golden(name: str) -> Path:
     path = GOLDEN / name
-    assert path.is_file(), f"golden data missing: {path} (CI checks out shared/ beside the repository)"
+    assert path.is_file(), f"golden data missing: {path}"
     return path
 
 

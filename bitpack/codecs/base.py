@@ -58,6 +58,12 @@ class Codec(abc.ABC):
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
 
+    @property
+    def containers(self) -> tuple[str, ...]:
+        """Every container a model in this layout can be written to, ``container`` (the
+        default) first; a codec whose models also go elsewhere overrides it."""
+        return (self.container,)
+
     # -- configuration (numcodecs style) ---------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """Plain JSON-able dict that :func:`bitpack.codecs.get_codec` rebuilds the codec from."""

@@ -25,6 +25,8 @@ from .base import Codec, Shape, as_bytes, require
 class BitStack(Codec):
     name = "bitstack"
     container = "safetensors"
+    # a stack is an HF-style directory by default, one GGUF file with -o x.gguf (stack_write)
+    containers = ("safetensors", "gguf")
     spec = "formats/bitstack_blocks.md"
     runtime = "bitpack; the BitStack reference loader"
     constraints = "M·K % 8 == 0"

@@ -36,6 +36,9 @@ LINEAR_CLASSES = ("autobitlinear", "bitlinear")
 
 def config_dir(path: Path) -> Path:
     """The folder holding config.json for a directory, index or .safetensors path."""
+    if path.name == "config.json" and path.is_file():  # else it is read as a shard index
+        raise BitpackError(f"{path} is the model's config.json, not its weights; SRC is the model directory "
+                           f"({path.parent}), a .safetensors file with config.json beside it, or a .gguf file")
     folder = path if path.is_dir() else path.parent
     if not (folder / "config.json").is_file():
         raise BitpackError(f"{path}: no config.json {'in' if path.is_dir() else 'beside'} it; "

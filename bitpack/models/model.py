@@ -139,6 +139,10 @@ class Model:
 
 def require_ternary(model: Model, target: str) -> None:
     """Refuse, up front, to write a full-precision model into a ternary format."""
+    if model.stack is not None:  # a stack loads as float too, but "full-precision" misleads
+        raise BitpackError(f"{model.source} is a BitStack stack, whose lossy blocks hold no ternary codes, and "
+                           f"{target} holds ternary weights; convert the checkpoint the stack was made from, "
+                           "or use --to bitstack to copy the stack into the other container (-o x.gguf)")
     if model.precision != "ternary":
         raise BitpackError(f"{model.source} is a full-precision checkpoint and {target} holds ternary weights; "
                            "bitpack does not silently ternarize an ordinary model. Use --to bitstack to compress it")

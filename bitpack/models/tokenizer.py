@@ -4,8 +4,8 @@ vocab helpers doing the reading.
 The tokenizer model follows the files present: a byte-level BPE ``tokenizer.json`` is
 ``gpt2``, a ``tokenizer.model`` is SentencePiece ``llama``; never SentencePiece for a BPE
 vocabulary (the upstream converters' bug, microsoft/BitNet PR #508). ``tokenizer.ggml.pre``
-is always written: recognised pre-tokenizers by their split pattern, else ``default`` with
-a warning.
+is always written: recognised pre-tokenizers by their split pattern (GPT-2's ByteLevel
+one by its settings), else ``default`` with a warning.
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ LLAMA3_PATTERN = (
     "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 )
 KNOWN_PRE = {LLAMA3_PATTERN: "llama-bpe"}
+# A lone ByteLevel pre-tokenizer with use_regex (tokenizers' default) splits with GPT-2's own
+# regex, exactly the one llama.cpp runs for pre "gpt-2" (llama-vocab.cpp,
+# LLAMA_VOCAB_PRE_TYPE_GPT2); convert_hf_to_gguf.py writes "gpt-2" for openai-community/gpt2.
+# add_prefix_space must be off, as in GPT-2: llama.cpp adds no leading space. A missing key
+# means tokenizers' default (use_regex and add_prefix_space both true).
+GPT2_PRE = "gpt-2"
 PADDING_TYPE = 5  # gguf TokenType.UNUSED
 
 
@@ -115,7 +121,11 @@ def _pre_tokenizer(path: Path) -> tuple[str, str | None]:
             for value in node:
                 walk(value)
 
-    walk(data.get("pre_tokenizer"))
+    pre_tokenizer = data.get("pre_tokenizer")
+    if (isinstance(pre_tokenizer, dict) and pre_tokenizer.get("type") == "ByteLevel"
+            and pre_tokenizer.get("use_regex", True) is True and pre_tokenizer.get("add_prefix_space", True) is False):
+        return GPT2_PRE, None
+    walk(pre_tokenizer)
     for pattern in patterns:
         if pattern in KNOWN_PRE:
             return KNOWN_PRE[pattern], None

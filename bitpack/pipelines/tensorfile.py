@@ -35,6 +35,7 @@ def formats_table() -> list[dict[str, Any]]:
             "name": name,
             "aliases": list(codec.aliases),
             "container": codec.container,
+            "containers": list(codec.containers),
             "bits_per_weight_text": codec.bits_text,
             "bits_per_weight_example": {
                 "shape": list(EXAMPLE_SHAPE),
