@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import BitpackError
 from ..models.floats import round_through
+from ..models.conventions import LINEAR_CLASSES
 from ..models.model import Float, Model, Ternary
 from .forward import Capture, Executor
 
@@ -73,7 +74,8 @@ class HFExecutor(Executor):
             s_b = bf((F32(1) / m) * F32(127))
             q = np.clip(np.rint(x * s_b), -128, 127).astype(F32)
             y = bf(q @ codes.T)
-            ws = F32(1) / F32(t.scale) if t.source_weight_scale is None else _bf16_value(t.source_weight_scale)
+            ws = LINEAR_CLASSES["bitlinear"].stored(t.scale) if t.source_weight_scale is None \
+                else _bf16_value(t.source_weight_scale)
             return bf(y / (s_b * bf(np.array([ws], F32))[0]))
         s_x = ((F32(1) / m) * F32(127)).astype(F32)  # 127/x lowered to reciprocal * 127 (§7.2)
         x_dq = bf(np.clip(np.rint(x * s_x), -128, 127) / s_x)

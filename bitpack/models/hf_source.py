@@ -26,12 +26,12 @@ from ..containers.hf_dir import read_config, tokenizer_files
 from ..containers.safetensors_file import Checkpoint
 from ..errors import BitpackError
 from .arch import Kind, decide, slots
+from .conventions import CONVENTIONS, DEFAULT, LINEAR_CLASSES, OWN, resolve_linear_class
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
 from .ternarize import absmean_scale, absmean_stored
 
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
-LINEAR_CLASSES = ("autobitlinear", "bitlinear")
 
 
 def config_dir(path: Path) -> Path:
@@ -52,7 +52,7 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
     warnings = [w.message for w in duplicates]
     for dup in duplicates:
         if dup.path == "quantization_config" and dup.differ and scale_convention is None:
-            linear = [v.get("linear_class", "bitlinear") if isinstance(v, dict) else v for v in dup.values]
+            linear = [v.get("linear_class", DEFAULT) if isinstance(v, dict) else v for v in dup.values]
             if len(set(map(str, linear))) > 1:
                 raise BitpackError(
                     f"{folder}/config.json has quantization_config {len(dup.values)} times with different "
@@ -73,7 +73,7 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
     _refuse_biases(config, where)
     layout, linear_class, codec_name = _layout(config, ckpt, where, scale_convention, arch.name)
     if scale_convention is not None and layout == "packed":
-        linear_class = {"multiply": "autobitlinear", "divide": "bitlinear"}[scale_convention]
+        linear_class = CONVENTIONS[scale_convention]
     used: set[str] = set()
     entries = []
     missing = []
@@ -180,9 +180,7 @@ def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str,
         raise BitpackError(f"{where}: projections are packed U8 but config.json has no quantization_config, so "
                            "what weight_scale means is unknown. Pass --scale-convention multiply "
                            "(autobitlinear, e.g. 2B-4T) or divide (bitlinear, e.g. HF1BitLLM, Falcon3)")
-    linear_class = qc.get("linear_class", "bitlinear")
-    if linear_class not in LINEAR_CLASSES:
-        raise BitpackError(f"{where}: linear_class {linear_class!r} is unknown (expected {' or '.join(LINEAR_CLASSES)})")
+    linear_class = resolve_linear_class(qc.get("linear_class"), f"{where}: linear_class").name
     if qc.get("quantization_mode", "offline") != "offline":
         raise BitpackError(f"{where}: projections are packed U8 but quantization_mode is "
                            f"{qc.get('quantization_mode')!r}; the config contradicts the weights")
@@ -207,9 +205,10 @@ def _ternary_loader(ckpt, name, scale_name, shape, layout, linear_class, codec_n
         ws = ckpt.array(scale_name, dtype=np.float32).reshape(-1)
         if ws.size != 1 or not np.isfinite(ws[0]) or ws[0] == 0:
             raise BitpackError(f"{where}: {scale_name} must be one finite non-zero value; got {ws[:4]}")
-        if linear_class == "bitlinear":  # weight_scale holds 1/mean|W|: divide (checkpoints.md §3.2)
-            return Ternary(codes, np.float32(np.float32(1) / ws[0]), source_weight_scale=ckpt.raw(scale_name).copy())
-        return Ternary(codes, np.float32(ws[0]))
+        convention = LINEAR_CLASSES.get(linear_class, OWN)
+        if convention.convention == "divide":  # keep the stored bits: 1/(1/s) need not give them back
+            return Ternary(codes, convention.scale(ws[0]), source_weight_scale=ckpt.raw(scale_name).copy())
+        return Ternary(codes, convention.scale(ws[0]))
 
     return load
 
@@ -225,7 +224,7 @@ def _scale_reader(ckpt, name, scale_name, layout, linear_class):
         if layout == "master":
             return absmean_scale(ckpt.raw(name), ckpt.info(name).dtype)
         ws = np.float32(ckpt.array(scale_name, dtype=np.float32).reshape(-1)[0])
-        return np.float32(np.float32(1) / ws) if linear_class == "bitlinear" else ws
+        return LINEAR_CLASSES.get(linear_class, OWN).scale(ws)
 
     return scale
 

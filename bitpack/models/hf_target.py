@@ -23,6 +23,7 @@ from ..containers.safetensors_file import DTYPES
 from ..errors import BitpackError
 from ..parallel import write_in_order
 from .arch import Kind, hf_name
+from .conventions import LINEAR_CLASSES, resolve_linear_class
 from .floats import round_to, stored_as
 from .model import Float, Model, fit_codec, require_ternary, single_scales
 
@@ -63,8 +64,7 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
     packed = codec.name == "hf_packed"
     if linear_class is None:
         linear_class = model.linear_class or ("bitlinear" if model.arch.name == "llama" else "autobitlinear")
-    if linear_class not in ("autobitlinear", "bitlinear"):
-        raise BitpackError("--linear-class must be autobitlinear or bitlinear")
+    linear_class = resolve_linear_class(linear_class, "--linear-class").name
 
     plan = HFPlan(codec.name, _config(model, codec.name, linear_class), {}, [], [], warnings=list(model.warnings))
     if model.arch.name == "bitnet" and packed:
@@ -164,10 +164,10 @@ def _weight_scales(model: Model, linear_class: str, dtype: str, allow_rounding: 
         if dtype == model.source_scale_dtype and linear_class == "bitlinear" and e.source_scale is not None:
             out[e.name] = (dtype, e.source_scale())  # the checkpoint's own bits: exact round trip
             continue
-        stored = np.float32(np.float32(1) / s) if linear_class == "bitlinear" else s
+        stored = LINEAR_CLASSES[linear_class].stored(s)
         value = round_to(np.array([stored], dtype=np.float32), dtype) if dtype != "F32" else np.array([stored], "<f4")
         read = Float(value, dtype).values[0]
-        back = np.float32(np.float32(1) / read) if linear_class == "bitlinear" else read
+        back = LINEAR_CLASSES[linear_class].scale(read)
         if back != s:
             lossy.append(f"{e.name}: scale {float(s)!r} stored as {float(back)!r}")
         out[e.name] = (dtype, value)
