@@ -640,7 +640,7 @@ def test_llama_f16_calibrated_output_and_ppl_orders(work, llama):
     report = write_stack(llama, out, blocks=3, rank=2, calibration=stats)
     assert report["order"] == "output" and report["scaled"] is True
     e = llama.entry("blk.1.attn_output.weight")  # o_proj: scaled by its own input (scale_o_proj)
-    s = stats[e.name].act_scale()
+    s = avd.act_scale(stats[e.name].norm_sums, stats[e.name].n_samples)
     d = decompose(weight_f32(e.load()), 3, 2, act_scale=s, probe=stats[e.name].probe)
     assert np.array_equal(open_stack(out).entry(e.name).load().values, avd.reconstruct(d.blocks, e.shape, s))
     assert report["errors"][e.name]["relative_output_error"] == [
