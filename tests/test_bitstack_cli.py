@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitpack.bitstack.stack import open_stack
+from bitpack.models.stack_source import open_stack
 from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.open import open_model
 from bitpack.errors import BitpackError

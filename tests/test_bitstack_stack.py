@@ -12,25 +12,15 @@ import numpy as np
 import pytest
 
 import bitpack
-from bitpack.bitstack import avd, stack_write
+from bitpack.bitstack import avd
+from bitpack.models import stack_target
 from bitpack.bitstack.budget import BudgetTable, parse_size, select
-from bitpack.bitstack.order import (
-    check_order,
-    error_order,
-    perplexity,
-    ppl_order,
-    stacked_model,
-    uniform_order,
-)
-from bitpack.bitstack.stack import (
-    is_stack,
-    open_stack,
-    open_stack_files,
-    stack_report,
-    write_stack,
-)
-from bitpack.bitstack.stack_read import KEY_ORDER, Naming, reference_key
-from bitpack.bitstack.stack_write import weight_f32
+from bitpack.bitstack.order import check_order, error_order, ppl_order, uniform_order
+from bitpack.models.stack_format import KEY_ORDER, Naming, reference_key
+from bitpack.models.stack_scoring import stacked_model
+from bitpack.models.stack_source import is_stack, open_stack, open_stack_files, stack_report
+from bitpack.models.stack_target import weight_f32, write_stack
+from bitpack.pipelines.ppl import perplexity
 from bitpack.containers.gguf_file import GGUFFile
 from bitpack.containers.safetensors_file import Checkpoint, SafetensorsWriter
 from bitpack.errors import BitpackError
@@ -593,7 +583,7 @@ def test_failure_leaves_nothing(work, monkeypatch, target):
             raise BitpackError("planted failure")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stack_write.avd, "decompose", failing)
+    monkeypatch.setattr(stack_target.avd, "decompose", failing)
     folder = work / f"atomic-{target.replace('.', '-')}"
     folder.mkdir()
     with pytest.raises(BitpackError, match="planted failure"):
@@ -631,7 +621,7 @@ def test_refusals_before_work(work, llama_stack):
 # -- the llama-f16 fixture with real calibration statistics ---------------------------------
 
 def test_llama_f16_calibrated_output_and_ppl_orders(work, llama):
-    from bitpack.bitstack.calibrate import collect, windows
+    from bitpack.pipelines.calibrate import collect, windows
 
     tokens = [int(t) for t in np.random.default_rng(4).integers(0, llama.hparams.vocab_size, 400)]
     wins = windows(tokens, 24, 4, seed=0)

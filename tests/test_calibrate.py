@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bitpack.bitstack import avd
-from bitpack.bitstack.calibrate import ActStats, collect, plan, windows
+from bitpack.pipelines.calibrate import ActStats, collect, plan, windows
 from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.open import open_model
 from bitpack.errors import BitpackError

@@ -157,7 +157,8 @@ def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, prog
 def _write_stack(model: Model, codec: str, out: Path, options: ConvertOptions, progress: Progress | None,
                  source_info: dict[str, Any]) -> dict[str, Any]:
     """Decompose ``model`` into a BitStack stack (spec/bitstack.md), calibrated when a text is given."""
-    from ..bitstack.stack import perplexity, write_stack
+    from ..models.stack_target import write_stack
+    from .ppl import perplexity
 
     unknown = sorted(set(options.params) - {"blocks", "rank"})
     if unknown:
@@ -165,7 +166,7 @@ def _write_stack(model: Model, codec: str, out: Path, options: ConvertOptions, p
     calibration = evaluate = None
     info = None
     if options.calibration is not None:
-        from ..bitstack.calibrate import collect, plan, windows
+        from .calibrate import collect, plan, windows
         from ..models.text import encode_text
 
         try:

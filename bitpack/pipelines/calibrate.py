@@ -5,7 +5,7 @@ and a capture hook on the executor sees the float32 input X [T, K] of every proj
 Per projection this keeps, per window b (a "sample"), the per-channel L2 norm over tokens
 ``sqrt(sum_t X[b, t, j]^2)``, summed over windows in float64, from which
 
-    s_j = (1/N) * sum_b sqrt(sum_t X[b, t, j]^2) + 1e-3        (avd.act_scale)
+    s_j = (1/N) * sum_b sqrt(sum_t X[b, t, j]^2) + 1e-3        (bitpack.bitstack.avd.act_scale)
 
 -- the reference's ``get_act_scale`` -- and a seeded uniform sample of input rows (tokens),
 the same token positions for every projection, for whatever needs real activations later.
