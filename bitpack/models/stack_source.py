@@ -16,7 +16,6 @@ the distinct bytes read.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..bitstack import avd
-from ..bitstack.budget import BudgetTable, table_from_configs
+from ..bitstack.budget import BudgetTable
 from ..bitstack.order import check_order
 from ..containers.hf_dir import COMPRESSION_CONFIG, read_config, tokenizer_files
 from ..errors import BitpackError
@@ -46,6 +45,7 @@ from .stack_format import (
     projection_names,
 )
 from .stack_model import Matrix, OpenStack
+from .stack_reference import reference_params, reference_table
 from .stack_store import Store, check_tensor, open_store
 
 
@@ -94,7 +94,7 @@ def _open(path: Path, store: Store, require_order: bool) -> OpenStack:
         params = _bitpack_params(store, where)
         k, n_blocks = params["k"], params["niter"]
     else:
-        params, k, n_blocks = _reference_params(path, store, head.hparams, head.arch, naming, where)
+        params, k, n_blocks = reference_params(path, store, head.hparams, head.arch, naming, where)
     used: set[str] = set()
     matrices = _matrices(store, naming, head, k, n_blocks, used, where)
     _check_scales(matrices, layout, params, where)
@@ -235,94 +235,45 @@ def _extras(store: Store, naming: Naming, head: _Header, used: set[str],
     return extras
 
 
-def _reference_params(path: Path, store: Store, hp: HParams, arch, naming: Naming,
-                      where: str) -> tuple[dict[str, Any], int, int]:
-    """k from u_0, niter from the highest qweight_i present, scaled from the directory name
-    when it follows the reference's ``..._scaled_{bool}`` pattern."""
-    names = set(store.names())
-    first = projection_names(arch, hp.n_layers, hp.tied)[0]
-    u0 = naming.block(first, 0)[1]
-    if u0 not in names:
-        raise BitpackError(f"{where}: missing tensor {u0}")
-    dtype, shape, _ = store.info(u0)
-    if dtype != "F16" or len(shape) != 2:
-        raise BitpackError(f"{where}: {u0} is {dtype} {list(shape)}; expected F16 (out, k)")
-    k = int(shape[1])
-    pattern = re.compile(r"\.qweight_(\d+)$")
-    n_blocks = max(int(mt.group(1)) for n in names if (mt := pattern.search(n))) + 1
-    if n_blocks > avd.MAX_COUNT:  # each matrix is walked block by block: bound it before looping
-        raise BitpackError(f"{where}: a tensor qweight_{n_blocks - 1} claims {n_blocks} blocks; at most {avd.MAX_COUNT}")
-    folder = path if path.is_dir() else path.parent
-    scaled = re.search(r"_scaled_(True|False)", folder.name)
-    scaled_flag = None if scaled is None else scaled.group(1) == "True"
-    params = {"k": k, "niter": n_blocks, "scaled": scaled_flag, "folded": scaled_flag, "svd_sign": None,
-              "scale_o_proj": False, "order": "ppl", "svd": "full", "producer": "reference"}
-    return params, k, n_blocks
-
-
 def _table(stack: OpenStack, folder: Path, require_order: bool, where: str) -> BudgetTable | None:
+    """The stack's budget table: bitpack's order field, or the reference's compression_config.json."""
+    if stack.layout == "bitpack":
+        return _bitpack_table(stack, require_order, where)
+    return reference_table(stack, folder / COMPRESSION_CONFIG, where)
+
+
+def _bitpack_table(stack: OpenStack, require_order: bool, where: str) -> BudgetTable | None:
     names = [m.name for m in stack.matrices]
     meta = stack.store.metadata
-    if stack.layout == "bitpack":
-        listed = meta.get(KEY_MATRICES)
-        if isinstance(listed, str):
-            listed = _json_param(meta, KEY_MATRICES, where)
-        if listed is not None and (not isinstance(listed, (list, tuple)) or list(listed) != names):
-            raise BitpackError(f"{where}: {KEY_MATRICES} does not list this model's projections in model order")
-        text = meta.get(KEY_ORDER)
-        if text is None:
-            if require_order:
-                raise BitpackError(f"{where}: the stack has no {KEY_ORDER}")
-            return None
-        if isinstance(text, str):
-            if text.startswith(ORDER_PLACEHOLDER):
-                if require_order:
-                    raise BitpackError(f"{where}: {KEY_ORDER} was never filled in (an interrupted writer?)")
-                return None
-            try:
-                order = json.loads(text)
-            except ValueError:
-                raise BitpackError(f"{where}: {KEY_ORDER} is not a JSON list") from None
-        else:  # GGUF: an INT32 array
-            order = np.asarray(text) if isinstance(text, (list, tuple, np.ndarray)) else np.asarray([])
-            if order.dtype.kind not in "iu":
-                raise BitpackError(f"{where}: {KEY_ORDER} is not an integer array")
-            if order.size and (order < 0).all():
-                if require_order:
-                    raise BitpackError(f"{where}: {KEY_ORDER} was never filled in (an interrupted writer?)")
-                return None
-        order = check_order(order, len(names), stack.n_blocks, f"{where}: {KEY_ORDER}")
-        return BudgetTable(names, stack.block_bytes(), stack.extra_bytes, stack.n_blocks, order)
-    cfg_path = folder / COMPRESSION_CONFIG
-    if not cfg_path.is_file():
-        stack.warnings.append(f"{where}: no {COMPRESSION_CONFIG}; only explicit block counts can be loaded")
+    listed = meta.get(KEY_MATRICES)
+    if isinstance(listed, str):
+        listed = _json_param(meta, KEY_MATRICES, where)
+    if listed is not None and (not isinstance(listed, (list, tuple)) or list(listed) != names):
+        raise BitpackError(f"{where}: {KEY_MATRICES} does not list this model's projections in model order")
+    text = meta.get(KEY_ORDER)
+    if text is None:
+        if require_order:
+            raise BitpackError(f"{where}: the stack has no {KEY_ORDER}")
         return None
-    try:
-        configs = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise BitpackError(f"{cfg_path}: not readable JSON ({err})") from None
-    if not isinstance(configs, list) or not all(isinstance(c, dict) and isinstance(c.get("layers"), dict)
-                                                  for c in configs):
-        raise BitpackError(f"{cfg_path}: expected a list of {{'memory': bytes, 'layers': {{...}}}} objects")
-    alias = stack.aliases()
-    keyed = []
-    for i, c in enumerate(configs):
-        row = {}
-        for key, n in c["layers"].items():
-            if key not in alias:
-                raise BitpackError(f"{cfg_path}: entry {i} names {key!r}, not a matrix of this model")
-            if type(n) is not int or not 1 <= n <= stack.n_blocks:
-                raise BitpackError(f"{cfg_path}: entry {i} gives {key} {n!r} blocks; the stack has {stack.n_blocks}")
-            if alias[key] in row:
-                raise BitpackError(f"{cfg_path}: entry {i} names {alias[key]} twice")
-            row[alias[key]] = n
-        keyed.append(row)
-    table = table_from_configs(names, stack.block_bytes(), stack.extra_bytes, stack.n_blocks, keyed, str(cfg_path))
-    stated = [c.get("memory") for c in configs]
-    if stated != [int(b) for b in table.bytes]:
-        stack.warnings.append(f"{cfg_path}: its 'memory' figures differ from the bytes of the tensors in the files "
-                              f"(first: {stated[0]} vs {int(table.bytes[0])}); budgets use the files' bytes")
-    return table
+    if isinstance(text, str):
+        if text.startswith(ORDER_PLACEHOLDER):
+            if require_order:
+                raise BitpackError(f"{where}: {KEY_ORDER} was never filled in (an interrupted writer?)")
+            return None
+        try:
+            order = json.loads(text)
+        except ValueError:
+            raise BitpackError(f"{where}: {KEY_ORDER} is not a JSON list") from None
+    else:  # GGUF: an INT32 array
+        order = np.asarray(text) if isinstance(text, (list, tuple, np.ndarray)) else np.asarray([])
+        if order.dtype.kind not in "iu":
+            raise BitpackError(f"{where}: {KEY_ORDER} is not an integer array")
+        if order.size and (order < 0).all():
+            if require_order:
+                raise BitpackError(f"{where}: {KEY_ORDER} was never filled in (an interrupted writer?)")
+            return None
+    order = check_order(order, len(names), stack.n_blocks, f"{where}: {KEY_ORDER}")
+    return BudgetTable(names, stack.block_bytes(), stack.extra_bytes, stack.n_blocks, order)
 
 
 # -- public API ----------------------------------------------------------------------------
