@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bitpack.pipelines.convert import ConvertOptions, convert# noqa: E402
+from bitpack.pipelines.convert import ConvertOptions, convert  # noqa: E402
 from bitpack.pipelines.inspect import inspect  # noqa: E402
 from bitpack.pipelines.verify import verify  # noqa: E402
 
@@ -48,8 +48,8 @@ def main() -> None:
 
     results = {"model": str(args.model), "date": datetime.date.today().isoformat(),
                "machine": platform.processor() or platform.machine(), "orders": {}}
-    from bitpack.pipelines.open import open_model
     from bitpack.models.text import encode_text
+    from bitpack.pipelines.open import open_model
 
     tokens = encode_text(open_model(args.model), args.eval_text.read_text(encoding="utf-8"))[: args.tokens]
     results["eval_text"] = {"file": str(args.eval_text), "tokens": len(tokens)}

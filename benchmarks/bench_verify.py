@@ -45,10 +45,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bitpack.pipelines.verify import default_tokens, logits_report
-
 import make_synthetic  # shapes and folder names
 from bench_convert import GB, machine, model_files, read_all, run_child, run_measured
+
+from bitpack.pipelines.verify import default_tokens, logits_report
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "verify.json"
 FORMAT = {"2b4t": "i2_s", "large": "tq2_0"}

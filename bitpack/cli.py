@@ -326,8 +326,8 @@ def run_model(
     """Run the reference executor and show the most likely next tokens."""
     import numpy as np
 
-    from .pipelines.open import open_model
     from .executor import executor
+    from .pipelines.open import open_model
 
     if tokens is not None and prompt is not None:
         raise BitpackError("--tokens and --prompt cannot be used together; give one of them")

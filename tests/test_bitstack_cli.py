@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitpack.bitstack.stack import open_stack
-from bitpack.pipelines.convert import ConvertOptions, convert
-from bitpack.pipelines.open import open_model
 from bitpack.errors import BitpackError
+from bitpack.models.stack_source import open_stack
+from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.inspect import inspect
+from bitpack.pipelines.open import open_model
 from bitpack.pipelines.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]

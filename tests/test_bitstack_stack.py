@@ -12,32 +12,27 @@ import numpy as np
 import pytest
 
 import bitpack
-from bitpack.bitstack import avd, stack_write
+from bitpack.bitstack import avd
 from bitpack.bitstack.budget import BudgetTable, parse_size, select
-from bitpack.bitstack.order import (
-    check_order,
-    error_order,
-    perplexity,
-    ppl_order,
-    stacked_model,
-    uniform_order,
-)
-from bitpack.bitstack.stack import (
+from bitpack.bitstack.order import check_order, error_order, ppl_order, uniform_order
+from bitpack.containers.gguf_file import GGUFFile
+from bitpack.containers.safetensors_file import Checkpoint, SafetensorsWriter
+from bitpack.errors import BitpackError
+from bitpack.models import stack_target
+from bitpack.models.arch import Kind, architecture, slots
+from bitpack.models.hparams import HParams
+from bitpack.models.model import Entry, Float, Model
+from bitpack.models.stack_format import KEY_ORDER, Naming, reference_key
+from bitpack.models.stack_scoring import stacked_model
+from bitpack.models.stack_source import (
     is_stack,
     open_stack,
     open_stack_files,
     stack_report,
-    write_stack,
 )
-from bitpack.bitstack.stack_read import KEY_ORDER, Naming, reference_key
-from bitpack.bitstack.stack_write import weight_f32
-from bitpack.containers.gguf_file import GGUFFile
-from bitpack.containers.safetensors_file import Checkpoint, SafetensorsWriter
-from bitpack.errors import BitpackError
-from bitpack.models.arch import Kind, architecture, slots
-from bitpack.models.hparams import HParams
-from bitpack.models.model import Entry, Float, Model
+from bitpack.models.stack_target import weight_f32, write_stack
 from bitpack.parallel import blas_threads
+from bitpack.pipelines.ppl import perplexity
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "models"
 BLOCKS, RANK = 3, 2
@@ -593,7 +588,7 @@ def test_failure_leaves_nothing(work, monkeypatch, target):
             raise BitpackError("planted failure")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stack_write.avd, "decompose", failing)
+    monkeypatch.setattr(stack_target.avd, "decompose", failing)
     folder = work / f"atomic-{target.replace('.', '-')}"
     folder.mkdir()
     with pytest.raises(BitpackError, match="planted failure"):
@@ -631,7 +626,7 @@ def test_refusals_before_work(work, llama_stack):
 # -- the llama-f16 fixture with real calibration statistics ---------------------------------
 
 def test_llama_f16_calibrated_output_and_ppl_orders(work, llama):
-    from bitpack.bitstack.calibrate import collect, windows
+    from bitpack.pipelines.calibrate import collect, windows
 
     tokens = [int(t) for t in np.random.default_rng(4).integers(0, llama.hparams.vocab_size, 400)]
     wins = windows(tokens, 24, 4, seed=0)
@@ -640,7 +635,7 @@ def test_llama_f16_calibrated_output_and_ppl_orders(work, llama):
     report = write_stack(llama, out, blocks=3, rank=2, calibration=stats)
     assert report["order"] == "output" and report["scaled"] is True
     e = llama.entry("blk.1.attn_output.weight")  # o_proj: scaled by its own input (scale_o_proj)
-    s = stats[e.name].act_scale()
+    s = avd.act_scale(stats[e.name].norm_sums, stats[e.name].n_samples)
     d = decompose(weight_f32(e.load()), 3, 2, act_scale=s, probe=stats[e.name].probe)
     assert np.array_equal(open_stack(out).entry(e.name).load().values, avd.reconstruct(d.blocks, e.shape, s))
     assert report["errors"][e.name]["relative_output_error"] == [

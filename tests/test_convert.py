@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from bitpack.codecs import codec_class, list_codecs
+from bitpack.errors import BitpackError
+from bitpack.models.arch import permute_rows
 from bitpack.pipelines.convert import ConvertOptions, convert, default_output
 from bitpack.pipelines.open import open_model
-from bitpack.errors import BitpackError
-from bitpack.models.arch import Kind, permute_rows
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 SOURCES = {

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from bitpack.codecs import codec_class, list_codecs
-from bitpack.pipelines.open import open_model
 from bitpack.errors import BitpackError
 from bitpack.executor import NUMERICS, Executor, executor
-from bitpack.pipelines.inspect import inspect
 from bitpack.models.arch import Kind
 from bitpack.models.gguf_target import plan_gguf
 from bitpack.models.hf_target import plan_hf
 from bitpack.models.model import Float, Ternary
+from bitpack.pipelines.inspect import inspect
+from bitpack.pipelines.open import open_model
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 F16 = MODELS / "llama-f16"

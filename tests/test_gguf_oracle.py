@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from codec_suite import make_ternary
 from gguf import GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bitpack.codecs import get_codec
-from codec_suite import make_ternary
 
 pytestmark = pytest.mark.oracle
 

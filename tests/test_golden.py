@@ -17,9 +17,9 @@ import importlib.util
 
 import numpy as np
 import pytest
+from codec_suite import FIXTURES_DIR, REPO_ROOT, SHARED_GOLDEN, UPSTREAM_DIR
 
 from bitpack.codecs import get_codec
-from codec_suite import FIXTURES_DIR, REPO_ROOT, SHARED_GOLDEN, UPSTREAM_DIR
 
 KNOWN = ["ternary_128x512.npz", "ternary_256x256.npz", "ternary_256x512.npz", "ternary_512x256.npz"]
 UPSTREAM_NAMES = sorted(set(KNOWN) | {p.name for p in SHARED_GOLDEN.glob("ternary_*.npz")})

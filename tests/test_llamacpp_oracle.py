@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oracles import require
 
+from bitpack.executor import executor
 from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.open import open_model
-from bitpack.executor import executor
-
-from oracles import require
 
 pytestmark = pytest.mark.oracle
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"

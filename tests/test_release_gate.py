@@ -15,9 +15,9 @@ import pytest
 
 from bitpack import __version__
 from bitpack.containers.safetensors_file import SafetensorsFile
+from bitpack.errors import BitpackError
 from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.open import open_model
-from bitpack.errors import BitpackError
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 MLP0 = [f"model.layers.0.mlp.{p}_proj.weight" for p in ("gate", "up", "down")]
@@ -213,7 +213,7 @@ def test_example_workflow_runs_the_gate_for_formats_bitpack_has():
 
 
 def test_input_digests_are_remembered_until_the_file_changes(tmp_path, monkeypatch):
-    from bitpack import receipt
+    from bitpack.pipelines import receipt
 
     monkeypatch.setenv("BITPACK_CACHE_DIR", str(tmp_path / "cache"))
     src = tmp_path / "src"

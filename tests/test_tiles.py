@@ -3,11 +3,11 @@
 
 import numpy as np
 import pytest
+from codec_suite import make_ternary
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bitpack.codecs import CodecError, CorruptDataError, ShapeError, get_codec
-from codec_suite import make_ternary
 
 # §8.5, the setup_env codegen values (what a default bitnet.cpp build contains).
 TL2_PRESETS = {

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oracles import require
 
 from bitpack.pipelines.convert import ConvertOptions, convert
-
-from oracles import require
 
 pytestmark = pytest.mark.oracle
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
@@ -85,8 +84,8 @@ def bf16_logits(folder: Path) -> np.ndarray:
     ("llama-packed", {"scale_convention": "divide"}),  # bitlinear: integer matmul, divide
 ])
 def test_hf_numerics_reproduce_transformers_and_exact_mode_stays_close(source, options):
-    from bitpack.pipelines.open import open_model
     from bitpack.executor import executor
+    from bitpack.pipelines.open import open_model
 
     reference = bf16_logits(MODELS / source)
     model = open_model(MODELS / source, **options)
@@ -114,8 +113,8 @@ CALIBRATION = MODELS.parent / "calibration.txt"
 
 
 def text_tokens(offset: int = 0, n: int = 128) -> list[int]:
-    from bitpack.pipelines.open import open_model
     from bitpack.models.text import encode_text
+    from bitpack.pipelines.open import open_model
 
     return encode_text(open_model(F16_MODEL), CALIBRATION.read_text()[offset:])[:n]
 
@@ -137,8 +136,8 @@ def llama_logits(dtype_name: str, tokens: list[int]) -> np.ndarray:
 def test_exact_mode_is_transformers_float32_on_a_full_precision_llama(offset):
     # LlamaForCausalLM in float32 against exact mode (float projections are plain float32 matmuls):
     # the same arithmetic up to BLAS summation order, exp/cos ulps and rsqrt; measured 2.1e-6
-    from bitpack.pipelines.open import open_model
     from bitpack.executor import executor
+    from bitpack.pipelines.open import open_model
 
     tokens = text_tokens(offset)
     reference = llama_logits("float32", tokens)
@@ -149,9 +148,9 @@ def test_exact_mode_is_transformers_float32_on_a_full_precision_llama(offset):
 
 def test_captured_projection_inputs_are_transformers_linear_inputs():
     torch = require("torch")
-    from bitpack.pipelines.open import open_model
     from bitpack.executor import executor
     from bitpack.models.arch import hf_name
+    from bitpack.pipelines.open import open_model
 
     tokens = text_tokens(5000, 64)
     model = llama("float32")
@@ -184,8 +183,8 @@ def test_hf_numerics_follow_transformers_in_the_stored_dtype(offset):
     # op spreads), so this asserts it is far closer than exact mode. Measured: largest
     # per-position difference 4e-3 of the largest logit (exact mode 1.4e-2), median 1.2e-3
     # (exact 2.8e-3), about 20 % of logits bit-identical (exact none).
-    from bitpack.pipelines.open import open_model
     from bitpack.executor import executor
+    from bitpack.pipelines.open import open_model
 
     tokens = text_tokens(offset)
     reference = llama_logits("float16", tokens)

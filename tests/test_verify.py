@@ -19,9 +19,9 @@ import pytest
 from bitpack.codecs import get_codec
 from bitpack.codecs.tiles import read_kernel_config
 from bitpack.containers.gguf_file import GGUFFile, GGUFWriter
+from bitpack.executor import executor
 from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.open import open_model
-from bitpack.executor import executor
 from bitpack.pipelines.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -216,7 +216,7 @@ def decompose(
         if scale is not None:
             r *= scale
         _account(r, 0, errors, out_errors, inv_scale, xs)
-        signs[b0:b1] = np.packbits(r >= 0)  # -0.0 >= 0 too: zeros of either sign map to +1
+        signs[b0:b1] = pack_signs(r >= 0)  # -0.0 >= 0 too: zeros of either sign map to +1
         np.abs(r, out=mag[r0:r1])
 
     blocks: list[Block] = []
@@ -227,10 +227,10 @@ def decompose(
         for r0, r1, b0, b1 in _row_chunks(m, n):
             p = u[r0:r1] @ vt  # Pᵢ for these rows, from the f32 factors (spec §2.2 step 6)
             np.subtract(mag[r0:r1], p, out=p)  # Aᵢ − Pᵢ = Sᵢ ⊙ Rᵢ₊₁
-            np.multiply(p, np.take(_SIGN_LUT, signs[b0:b1], axis=0).reshape(p.shape), out=p)  # Rᵢ₊₁
+            np.multiply(p, unpack_signs(signs[b0:b1], p.shape), out=p)  # Rᵢ₊₁
             _account(p, i + 1, errors, out_errors, inv_scale, xs)
             if not last:
-                next_signs[b0:b1] = np.packbits(p >= 0)
+                next_signs[b0:b1] = pack_signs(p >= 0)
                 np.abs(p, out=mag[r0:r1])
         blocks.append(Block(signs, u.astype(np.float16), vt.astype(np.float16)))
         signs = next_signs
@@ -392,7 +392,7 @@ def reconstruct(
             p = u[r0:r1] @ vt
             if f16:
                 round_to_f16(p)
-            np.multiply(p, np.take(_SIGN_LUT, signs[b0:b1], axis=0).reshape(p.shape), out=p)
+            np.multiply(p, unpack_signs(signs[b0:b1], p.shape), out=p)
             acc += p
             if f16:  # f32 (24 bits) >= 2·11 + 2: rounding the f32 sum of two f16 values to f16
                 round_to_f16(acc)  # gives the correctly rounded f16 sum (no double-rounding error)

@@ -145,17 +145,6 @@ class BudgetTable:
             out.append({"bytes": int(self._cum[i]), "blocks_per_matrix": blocks_summary(counts, total)})
         return out
 
-    def compression_config(self, key_of: Mapping[str, str]) -> list[dict[str, Any]]:
-        """The reference's compression_config.json list (spec/bitstack.md §5.1): every
-        configuration as {"memory": bytes, "layers": {"layer.{L}.self_attn.q_proj": n, ...}}."""
-        keys = [key_of[name] for name in self.matrices]
-        counts = [1] * len(keys)
-        out = [{"memory": int(self._cum[0]), "layers": dict(zip(keys, counts))}]
-        for i, j in enumerate(self.order, start=1):
-            counts[j] += 1
-            out.append({"memory": int(self._cum[i]), "layers": dict(zip(keys, counts))})
-        return out
-
 
 def table_from_configs(matrices: Sequence[str], block_bytes: Sequence[int], extra_bytes: int, n_blocks: int,
                        configs: Sequence[Mapping[str, int]], where: str) -> BudgetTable:

@@ -13,12 +13,13 @@ one (§4.1), and within a level the matrices are sorted by importance. Strategie
 * ``uniform``: matrices in model order within every level;
 * ``ppl``: the reference's scoring (§4.2): perplexity with one matrix given one more block,
   lowest first, with the NaN rule of §4.3.
+
+Only the arithmetic of orders lives here; running a model with chosen block counts is
+``bitpack.models.stack_scoring`` and perplexity itself ``bitpack.pipelines.ppl``.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BitpackError
-from ..models.arch import Kind
-from ..models.model import Entry, Float, Model
+from .avd import reconstruct
 
 ORDERS = ("output", "weight", "uniform", "ppl")
 ORDER_ALIASES = {"residual-norm": "weight", "average": "ppl"}  # spec §7 and the reference's names
@@ -133,7 +133,7 @@ def ppl_order(ppl: np.ndarray) -> list[int]:
     return level_major(-table)
 
 
-# -- running a model with chosen block counts ----------------------------------------------
+# -- reconstructions at chosen block counts, and the cost of ppl scoring ----------------------------------------------
 
 
 class Reconstructions:
@@ -152,8 +152,6 @@ class Reconstructions:
         self._bytes = 0
 
     def get(self, name: str, n: int) -> np.ndarray:
-        from .avd import reconstruct
-
         key = (name, n)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -170,43 +168,6 @@ class Reconstructions:
         return w
 
 
-def stacked_model(base: Model, weights: Callable[[str, int], np.ndarray], counts: dict[str, int]) -> Model:
-    """``base`` with every projection replaced by its reconstruction at ``counts[name]`` blocks.
-
-    ``counts`` is read at every load, so changing it between forward passes changes the
-    model without rebuilding it. Other tensors are ``base``'s own entries."""
-    entries = []
-    for e in base.entries:
-        if e.kind is Kind.TERNARY:
-            entries.append(Entry(e.name, e.kind, e.shape, "bitstack",
-                                 lambda n=e.name: Float(weights(n, counts[n]), "F32"), source_name=e.source_name))
-        else:
-            entries.append(e)
-    return Model(source=base.source, container=base.container, layout="bitstack (in memory)", arch=base.arch,
-                 hparams=base.hparams, entries=entries, files=list(base.files), config=base.config,
-                 tokenizer_dir=base.tokenizer_dir, tokenizer_kv=base.tokenizer_kv, precision="float")
-
-
-def perplexity(model: Model, windows: Sequence[Sequence[int]] | np.ndarray, numerics: str = "exact") -> float:
-    """exp(mean over windows of the mean next-token NLL), as the reference's ``eval_ppl`` and
-    ``--do_eval`` compute it (spec §4.2, §6), with the reference executor."""
-    from ..executor import executor
-
-    means = []
-    for w in windows:
-        tokens = np.asarray(w, dtype=np.int64).reshape(-1)
-        if tokens.size < 2:
-            raise BitpackError("perplexity needs windows of at least 2 tokens")
-        logits = executor(model, numerics).forward(tokens)[:-1].astype(np.float64)
-        top = logits.max(axis=1, keepdims=True)
-        logz = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-        nll = logz - logits[np.arange(tokens.size - 1), tokens[1:]]
-        means.append(float(nll.mean()))
-    if not means:
-        raise BitpackError("perplexity needs at least one window")
-    return float(math.exp(float(np.mean(means))))
-
-
 def ppl_passes(n_matrices: int, n_blocks: int) -> int:
     """Forward evaluations ``score_ppl`` runs: (n - 1)·M, plus one with every block (the
     reference's original_ppl)."""
@@ -220,32 +181,6 @@ def check_ppl_cost(n_matrices: int, n_blocks: int, max_passes: int | None) -> in
                            f"{n_blocks - 1} x {n_matrices} + 1), above the limit of {max_passes}; use --order output "
                            "(the same calibration data, no extra passes) or raise the limit explicitly")
     return passes
-
-
-def score_ppl(model: Model, weights: Callable[[str, int], np.ndarray], matrices: Sequence[str], n_blocks: int,
-              evaluate: Callable[[Model], float], *, max_passes: int | None = DEFAULT_MAX_PPL_PASSES,
-              progress: Callable[[str, int], None] | None = None) -> dict[str, Any]:
-    """The reference's importance scoring (§4.2): for b = 1..n-1, every matrix at b blocks
-    and matrix j alone at b + 1, ``evaluate`` (perplexity; lower = more important).
-
-    Returns {"original_ppl", "ppl" ((n-1, M) array), "passes", "seconds"}."""
-    passes = check_ppl_cost(len(matrices), n_blocks, max_passes)
-    started = time.perf_counter()
-    counts = {name: n_blocks for name in matrices}
-    runner = stacked_model(model, weights, counts)
-    original = float(evaluate(runner))
-    table = np.full((max(n_blocks - 1, 0), len(matrices)), np.nan)
-    for b in range(1, n_blocks):
-        for name in matrices:
-            counts[name] = b
-        for j, name in enumerate(matrices):
-            counts[name] = b + 1
-            table[b - 1, j] = float(evaluate(runner))
-            counts[name] = b
-            if progress:
-                progress(f"ppl level {b}: {name}", 0)
-    return {"original_ppl": original, "ppl": table, "passes": passes,
-            "seconds": round(time.perf_counter() - started, 3)}
 
 
 def reduced_ppl_json(matrices: Sequence[str], keys: Mapping[str, str], scored: dict[str, Any]) -> dict[str, Any]:

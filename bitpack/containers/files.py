@@ -9,12 +9,13 @@ that was killed outright (``kill -9``, a power cut) and remove it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import BitpackError, ContainerError
 
@@ -124,17 +125,11 @@ class StagedFile:
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
-            if not self.overwrite and self.path.exists():
-                raise ContainerError(f"{self.path} appeared while writing; not replacing it")
-            os.replace(self.tmp, self.path)
+            _publish(self.tmp, self.path, self.overwrite)
             self.tmp = None
-        except OSError as err:
-            self.discard()
-            raise ContainerError(f"{self.path}: cannot finish the file ({err.strerror or err})") from None
         except BaseException:
             self.discard()
             raise
-        fsync_dir(self.path.parent)
 
     def discard(self) -> None:
         """Close and delete the temporary; safe to call repeatedly."""
@@ -162,6 +157,34 @@ class StagedFile:
             self.discard()
         except Exception:  # noqa: BLE001, S110 - a finalizer must never raise
             pass
+
+
+@contextlib.contextmanager
+def staged_path(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """A temporary sibling path for a writer that needs a path of its own (it may be written,
+    closed and reopened); published as ``path`` like a :class:`StagedFile` when the block ends,
+    removed if it raises."""
+    tmp = create_temp_sibling(path)
+    try:
+        yield tmp
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        _publish(tmp, path, overwrite)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename the finished temporary onto ``path`` (durably), never over a file that appeared
+    meanwhile unless overwriting was asked for."""
+    try:
+        if not overwrite and path.exists():
+            raise ContainerError(f"{path} appeared while writing; not replacing it")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ContainerError(f"{path}: cannot finish the file ({err.strerror or err})") from None
+    fsync_dir(path.parent)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

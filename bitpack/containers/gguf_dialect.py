@@ -21,7 +21,14 @@ from dataclasses import dataclass
 
 from ..codecs.base import pad
 from ..errors import DialectError
-from .gguf_types import ARCHITECTURE_DIALECTS, DIALECTS, FORK_ARCHITECTURES, MAINLINE, GGMLType, types
+from .gguf_types import (
+    ARCHITECTURE_DIALECTS,
+    DIALECTS,
+    FORK_ARCHITECTURES,
+    MAINLINE,
+    GGMLType,
+    types,
+)
 
 # The dialects detection chooses between, and the order of preference when several remain
 # (the choice then changes no size or codec): mainline, then the 2024-25 fork (the official

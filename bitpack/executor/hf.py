@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BitpackError
-from ..models.floats import round_through
 from ..models.conventions import LINEAR_CLASSES
+from ..models.floats import round_through
 from ..models.model import Float, Model, Ternary
 from .forward import Capture, Executor
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dtypes import FLOAT_STORAGE as STORAGE  # re-exported: the models' name for the one table
+from ..dtypes import (
+    FLOAT_STORAGE as STORAGE,  # re-exported: the models' name for the one table
+)
 from .model import Float
 
 CHUNK = 1 << 20

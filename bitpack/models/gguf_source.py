@@ -18,22 +18,26 @@ import numpy as np
 from ..codecs import codec_class, get_codec
 from ..containers.gguf_file import GGUFFile
 from ..errors import BitpackError
-from .arch import ARCHITECTURES, Kind, architecture, qk_row_order, slots
+from .arch import ARCHITECTURES, Architecture, Kind, architecture, qk_row_order, slots
 from .floats import STORAGE
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
 
+
+def gguf_architecture(name: str | None, where: str) -> Architecture:
+    """The graph named by a GGUF's general.architecture (aliases included), or a clear refusal."""
+    try:
+        return architecture(name or "")
+    except KeyError:
+        known = ", ".join(ARCHITECTURES)
+        raise BitpackError(f"{where}: architecture {name!r} is not one bitpack converts ({known}, bitnet-25)") from None
 
 
 def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any] | None = None) -> Model:
     f = GGUFFile(path, dialect=dialect)
     where = str(path)
     name = f.architecture
-    try:
-        arch = architecture(name or "")
-    except KeyError:
-        known = ", ".join(ARCHITECTURES)
-        raise BitpackError(f"{where}: architecture {name!r} is not one bitpack converts ({known}, bitnet-25)") from None
+    arch = gguf_architecture(name, where)
     present = {t.name for t in f.tensors}
     tied = "output.weight" not in present
     hp = HParams.from_gguf(f.kv, name, arch.hidden_act, tied, where)

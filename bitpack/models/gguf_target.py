@@ -22,7 +22,14 @@ from ..codecs.tiles import Tiles
 from ..containers.files import check_output_file
 from ..containers.gguf_file import GGUFWriter
 from ..containers.gguf_kv import value_type
-from ..containers.gguf_types import DIALECTS, GGMLType, codec_dialects, file_type, gguf_codecs, types
+from ..containers.gguf_types import (
+    DIALECTS,
+    GGMLType,
+    codec_dialects,
+    file_type,
+    gguf_codecs,
+    types,
+)
 from ..errors import BitpackError
 from ..parallel import write_in_order
 from .arch import Kind, qk_row_order

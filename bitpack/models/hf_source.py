@@ -16,6 +16,7 @@ are never ternarized.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..codecs import get_codec
 from ..containers.hf_dir import read_config, tokenizer_files
 from ..containers.safetensors_file import Checkpoint
 from ..errors import BitpackError
-from .arch import Kind, decide, slots
+from .arch import Architecture, Kind, decide, slots
 from .conventions import CONVENTIONS, DEFAULT, LINEAR_CLASSES, OWN, resolve_linear_class
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
@@ -46,6 +47,19 @@ def config_dir(path: Path) -> Path:
     return folder
 
 
+def hf_architecture(hp: HParams, names: Iterable[str], where: str) -> Architecture:
+    """The graph of an HF checkpoint: its hidden_act and whether it has sub-norms (by tensor name)."""
+    has_sub = any(".attn_sub_norm." in n or ".inner_attn_ln." in n for n in names)
+    arch = decide(hp.hidden_act, has_sub)
+    if arch is None:
+        raise BitpackError(
+            f"{where}: unsupported architecture (hidden_act {hp.hidden_act!r}, "
+            f"{'with' if has_sub else 'without'} sub-norms); bitpack reads BitNet b1.58 2B-4T, "
+            "1bitLLM and Llama-shaped ternary checkpoints"
+        )
+    return arch
+
+
 def open_hf(path: Path, scale_convention: str | None = None) -> Model:
     folder = config_dir(path)
     config, duplicates = read_config(folder)
@@ -62,14 +76,7 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
     where = str(path)
     hp = HParams.from_config(config, where)
     names = set(ckpt.names())
-    has_sub = any(".attn_sub_norm." in n or ".inner_attn_ln." in n for n in names)
-    arch = decide(hp.hidden_act, has_sub)
-    if arch is None:
-        raise BitpackError(
-            f"{where}: unsupported architecture (hidden_act {hp.hidden_act!r}, "
-            f"{'with' if has_sub else 'without'} sub-norms); bitpack reads BitNet b1.58 2B-4T, "
-            "1bitLLM and Llama-shaped ternary checkpoints"
-        )
+    arch = hf_architecture(hp, names, where)
     _refuse_biases(config, where)
     layout, linear_class, codec_name = _layout(config, ckpt, where, scale_convention, arch.name)
     if scale_convention is not None and layout == "packed":
@@ -248,22 +255,10 @@ def _check_tied_head(ckpt, where: str) -> None:
 
 
 def _check_shapes(entries: list[Entry], hp: HParams, where: str) -> None:
-    expect = {
-        "token_embd.weight": (hp.vocab_size, hp.hidden_size),
-        "output.weight": (hp.vocab_size, hp.hidden_size),
-        "output_norm.weight": (hp.hidden_size,),
-    }
     bad = []
     for e in entries:
-        if e.kind is Kind.TERNARY:
-            continue
-        want = expect.get(e.name)
-        if want is None:
-            want = (hp.intermediate_size,) if "ffn_sub_norm" in e.name else (hp.hidden_size,)
-        if e.name in ("token_embd.weight", "output.weight") and e.shape[1:] == want[1:] and e.shape[0] >= hp.vocab_size:
-            continue  # embeddings may be padded beyond vocab_size
-        if tuple(e.shape) != want:
-            bad.append(f"{e.source_name} {list(e.shape)} (expected {list(want)})")
+        if e.kind is not Kind.TERNARY and not hp.float_shape_fits(e.name, tuple(e.shape)):
+            bad.append(f"{e.source_name} {list(e.shape)} (expected {list(hp.float_shape(e.name))})")
     if bad:
         raise BitpackError(f"{where}: tensor shapes disagree with config.json: {'; '.join(bad[:6])}")
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from ..errors import BitpackError
 
+EMBEDDING_NAMES = ("token_embd.weight", "output.weight")  # (vocab_size, hidden_size) tensors
+
 U32, F32 = "u32", "f32"
 
 # (attribute, GGUF key below "{arch}.", GGUF value type, config.json field)
@@ -141,3 +143,19 @@ class HParams:
             "ffn_down": (hidden, ff),
         }
         return shapes[gguf_name.split(".")[2]]
+
+    def float_shape(self, canonical: str) -> tuple[int, ...]:
+        """Shape of an embedding, the head or a norm from its canonical name."""
+        if canonical in EMBEDDING_NAMES:
+            return (self.vocab_size, self.hidden_size)
+        if "ffn_sub_norm" in canonical:
+            return (self.intermediate_size,)
+        return (self.hidden_size,)
+
+    def float_shape_fits(self, canonical: str, shape: tuple[int, ...]) -> bool:
+        """Whether a stored embedding, head or norm has the shape the config implies; embedding
+        and head rows may be padded beyond vocab_size."""
+        want = self.float_shape(canonical)
+        if canonical in EMBEDDING_NAMES and len(shape) == 2 and shape[1] == want[1] and shape[0] >= want[0]:
+            return True
+        return tuple(shape) == want

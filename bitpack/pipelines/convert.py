@@ -23,7 +23,11 @@ from ..models.floats import STORAGE
 from ..models.gguf_target import plan_gguf, write_gguf
 from ..models.hf_target import plan_hf, write_hf
 from ..models.model import Model
+from ..models.stack_target import write_stack
+from ..models.text import encode_text
+from .calibrate import collect, plan, windows
 from .open import open_model
+from .ppl import perplexity
 from .receipt import Hasher, receipt_path, write_receipt
 from .verify import verify
 
@@ -157,17 +161,12 @@ def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, prog
 def _write_stack(model: Model, codec: str, out: Path, options: ConvertOptions, progress: Progress | None,
                  source_info: dict[str, Any]) -> dict[str, Any]:
     """Decompose ``model`` into a BitStack stack (spec/bitstack.md), calibrated when a text is given."""
-    from ..bitstack.stack import perplexity, write_stack
-
     unknown = sorted(set(options.params) - {"blocks", "rank"})
     if unknown:
         raise BitpackError(f"bitstack takes --blocks and --rank, not {', '.join(unknown)}")
     calibration = evaluate = None
     info = None
     if options.calibration is not None:
-        from ..bitstack.calibrate import collect, plan, windows
-        from ..models.text import encode_text
-
         try:
             text = Path(options.calibration).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..codecs import get_codec, list_codecs
-from .open import open_model, resolve
 from ..models.model import Float, Ternary
+from ..models.stack_source import is_stack, stack_report
+from .open import open_model, resolve
 
 FLOAT_BITS = {"F32": 32, "F16": 16, "BF16": 16, "F64": 64}
 # A BitNet weight scale is mean|W| (or its inverse): values far outside this range suggest
@@ -23,8 +24,6 @@ _CODECS = set(list_codecs())
 
 def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[str, Any] | None = None,
             scale_convention: str | None = None) -> dict[str, Any]:
-    from ..bitstack.stack import is_stack
-
     source = resolve(path)  # a Hub repo id becomes its snapshot, so a Hub stack is seen as one
     if is_stack(source.path):
         return inspect_stack(source.path)
@@ -99,7 +98,6 @@ def _ternary(e, t: Ternary, container: str, warnings: list[str]) -> dict[str, An
 def inspect_stack(path: str | Path) -> dict[str, Any]:
     """A BitStack stack from its header alone (no block is read): every matrix with its blocks
     and bytes per block, the budget table, and the usual keys."""
-    from ..bitstack.stack import stack_report
 
     report = stack_report(path)
     matrices = report.pop("matrices")

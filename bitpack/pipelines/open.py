@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bitstack.stack import is_stack, open_stack
 from ..containers.hub import fetch, parse_repo_id
 from ..errors import BitpackError
 from ..models.gguf_source import open_gguf
 from ..models.hf_source import open_hf
 from ..models.model import Model
+from ..models.stack_source import is_stack, open_stack
 
 
 def sniff(path: Path) -> str:

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from .open import open_model
+from ..bitstack.budget import blocks_summary
 from ..executor import executor
 from ..models.arch import Kind
 from ..models.model import Float, Model, Ternary
+from .open import open_model
 
 DEFAULT_TOKENS = 16
 CHUNK = 1 << 20
@@ -167,7 +168,6 @@ def verify(reference: str | Path | Model, candidate: str | Path | Model, *, toke
 def _stack_keys(cand: Model) -> dict[str, Any]:
     """What a BitStack candidate loaded: the budget asked for, the configuration chosen, the
     bytes actually read, and its blocks per matrix."""
-    from ..bitstack.budget import blocks_summary
 
     sel = cand.stack
     return {"budget_bytes": sel.budget_bytes, "config_bytes": sel.config_bytes, "bytes_loaded": sel.bytes_loaded,

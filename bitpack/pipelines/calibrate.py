@@ -5,7 +5,7 @@ and a capture hook on the executor sees the float32 input X [T, K] of every proj
 Per projection this keeps, per window b (a "sample"), the per-channel L2 norm over tokens
 ``sqrt(sum_t X[b, t, j]^2)``, summed over windows in float64, from which
 
-    s_j = (1/N) * sum_b sqrt(sum_t X[b, t, j]^2) + 1e-3        (ActStats.act_scale)
+    s_j = (1/N) * sum_b sqrt(sum_t X[b, t, j]^2) + 1e-3        (bitpack.bitstack.avd.act_scale)
 
 -- the reference's ``get_act_scale`` -- and a seeded uniform sample of input rows (tokens),
 the same token positions for every projection, for whatever needs real activations later.
@@ -30,7 +30,6 @@ import numpy as np
 from ..errors import BitpackError
 from ..executor.forward import Executor
 from ..models.model import Model
-from . import avd
 
 MAX_SEQLEN = 2048  # the reference's --seqlen
 DEFAULT_SAMPLES = 256  # the reference's scripts/decompose.sh --nsamples
@@ -42,9 +41,6 @@ class ActStats:
     n_samples: int
     probe: np.ndarray  # float32 (r, K): a seeded random sample of input rows (tokens), r <= probe_rows
 
-    def act_scale(self, eps: float = avd.ACT_EPS) -> np.ndarray:
-        """s (float32, K): the mean per-sample L2 norm of each input channel, plus ``eps``."""
-        return (self.norm_sums / self.n_samples + eps).astype(np.float32)
 
 
 def plan(model: Model, n_tokens: int, seqlen: int | None = None, n_samples: int | None = None) -> tuple[int, int]:
