@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import bitpack
 
 from bitpack.codecs import codec_class, list_codecs
 from bitpack.convert import open_model
@@ -187,14 +188,6 @@ def test_without_the_head_forward_returns_the_final_hidden_states():
 
 
 # ----------------------------------------------------------------------------- bitpack run --prompt
-
-
-def bitpack(*args):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "bitpack.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
 
 
 def test_run_prompt_tokenizes_with_the_models_tokenizer():
