@@ -238,9 +238,12 @@ def convert(
     origin = report["source"]
     if "repo" in origin:
         _say(stderr, f"source: {origin['repo']} at {origin['revision']} (commit {origin['commit']})")
+    checked = report["verify"]
+    timing = (f"{report['seconds']} s" if checked is None else  # the report's seconds include the verify pass
+              f"{report['seconds'] - checked['seconds']:.3f} s, verified in {checked['seconds']} s")
     _say(stdout, Text.assemble("wrote ", (str(report["output"]), "bold"),
                                f": {report['format']}, {len(report['tensors'])} tensors, "
-                               f"{report['bytes_written']:,} bytes in {report['seconds']} s"))
+                               f"{report['bytes_written']:,} bytes in {timing}"))
     if report["receipt"]:
         _say(stdout, f"receipt: {report['receipt']}")
     for line in report["rounded"]:
@@ -410,36 +413,64 @@ def run_model(
 
 
 class _progress:
-    """A rich progress bar on stderr (tensors and bytes), only for a terminal."""
+    """Progress on stderr, only for a terminal. A spinner while the source is read; once the
+    conversion is planned, a bar of tensors and bytes against the plan's totals with percentage
+    and time left; a spinner again for later stages ("verifying")."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and stderr.is_terminal
-        self.bar = None
+        self.live = None
+        self.tensors_done, self.tensors_total = 0, None
 
-    def __enter__(self):
+    def __enter__(self) -> Optional["_progress"]:
         if not self.enabled:
             return None
+        self.stage("reading the source")
+        return self
+
+    def _show(self, columns: tuple, **task: Any) -> None:
+        """Replace what is on screen: one rich Progress per stage, as the columns differ."""
+        from rich.progress import Progress
+
+        self.__exit__()
+        self.live = Progress(*columns, console=stderr, transient=True)
+        self.live.start()
+        self.task = self.live.add_task(**task)
+
+    def stage(self, name: str) -> None:
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._show((SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()), description=name, total=None)
+
+    def plan(self, tensors: Optional[int], nbytes: Optional[int]) -> None:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
-            Progress,
+            SpinnerColumn,
+            TaskProgressColumn,
             TextColumn,
+            TimeRemainingColumn,
             TransferSpeedColumn,
         )
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                            TransferSpeedColumn(), console=stderr, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("converting", total=None)
+        self.tensors_total = tensors
+        self._show((SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                    TextColumn("{task.fields[tensors]} tensors"), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn()), description="converting", total=nbytes, tensors=self._count())
 
-        def update(name: str, nbytes: int) -> None:
-            self.bar.update(task, advance=nbytes, description=name)
+    def _count(self) -> str:
+        return f"{self.tensors_done}/{self.tensors_total}" if self.tensors_total else str(self.tensors_done)
 
-        return update
+    def __call__(self, name: str, nbytes: int) -> None:
+        if self.tensors_done == 0 and self.tensors_total is None:  # a writer without a plan (BitStack): no totals
+            self.plan(None, None)
+        self.tensors_done += 1
+        self.live.update(self.task, advance=nbytes, description=name, tensors=self._count())
 
     def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
 
 def _render(report: dict[str, Any], json_out: bool) -> None:

@@ -307,3 +307,48 @@ def test_the_console_script_exit_code_and_one_line_error():
     done = _process(script, "encode", FIXTURE)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.splitlines()[0] == "bitpack: error: Missing option '--to'."
+
+
+# -- progress that tells the truth ----------------------------------------------------------------
+
+
+class _Recorder:
+    """A progress callback with the optional hooks convert() calls (as the command line's bar has)."""
+
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, name, nbytes):
+        self.events.append(("tensor", name, nbytes))
+
+    def plan(self, tensors, nbytes):
+        self.events.append(("plan", tensors, nbytes))
+
+    def stage(self, name):
+        self.events.append(("stage", name))
+
+
+@pytest.mark.parametrize("to", ["i2_s", "hf_packed"])  # the GGUF and the safetensors writer
+def test_convert_announces_its_totals_before_writing_and_the_verify_stage(tmp_path, to):
+    from bitpack.convert import ConvertOptions, convert
+
+    seen = _Recorder()
+    convert(MODELS / "b158-packed", to, ConvertOptions(output=tmp_path / "out", verify=True), progress=seen)
+    (first, tensors, nbytes), *written, last = seen.events
+    assert first == "plan" and last == ("stage", "verifying")
+    assert {kind for kind, *_ in written} == {"tensor"}
+    assert tensors == len(written) and nbytes == sum(n for *_, n in written)
+
+
+def test_a_terminal_sees_totals_and_the_verify_stage(tmp_path, monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", "160")
+    done = bitpack("convert", MODELS / "b158-packed", "--to", "i2_s", "-o", tmp_path / "m.gguf", "--verify")
+    assert done.returncode == 0, done.stderr
+    assert "24/24 tensors" in done.stderr and "100%" in done.stderr and "verifying" in done.stderr
+    assert "/? bytes" not in done.stderr  # never a byte count without its total
+    wrote = done.stdout.splitlines()[0]
+    converting, verifying = map(float, re.fullmatch(r"wrote .*: i2_s, 24 tensors, [\d,]+ bytes in ([\d.]+) s, "
+                                                    r"verified in ([\d.]+) s", wrote).groups())
+    report = json.loads(Path(f"{tmp_path / 'm.gguf'}.receipt.json").read_text())
+    assert verifying == report["verify"]["seconds"] and converting > 0
