@@ -1,16 +1,13 @@
 """The command line as a user meets it: exit codes, stdout/stderr, output for people and pipes.
 
 Commands run in-process through cli.main() (cli_runner); the few things only a real process
-shows (the console script, ``python -m bitpack``, Ctrl-C) start one.
+shows (the console script, ``python -m bitpack``) start one.
 """
 
 import json
 import re
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -284,6 +281,18 @@ def test_a_terminal_gets_a_table_only_when_every_cell_fits(monkeypatch, columns,
     assert ("┏" in done.stdout) == drawn
     if not drawn:  # the narrow terminal wraps long lines by itself; bitpack does not split them
         assert any(re.fullmatch(r"blk\.0\.attn_norm\.weight +256 +BF16 +16", line) for line in done.stdout.splitlines())
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, tmp_path):
+    import importlib
+
+    pipeline = importlib.import_module("bitpack.convert")  # the module; bitpack.convert is the API function
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "convert", interrupted)
+    done = bitpack("convert", MODELS / "b158-packed", "--to", "i2_s", "-o", tmp_path / "m.gguf")
+    assert done.returncode == 130 and done.stderr == "bitpack: interrupted\n" and done.stdout == ""
 
 
 # -- what only a real process shows ---------------------------------------------------------------
