@@ -6,8 +6,9 @@ only need what the process would print and return. ``bitpack(*args)`` goes throu
 stdout and stderr captured in buffers that are not terminals, like a pipe. The result has the
 fields of ``subprocess.CompletedProcess`` that the tests read.
 
-What only a real process shows (the console script, ``python -m bitpack``, environment
-variables read at import) keeps a subprocess test in test_cli.py.
+What only a real process shows keeps a subprocess test: the console script and ``python -m
+bitpack`` (test_cli.py), the release-gate shell script (test_release_gate.py), and a Hub
+conversion in a process started with the environment huggingface_hub reads at import (test_hub.py).
 """
 
 from __future__ import annotations
