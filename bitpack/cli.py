@@ -464,7 +464,8 @@ class _progress:
     def __call__(self, name: str, nbytes: int) -> None:
         if self.tensors_done == 0 and self.tensors_total is None:  # a writer without a plan (BitStack): no totals
             self.plan(None, None)
-        self.tensors_done += 1
+        if nbytes:  # BitStack's ppl ordering reports its steps as progress(message, 0): not tensors
+            self.tensors_done += 1
         self.live.update(self.task, advance=nbytes, description=name, tensors=self._count())
 
     def __exit__(self, *exc) -> None:
