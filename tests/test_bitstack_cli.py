@@ -7,12 +7,11 @@ with and without calibration text, and compared against the uncompressed model.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import bitpack as cli
 
 from bitpack.errors import BitpackError
 from bitpack.models.stack_source import open_stack
@@ -25,10 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LLAMA = ROOT / "fixtures" / "models" / "llama-f16"
 TEXT = ROOT / "fixtures" / "calibration.txt"
 TOKENS = 24  # positions compared by verify
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bitpack.cli", *args], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import bitpack
 
 from bitpack.codecs import codec_class, list_codecs
 from bitpack.errors import BitpackError
@@ -107,7 +108,7 @@ def test_convert_refuses_a_float_model_and_writes_nothing(tmp_path, codec):
 
 
 def test_a_bitstack_stack_given_to_a_ternary_target_is_named_as_a_stack(tmp_path):
-    from bitpack.convert import ConvertOptions, convert
+    from bitpack.pipelines.convert import ConvertOptions, convert
 
     stack = convert(F16, "bitstack", ConvertOptions(output=tmp_path / "stack", params={"blocks": 2, "rank": 2}))
     with pytest.raises(BitpackError) as err:
@@ -199,14 +200,6 @@ def test_without_the_head_forward_returns_the_final_hidden_states():
 
 
 # ----------------------------------------------------------------------------- bitpack run --prompt
-
-
-def bitpack(*args):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "bitpack.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
 
 
 def test_run_prompt_tokenizes_with_the_models_tokenizer():

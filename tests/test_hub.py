@@ -540,6 +540,8 @@ def test_a_degenerate_hub_revision_is_refused_suggesting_another(hub, tmp_path):
 
 
 def test_cli_convert_from_the_hub_prints_only_json_and_exit_codes(hub, tmp_path):
+    # A real process on purpose (the other CLI tests run in-process): huggingface_hub reads its
+    # environment when it is imported, and this is the one test of a process started with it set.
     import json
     import os
     import subprocess

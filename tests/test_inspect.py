@@ -2,12 +2,11 @@
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import bitpack
 
 from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.inspect import inspect
@@ -59,12 +58,10 @@ def test_inspect_masters_reports_ternarization(tmp_path):
 
 
 def test_inspect_cli_json_is_one_document(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "bitpack.cli", "inspect", str(MODELS / "llama-packed"), "--json"],
-                          capture_output=True, text=True, timeout=120)
+    done = bitpack("inspect", MODELS / "llama-packed", "--json")
     # llama-packed's duplicate quantization_config disagrees: refused with one line, exit 2
     assert done.returncode == 2 and "--scale-convention" in done.stderr and done.stdout == ""
-    done = subprocess.run([sys.executable, "-m", "bitpack.cli", "inspect", str(MODELS / "b158-packed"), "--json"],
-                          capture_output=True, text=True, timeout=120)
+    done = bitpack("inspect", MODELS / "b158-packed", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["architecture"] == "bitnet-b1.58"
 
@@ -73,7 +70,6 @@ def test_inspect_cli_json_is_one_document(tmp_path):
 def test_inspect_hostile_inputs_exit_2(tmp_path, junk):
     path = tmp_path / "x.gguf"
     path.write_bytes(junk)
-    done = subprocess.run([sys.executable, "-m", "bitpack.cli", "inspect", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    done = bitpack("inspect", path)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import bitpack as cli
 
 from bitpack import __version__
 from bitpack.containers.safetensors_file import SafetensorsFile
@@ -25,10 +26,6 @@ MLP0 = [f"model.layers.0.mlp.{p}_proj.weight" for p in ("gate", "up", "down")]
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bitpack.cli", *args], capture_output=True, text=True)
 
 
 def patched_copy(tmp_path: Path, fixture: str, fill: dict[str, bytes | np.ndarray]) -> Path:

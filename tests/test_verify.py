@@ -9,12 +9,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import bitpack
 
 from bitpack.codecs import get_codec
 from bitpack.codecs.tiles import read_kernel_config
@@ -146,10 +145,6 @@ def test_a_wrong_scale_direction_is_caught_and_named(tmp_path):
 
 
 def test_cli_verify_exit_codes_and_json(converted, tmp_path):
-    def bitpack(*args):
-        return subprocess.run([sys.executable, "-m", "bitpack.cli", *map(str, args)],
-                              capture_output=True, text=True, timeout=300)
-
     same = bitpack("verify", MODELS / "b158-packed", converted, "--json", "--n-tokens", "6")
     assert same.returncode == 0, same.stderr
     report = json.loads(same.stdout)

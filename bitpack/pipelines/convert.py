@@ -8,6 +8,7 @@ renamed at the end. The input is never written over.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Callable
 from ..codecs import codec_class, get_codec
 from ..codecs.tiles import kernel_config_ini
 from ..containers.files import write_atomic
+from ..containers.safetensors_file import DTYPES
 from ..errors import BitpackError
 from ..models.arch import hf_name
 from ..models.checks import REVISION_HINT, degenerate_tensors, describe
@@ -32,6 +34,15 @@ from .receipt import Hasher, receipt_path, write_receipt
 from .verify import verify
 
 Progress = Callable[[str, int], None]  # (tensor name, bytes written)
+
+
+def _notify(progress: Progress | None, hook: str, *args: Any) -> None:
+    """Optional extras of a progress callback (the command line's bar has them; a plain function
+    has none): ``plan(tensors, nbytes)`` once the output is laid out, before its first byte, so a
+    bar can show totals; ``stage(name)`` when work other than writing starts ("verifying")."""
+    method = getattr(progress, hook, None)
+    if method is not None:
+        method(*args)
 
 
 @dataclass
@@ -104,6 +115,7 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
         "rounded": done["rounded"], "warnings": warnings + done["warnings"], **extra, "verify": None, "receipt": None,
     }
     if options.verify:
+        _notify(progress, "stage", "verifying")
         report["verify"] = verify(source_path, out, max_kl=options.max_kl, min_top1=options.min_top1,
                                   reference_options={"scale_convention": options.scale_convention,
                                                      "tile_params": options.tile_params,
@@ -124,6 +136,7 @@ def _write_gguf(model: Model, codec: str, out: Path, options: ConvertOptions, pr
     plan = plan_gguf(model, codec, dialect=options.dialect, params=options.params,
                      embed_dtype=options.embed_dtype, allow_scale_rounding=options.allow_scale_rounding,
                      source_info=source_info)
+    _notify(progress, "plan", len(plan.tensors), sum(t.nbytes for t in plan.tensors))
     written = write_gguf(plan, out, overwrite=options.overwrite, inputs=model.files, progress=progress)
     extra: dict[str, Any] = {"dialect": plan.dialect}
     if plan.tiles:  # the file bitnet.cpp's kernel generator reads, beside the output
@@ -143,6 +156,8 @@ def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, prog
               source_info: dict[str, Any]) -> dict[str, Any]:
     plan = plan_hf(model, codec, scale_dtype=options.scale_dtype, linear_class=options.linear_class,
                    allow_scale_rounding=options.allow_scale_rounding, source_info=source_info)
+    _notify(progress, "plan", len(plan.tensors),
+            sum(math.prod(t.shape) * DTYPES[t.dtype].itemsize for t in plan.tensors))
     written = write_hf(plan, out, overwrite=options.overwrite, protect=[Path(f) for f in model.files],
                        progress=progress)
     logical = {hf_name(e.name): e.shape for e in model.ternary}
