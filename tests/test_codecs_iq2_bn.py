@@ -1,0 +1,103 @@
+"""iq2_bn and iq2_bn_r4: ik_llama.cpp IQ2_BN (135) and IQ2_BN_R4 (335) (formats/iq2_bn.md)."""
+
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+
+from bitpack.codecs import get_codec
+from codec_suite import POSITIVE_F32, CodecSuite, Golden2026Checks, RowScaleChecks, TwoBitChecks, make_ternary
+
+
+class IQ2Facts(TwoBitChecks, RowScaleChecks, Golden2026Checks):
+    scale_dtype = "f32"
+    scales = POSITIVE_F32
+    large_shape = (260, 4032)
+    known_sizes = {(2560, 2560): 1_648_640, (4, 64): 80}
+
+    def expected_nbytes(self, m, k):
+        return m * (4 + 16 * k // 64)
+
+    def code_bytes(self, m, k):
+        at = np.arange(self.expected_nbytes(m, k))
+        return at[~np.isin(at, self.scale_offsets(m, k)[:, None] + np.arange(4))]
+
+    def test_0x55_is_all_zero(self, example_shape):
+        """ik writes an all-zero row as codes +1 (0xAA) with scale 0 (formats-2026 §7.2);
+        0x55 bytes (codes 0) under a nonzero scale decode to zeros with scale +0."""
+        codec = self.codec()
+        m, k = example_shape
+        out = codec.encode(make_ternary(example_shape, "zeros"), self.good_scale).reshape(-1)
+        assert (out[self.code_bytes(m, k)] == 0xAA).all()
+        assert not self.stored_scales(out, m, k).any()
+        out[self.code_bytes(m, k)] = 0x55
+        for r in range(m):
+            self.write_scale(out, m, k, r, 0.75)
+        got, scale = codec.decode(out, example_shape)
+        assert not got.any() and not scale.any()
+
+    @pytest.mark.parametrize("scale", [np.float32(0.1), np.float32(3.4028235e38), np.float32(1e-45),
+                                       np.float32(1 + 2**-23), np.float32(0.00331497)], ids=repr)
+    def test_any_positive_f32_scale_kept(self, scale):
+        codec = self.codec()
+        t = make_ternary((4, 128), "random", 50)
+        got, got_s = codec.decode(codec.encode(t, scale), (4, 128))
+        np.testing.assert_array_equal(got, t)
+        assert (got_s == scale).all()
+
+
+class TestIQ2_BN(IQ2Facts, CodecSuite):
+    name = "iq2_bn"
+    golden_prefix = "iq2_bn"
+    shapes = st.tuples(st.integers(1, 6), st.integers(1, 4).map(lambda n: 64 * n))
+    example_shapes = [(1, 64), (3, 192), (8, 512)]
+    refused = [((1, 32), "K = 32 is not a multiple of 64"), ((2, 100), "K = 100 is not a multiple of 64")]
+
+    def scale_offsets(self, m, k):
+        return np.arange(m) * (4 + 16 * k // 64)
+
+
+class TestIQ2_BN_R4(IQ2Facts, CodecSuite):
+    name = "iq2_bn_r4"
+    golden_prefix = "iq2_bn_r4"
+    shapes = st.tuples(st.integers(1, 3).map(lambda n: 4 * n), st.integers(1, 4).map(lambda n: 64 * n))
+    example_shapes = [(4, 64), (8, 192), (12, 512)]
+    refused = [
+        ((4, 32), "K = 32 is not a multiple of 64"),
+        ((3, 64), "M = 3 is not a multiple of 4"),
+        ((6, 128), "M = 6 is not a multiple of 4"),
+    ]
+
+    def scale_offsets(self, m, k):
+        r = np.arange(m)
+        return (r // 4) * 4 * (4 + 16 * k // 64) + 4 * (r % 4)
+
+
+def test_r4_is_iq2_bn_with_rows_interleaved():
+    """§5.3: byte 16l + 4k + i of block ib holds, in bits 2m, row k's code at column
+    64ib + 16l + 4m + i; the four row scales come first. Same size as IQ2_BN."""
+    t = make_ternary((8, 192), "random", 51)
+    s = np.arange(1, 9, dtype=np.float32).reshape(8, 1) / 8
+    flat = get_codec("iq2_bn").encode(t, s)
+    r4 = get_codec("iq2_bn_r4").encode(t, s)
+    assert flat.size == r4.size
+    c = (t + 1).astype(np.uint8)
+    group = r4.reshape(2, -1)
+    for g in range(2):
+        assert group[g, :16].view("<f4").tolist() == s[4 * g : 4 * g + 4, 0].tolist()
+        blocks = group[g, 16:].reshape(3, 4, 4, 4)  # (ib, l, k, i)
+        for ib, l, k, i in np.ndindex(3, 4, 4, 4):
+            want = sum(int(c[4 * g + k, 64 * ib + 16 * l + 4 * m + i]) << (2 * m) for m in range(4))
+            assert blocks[ib, l, k, i] == want
+
+
+def test_worked_example_iq2_bn():
+    """formats/iq2_bn.md worked example, from iq2_bn_edge_8x256 row 1 and row 3."""
+    from codec_suite import GOLDEN_2026_DIR
+
+    with np.load(GOLDEN_2026_DIR / "iq2_bn_edge_8x256.npz") as z:
+        codes, scales = z["codes"], z["scales"]
+    out = get_codec("iq2_bn").encode(codes, scales).reshape(8, 68)
+    assert out[1, :4].tobytes() == bytes.fromhex("00 40 59 3B")
+    assert out[1, 4:11].tobytes() == bytes.fromhex("55 55 55 55 55 56 55")
+    assert out[1, 4 + 16 + 15] == 0x15
+    assert out[3].tobytes() == bytes(4) + b"\xAA" * 64
