@@ -19,7 +19,8 @@ from .base import Shape
 from .tq1_0 import ENCODE_V, VALID  # the base-3 byte packing ceil(256*v/243) TQ1_0 uses too
 
 # Multiplying a word whose bytes are codes q0, q1, ... by this gathers q0 + 3*q1 + 9*q2 +
-# 27*q3 + 81*q4 into byte 4. No lower byte exceeds 240, so nothing carries into it.
+# 27*q3 + 81*q4 into byte 4. No lower byte exceeds 240, so nothing carries into it, and the
+# bytes above byte 4 of the word cannot reach it.
 _SUM5 = np.uint64(81 | 27 << 8 | 9 << 16 | 3 << 24 | 1 << 32)
 # The same for four codes (the extra byte) in a uint32: q0 + 3*q1 + 9*q2 + 27*q3 in byte 3.
 _SUM4 = np.uint32(27 | 9 << 8 | 3 << 16 | 1 << 24)
@@ -28,18 +29,16 @@ _B = np.arange(256)
 _K_MULT = 3 ** np.arange(4, -1, -1)  # ik's k_mult = {81, 27, 9, 3, 1}: digit j of a byte
 _TRITS = (((_B[:, None] * _K_MULT) % 256) * 3) >> 8  # (byte, digit j), j = 0 least significant
 VALID_EXTRA = VALID & (_TRITS[:, 4] == 0)  # extra holds four digits: the top one is 0
+VALID2 = (VALID[:, None] & VALID[None, :]).reshape(-1)  # two ql bytes as one little-endian uint16
 # byte -> its five ternary values t = digit - 1 as int8 bytes 0..4 of a uint64 (bytes 5..7 zero)
 _T5 = (((_TRITS - 1).astype(np.int8).view(np.uint8).astype(np.uint64)) << (8 * np.arange(5, dtype=np.uint64))).sum(
     axis=1, dtype=np.uint64)
-_T4 = np.ascontiguousarray((_TRITS[:, :4] - 1).astype(np.int8))  # extra byte -> four ternary values
-
-
-def _byte(x: np.ndarray, shift: int) -> np.ndarray:
-    """Byte 4 of x * _SUM5 after x >>= shift: the base-3 number of five codes, as uint8."""
-    w = x >> np.uint64(shift) if shift else x.copy()
-    w *= _SUM5
-    w >>= np.uint64(32)
-    return w.astype(np.uint8)
+# A sub-group's 16 weights are two words: ql0's five values and ql1's first three (word 0), then
+# ql1's last two, ql2's five and the extra digit (word 1). One table per piece, pre-shifted.
+_W0_QL0, _W0_QL1, _W1_QL1, _W1_QL2 = _T5, _T5 << np.uint64(40), _T5 >> np.uint64(24), _T5 << np.uint64(16)
+_W1_EXTRA = [((_TRITS[:, i] - 1).astype(np.int8).view(np.uint8).astype(np.uint64) << np.uint64(56)) for i in range(4)]
+ENCODE_V2 = (ENCODE_V[_B[None, :] & 0xFF].astype(np.uint16)
+             | ENCODE_V[_B[:, None] & 0xFF].astype(np.uint16) << 8).reshape(-1)  # two v bytes at once
 
 
 class IQ1_BN(BNCodec):  # noqa: N801 - named after the GGML type
@@ -50,27 +49,29 @@ class IQ1_BN(BNCodec):  # noqa: N801 - named after the GGML type
     scale_dtype = "f16"
     lossless_scale = "per row, when every row scale is fp16-representable"
     block_bytes = 13
+    spare_code_bytes = 8  # _layout reads whole words from every fifth code
     type_ids = {"ik-llama": 134}
     file_types = {"ik-llama": 136}  # LLAMA_FTYPE_MOSTLY_IQ1_BN
 
     def _layout(self, codes: np.ndarray, s: np.ndarray, shape: Shape) -> np.ndarray:
         m, k = shape
-        nb = k // QK
-        # Sub-group r = 16 codes = two words: weights 0..7 and 8..15.
-        words = codes.reshape(-1).view(np.uint64).reshape(-1, 2)
-        lo, hi = words[:, 0], words[:, 1]
-        ql = np.empty((m, nb, 4, 3), dtype=np.uint8)
-        flat = ql.reshape(-1, 3)
-        flat[:, 0] = _byte(lo, 0)  # weights 0..4
-        flat[:, 1] = _byte((lo >> np.uint64(40)) | (hi << np.uint64(24)), 0)  # weights 5..9
-        flat[:, 2] = _byte(hi, 16)  # weights 10..14
-        last = (hi >> np.uint64(56)).astype(np.uint8).reshape(-1, 4)  # weight 15 of each sub-group
-        extra = ((last.view(np.uint32).reshape(-1) * _SUM4) >> np.uint32(24)).astype(np.uint8)
-        out = np.empty((m, self.row_nbytes(k)), dtype=np.uint8)
+        nb, row = k // QK, self.row_nbytes(k)
+        # Sub-group r = 16 codes from byte 16r. ql[3*i16 + k] packs the five codes from byte
+        # 16r + 5k: read them as one unaligned word (the last one reaches two bytes past the
+        # codes: spare_code_bytes) and multiply, which leaves v in byte 4 of each product.
+        assert codes.base is not None and codes.base.nbytes >= codes.nbytes + 2, "needs spare_code_bytes"
+        sub = codes.size // 16
+        v = np.multiply(np.ndarray((sub, 3), dtype="<u8", buffer=codes.base, strides=(16, 5)), _SUM5)
+        last = np.ascontiguousarray(codes.reshape(-1, 4, 16)[:, :, 15])  # weight 15 of each sub-group
+        # Every row as values v first (prefix left for later), then one look-up v -> byte for
+        # the whole tensor, two bytes at a time.
+        total = m * row
+        vals = np.zeros(total + total % 2, dtype=np.uint8)
+        blocks = vals[:total].reshape(m, row)[:, 2:].reshape(m, nb, 13)  # a view: rows keep their prefix
+        blocks[:, :, :12].reshape(m, nb, 4, 3)[...] = v.view(np.uint8).reshape(m, nb, 4, 3, 8)[..., 4]
+        blocks[:, :, 12] = ((last.view(np.uint32).reshape(-1) * _SUM4) >> np.uint32(24)).reshape(m, nb)
+        out = ENCODE_V2[vals.view(np.uint16)].view(np.uint8)[:total].reshape(m, row)
         out[:, :2] = s.astype("<f2").view(np.uint8).reshape(m, 2)
-        blocks = out[:, 2:].reshape(m, nb, 13)
-        np.take(ENCODE_V, ql.reshape(m, nb, 12), out=blocks[:, :, :12])
-        blocks[:, :, 12] = ENCODE_V[extra].reshape(m, nb)
         return out.reshape(-1)
 
     def _unlayout(self, data: np.ndarray, shape: Shape) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -80,16 +81,17 @@ class IQ1_BN(BNCodec):  # noqa: N801 - named after the GGML type
         blocks = rows[:, 2:].reshape(m, nb, 13)
         ql = np.ascontiguousarray(blocks[:, :, :12]).reshape(-1, 3)  # (sub-group, k)
         extra = np.ascontiguousarray(blocks[:, :, 12]).reshape(-1)
-        if not (VALID[ql].all() and VALID_EXTRA[extra].all()):
+        if not (VALID2[ql.reshape(-1).view(np.uint16)].all() and VALID_EXTRA[extra].all()):
             self._refuse_invalid(ql, extra, row)
-        t = np.empty((ql.shape[0], 2), dtype=np.uint64)  # sub-group r: weights 0..7, 8..15
-        mid = _T5[ql[:, 1]]
-        np.bitwise_or(_T5[ql[:, 0]], mid << np.uint64(40), out=t[:, 0])
-        np.bitwise_or(mid >> np.uint64(24), _T5[ql[:, 2]] << np.uint64(16), out=t[:, 1])
-        codes = t.view(np.int8).reshape(-1, 4, 16)
-        codes[:, :, 15] = _T4[extra]
+        t = np.empty((extra.size, 4, 2), dtype=np.uint64)  # (block, sub-group, word)
+        w0, w1 = t.reshape(-1, 2)[:, 0], t.reshape(-1, 2)[:, 1]  # views, in sub-group order
+        q0, q1, q2 = ql[:, 0], ql[:, 1], ql[:, 2]
+        np.bitwise_or(_W0_QL0[q0], _W0_QL1[q1], out=w0)
+        np.bitwise_or(_W1_QL1[q1], _W1_QL2[q2], out=w1)
+        for i16 in range(4):
+            t[:, i16, 1] |= _W1_EXTRA[i16][extra]
         s = np.ascontiguousarray(rows[:, :2]).view("<f2").reshape(m).astype(np.float32)
-        return codes.reshape(m, k), s, lambda r: r * row
+        return t.view(np.int8).reshape(m, k), s, lambda r: r * row
 
     def _refuse_invalid(self, ql: np.ndarray, extra: np.ndarray, row: int) -> None:
         per_row = row - 2
