@@ -34,9 +34,14 @@ VALID2 = (VALID[:, None] & VALID[None, :]).reshape(-1)  # two ql bytes as one li
 _T5 = (((_TRITS - 1).astype(np.int8).view(np.uint8).astype(np.uint64)) << (8 * np.arange(5, dtype=np.uint64))).sum(
     axis=1, dtype=np.uint64)
 # A sub-group's 16 weights are two words: ql0's five values and ql1's first three (word 0), then
-# ql1's last two, ql2's five and the extra digit (word 1). One table per piece, pre-shifted.
-_W0_QL0, _W0_QL1, _W1_QL1, _W1_QL2 = _T5, _T5 << np.uint64(40), _T5 >> np.uint64(24), _T5 << np.uint64(16)
-_W1_EXTRA = [((_TRITS[:, i] - 1).astype(np.int8).view(np.uint8).astype(np.uint64) << np.uint64(56)) for i in range(4)]
+# ql1's last two, ql2's five and the extra digit (word 1). Words 0 and 1 come from the byte pairs
+# (ql0, ql1) and (ql1, ql2), read as little-endian uint16: one 65536-entry table each.
+_PAIR = np.arange(65536)
+_WORD0 = _T5[_PAIR & 255] | _T5[_PAIR >> 8] << np.uint64(40)
+_WORD1 = _T5[_PAIR & 255] >> np.uint64(24) | _T5[_PAIR >> 8] << np.uint64(16)
+# extra byte -> the top byte of word 1 of each of its four sub-groups
+_EXTRA = np.stack([(_TRITS[:, i] - 1).astype(np.int8).view(np.uint8).astype(np.uint64) << np.uint64(56)
+                   for i in range(4)], axis=1)
 ENCODE_V2 = (ENCODE_V[_B[None, :] & 0xFF].astype(np.uint16)
              | ENCODE_V[_B[:, None] & 0xFF].astype(np.uint16) << 8).reshape(-1)  # two v bytes at once
 
@@ -79,17 +84,18 @@ class IQ1_BN(BNCodec):  # noqa: N801 - named after the GGML type
         nb, row = k // QK, self.row_nbytes(k)
         rows = data.reshape(m, row)
         blocks = rows[:, 2:].reshape(m, nb, 13)
-        ql = np.ascontiguousarray(blocks[:, :, :12]).reshape(-1, 3)  # (sub-group, k)
+        sub = m * nb * 4
+        qbuf = np.empty(sub * 3 + 1, dtype=np.uint8)  # one spare byte for the last pair read
+        ql = qbuf[:-1].reshape(m, nb, 12)
+        ql[...] = blocks[:, :, :12]
         extra = np.ascontiguousarray(blocks[:, :, 12]).reshape(-1)
-        if not (VALID2[ql.reshape(-1).view(np.uint16)].all() and VALID_EXTRA[extra].all()):
-            self._refuse_invalid(ql, extra, row)
-        t = np.empty((extra.size, 4, 2), dtype=np.uint64)  # (block, sub-group, word)
-        w0, w1 = t.reshape(-1, 2)[:, 0], t.reshape(-1, 2)[:, 1]  # views, in sub-group order
-        q0, q1, q2 = ql[:, 0], ql[:, 1], ql[:, 2]
-        np.bitwise_or(_W0_QL0[q0], _W0_QL1[q1], out=w0)
-        np.bitwise_or(_W1_QL1[q1], _W1_QL2[q2], out=w1)
-        for i16 in range(4):
-            t[:, i16, 1] |= _W1_EXTRA[i16][extra]
+        if not (VALID2[qbuf[:-1].view(np.uint16)].all() and VALID_EXTRA[extra].all()):
+            self._refuse_invalid(ql.reshape(-1, 3), extra, row)
+        t = np.empty((sub, 2), dtype=np.uint64)  # sub-group r: weights 0..7, 8..15
+        np.take(_WORD0, np.ndarray((sub,), dtype="<u2", buffer=qbuf, strides=(3,)), out=t[:, 0])
+        w1 = _WORD1[np.ndarray((sub,), dtype="<u2", buffer=qbuf, offset=1, strides=(3,))]
+        w1 |= _EXTRA[extra].reshape(-1)
+        t[:, 1] = w1
         s = np.ascontiguousarray(rows[:, :2]).view("<f2").reshape(m).astype(np.float32)
         return t.view(np.int8).reshape(m, k), s, lambda r: r * row
 
