@@ -78,30 +78,48 @@ class I2S(GGUFCodec):
         m, k = self.check(shape)
         return m * k // 4
 
-    def _groups(self, a: np.ndarray, shape: Shape) -> np.ndarray:
-        """(unit, g, width) view of codes ``a`` whose four g go into one byte at offset
-        ``unit * width + p``: 32 or 16 weights of a block, or one row of a group of four."""
-        m, k = shape
-        block = LAYOUTS[self.layout]
-        return a.reshape(m // 4, 4, k) if block is None else a.reshape(-1, 4, block // 4)
-
     def _encode(self, codes: np.ndarray, scale: np.float32, shape: Shape) -> np.ndarray:
         m, k = shape
         packed = m * k // 4
         out = np.empty(packed + 32, dtype=np.uint8)
-        groups = lanes(self._groups(codes, shape))  # (unit, group, bytes as words)
-        dest = lanes(out[:packed].reshape(groups.shape[0], -1))
-        pack_pairs([groups[:, g] for g in range(4)], _SHIFTS, dest)
+        pack_pairs(self._planes(codes, shape), _SHIFTS, self._words(out[:packed], k))
         out[packed:] = f32_trailer(scale)
         return out
 
     def _decode(self, data: np.ndarray, shape: Shape, scale: None) -> tuple[np.ndarray, np.float32]:
         m, k = shape
         packed = m * k // 4
-        c = np.empty(m * k, dtype=np.uint8)
-        groups = lanes(self._groups(c, shape))
-        words = lanes(data[:packed].reshape(groups.shape[0], -1))
+        words = self._words(data[:packed], k)
         refuse_code3(words, self.name)
-        for g, shift in enumerate(_SHIFTS):
-            unpack_pair(words, shift, groups[:, g])
-        return codes_to_ternary(c).reshape(m, k), read_f32_trailer(data, packed, self.name)
+        if self._rows:  # x86_1x4: plane g is row 4rg + g of every group of four rows
+            c = np.empty((m // 4, 4, k), dtype=np.uint8)
+            planes = lanes(c)
+            for g, shift in enumerate(_SHIFTS):
+                unpack_pair(words, shift, planes[:, g])
+        else:  # plane g of every block, as one long run, then back to block order (see _planes)
+            planes = np.empty((4, *words.shape), dtype=words.dtype)
+            for g, shift in enumerate(_SHIFTS):
+                unpack_pair(words, shift, planes[g])
+            c = np.ascontiguousarray(planes.view(f"V{LAYOUTS[self.layout] // 4}").T)
+        return codes_to_ternary(c.view(np.uint8)).reshape(m, k), read_f32_trailer(data, packed, self.name)
+
+    def _words(self, packed: np.ndarray, k: int) -> np.ndarray:
+        """The code bytes as words: (M/4, K) rows for x86_1x4, else one flat run."""
+        return lanes(packed.reshape(-1, k)) if self._rows else packed.view(np.uint64)
+
+    @property
+    def _rows(self) -> bool:
+        return LAYOUTS[self.layout] is None
+
+    def _planes(self, codes: np.ndarray, shape: Shape) -> list[np.ndarray]:
+        """The four groups of codes whose 2-bit codes share a byte, as word arrays shaped like
+        the packed bytes: rows 4rg + g (x86_1x4), or group g of every block. A block's groups
+        are first gathered into long runs (as 16- or 32-byte units): shifting the strided
+        (block, group, word) view directly runs NumPy loops only a few words long."""
+        m, k = shape
+        if self._rows:
+            rows = lanes(codes.reshape(m // 4, 4, k))
+            return [rows[:, g] for g in range(4)]
+        width = LAYOUTS[self.layout] // 4
+        runs = np.ascontiguousarray(codes.reshape(-1).view(f"V{width}").reshape(-1, 4).T)
+        return [run.view(np.uint64) for run in runs]
