@@ -16,8 +16,7 @@ from ._bn import QK, BNCodec
 from .base import Shape, require
 
 _SHIFTS = (0, 2, 4, 6)  # m = 0..3
-# codes as uint32 words of 4 columns i: (group, row k, block ib, l, m) <-> (m, group, ib, l, k)
-_TO_PLANES = (4, 0, 2, 3, 1)
+# decoded planes (m, group, ib, l, k) of uint32 words of 4 columns i -> (group, row k, ib, l, m)
 _FROM_PLANES = (1, 4, 2, 3, 0)
 
 
@@ -39,13 +38,14 @@ class IQ2_BN_R4(BNCodec):  # noqa: N801 - named after the GGML type
     def _layout(self, codes: np.ndarray, s: np.ndarray, shape: Shape) -> np.ndarray:
         m, k = shape
         g, nb = m // 4, k // QK
+        # Pack in the codes' own order (group, row k, ib, l) -- each plane m is one evenly
+        # strided run -- then move the packed words (a quarter of the data) into (group, ib, l, k).
         words = codes.reshape(-1).view(np.uint32).reshape(g, 4, nb, 4, 4)
-        planes = np.ascontiguousarray(words.transpose(_TO_PLANES)).reshape(4, -1)
+        packed = np.empty((g, 4, nb, 4), dtype=np.uint32)
+        pack_pairs([words[..., i] for i in range(4)], _SHIFTS, packed)
         out = np.empty((g, 4 * self.row_nbytes(k)), dtype=np.uint8)
         out[:, :16] = s.astype("<f4").view(np.uint8).reshape(g, 16)
-        packed = np.empty(planes.shape[1], dtype=np.uint32)  # (group, ib, l, k) words
-        pack_pairs([p.view(np.uint64) for p in planes], _SHIFTS, packed.view(np.uint64))
-        out[:, 16:] = packed.view(np.uint8).reshape(g, -1)
+        out[:, 16:].view(np.uint32).reshape(g, nb, 4, 4)[...] = packed.transpose(0, 2, 3, 1)
         return out.reshape(-1)
 
     def _unlayout(self, data: np.ndarray, shape: Shape) -> tuple[np.ndarray, np.ndarray, Any]:
