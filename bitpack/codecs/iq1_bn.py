@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptDataError
-from ._bits import lanes
 from ._bn import QK, BNCodec
 from .base import Shape
 from .tq1_0 import ENCODE_V, VALID  # the base-3 byte packing ceil(256*v/243) TQ1_0 uses too
@@ -42,8 +41,7 @@ _WORD1 = _T5[_PAIR & 255] >> np.uint64(24) | _T5[_PAIR >> 8] << np.uint64(16)
 # extra byte -> the top byte of word 1 of each of its four sub-groups
 _EXTRA = np.stack([(_TRITS[:, i] - 1).astype(np.int8).view(np.uint8).astype(np.uint64) << np.uint64(56)
                    for i in range(4)], axis=1)
-ENCODE_V2 = (ENCODE_V[_B[None, :] & 0xFF].astype(np.uint16)
-             | ENCODE_V[_B[:, None] & 0xFF].astype(np.uint16) << 8).reshape(-1)  # two v bytes at once
+ENCODE_V2 = (ENCODE_V[None, :].astype(np.uint16) | ENCODE_V[:, None].astype(np.uint16) << 8).reshape(-1)  # v pairs
 
 
 class IQ1_BN(BNCodec):  # noqa: N801 - named after the GGML type
@@ -71,7 +69,7 @@ class IQ1_BN(BNCodec):  # noqa: N801 - named after the GGML type
         # Every row as values v first (prefix left for later), then one look-up v -> byte for
         # the whole tensor, two bytes at a time.
         total = m * row
-        vals = np.zeros(total + total % 2, dtype=np.uint8)
+        vals = np.empty(total + total % 2, dtype=np.uint8)  # prefix and pad bytes: any value
         blocks = vals[:total].reshape(m, row)[:, 2:].reshape(m, nb, 13)  # a view: rows keep their prefix
         blocks[:, :, :12].reshape(m, nb, 4, 3)[...] = v.view(np.uint8).reshape(m, nb, 4, 3, 8)[..., 4]
         blocks[:, :, 12] = ((last.view(np.uint32).reshape(-1) * _SUM4) >> np.uint32(24)).reshape(m, nb)
