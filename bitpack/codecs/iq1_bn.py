@@ -33,14 +33,14 @@ VALID2 = (VALID[:, None] & VALID[None, :]).reshape(-1)  # two ql bytes as one li
 _T5 = (((_TRITS - 1).astype(np.int8).view(np.uint8).astype(np.uint64)) << (8 * np.arange(5, dtype=np.uint64))).sum(
     axis=1, dtype=np.uint64)
 # A sub-group's 16 weights are two words: ql0's five values and ql1's first three (word 0), then
-# ql1's last two, ql2's five and the extra digit (word 1). Words 0 and 1 come from the byte pairs
+# ql1's last two, ql2's five and the extra digit (word 1, its top byte left 0 here). Words 0 and 1 come from the byte pairs
 # (ql0, ql1) and (ql1, ql2), read as little-endian uint16: one 65536-entry table each.
 _PAIR = np.arange(65536)
 _WORD0 = _T5[_PAIR & 255] | _T5[_PAIR >> 8] << np.uint64(40)
 _WORD1 = _T5[_PAIR & 255] >> np.uint64(24) | _T5[_PAIR >> 8] << np.uint64(16)
-# extra byte -> the top byte of word 1 of each of its four sub-groups
-_EXTRA = np.stack([(_TRITS[:, i] - 1).astype(np.int8).view(np.uint8).astype(np.uint64) << np.uint64(56)
-                   for i in range(4)], axis=1)
+# extra byte -> the ternary values of weight 15 of its four sub-groups, as the bytes of a uint32
+_EXTRA = ((_TRITS[:, :4] - 1).astype(np.int8).view(np.uint8).astype(np.uint32) << (8 * np.arange(4, dtype=np.uint32))).sum(
+    axis=1, dtype=np.uint32)
 ENCODE_V2 = (ENCODE_V[None, :].astype(np.uint16) | ENCODE_V[:, None].astype(np.uint16) << 8).reshape(-1)  # v pairs
 
 
@@ -90,10 +90,9 @@ class IQ1_BN(BNCodec):  # noqa: N801 - named after the GGML type
         if not (VALID2[qbuf[:-1].view(np.uint16)].all() and VALID_EXTRA[extra].all()):
             self._refuse_invalid(ql.reshape(-1, 3), extra, row)
         t = np.empty((sub, 2), dtype=np.uint64)  # sub-group r: weights 0..7, 8..15
-        np.take(_WORD0, np.ndarray((sub,), dtype="<u2", buffer=qbuf, strides=(3,)), out=t[:, 0])
-        w1 = _WORD1[np.ndarray((sub,), dtype="<u2", buffer=qbuf, offset=1, strides=(3,))]
-        w1 |= _EXTRA[extra].reshape(-1)
-        t[:, 1] = w1
+        t[:, 0] = _WORD0[np.ndarray((sub,), dtype="<u2", buffer=qbuf, strides=(3,))]
+        t[:, 1] = _WORD1[np.ndarray((sub,), dtype="<u2", buffer=qbuf, offset=1, strides=(3,))]
+        t.view(np.uint8).reshape(sub, 16)[:, 15] = _EXTRA[extra].view(np.uint8)  # weight 15
         s = np.ascontiguousarray(rows[:, :2]).view("<f2").reshape(m).astype(np.float32)
         return t.view(np.int8).reshape(m, k), s, lambda r: r * row
 
