@@ -33,14 +33,15 @@ VALID2 = (VALID[:, None] & VALID[None, :]).reshape(-1)  # two ql bytes as one li
 _T5 = (((_TRITS - 1).astype(np.int8).view(np.uint8).astype(np.uint64)) << (8 * np.arange(5, dtype=np.uint64))).sum(
     axis=1, dtype=np.uint64)
 # A sub-group's 16 weights are two words: ql0's five values and ql1's first three (word 0), then
-# ql1's last two, ql2's five and the extra digit (word 1, its top byte left 0 here). Words 0 and 1 come from the byte pairs
-# (ql0, ql1) and (ql1, ql2), read as little-endian uint16: one 65536-entry table each.
+# ql1's last two, ql2's five and the extra digit (word 1; its top byte is filled from _EXTRA).
+# Both words come from the byte pairs (ql0, ql1) and (ql1, ql2), read as little-endian uint16:
+# one 65536-entry table each.
 _PAIR = np.arange(65536)
 _WORD0 = _T5[_PAIR & 255] | _T5[_PAIR >> 8] << np.uint64(40)
 _WORD1 = _T5[_PAIR & 255] >> np.uint64(24) | _T5[_PAIR >> 8] << np.uint64(16)
 # extra byte -> the ternary values of weight 15 of its four sub-groups, as the bytes of a uint32
-_EXTRA = ((_TRITS[:, :4] - 1).astype(np.int8).view(np.uint8).astype(np.uint32) << (8 * np.arange(4, dtype=np.uint32))).sum(
-    axis=1, dtype=np.uint32)
+_EXTRA = ((_TRITS[:, :4] - 1).astype(np.int8).view(np.uint8).astype(np.uint32)
+          << (8 * np.arange(4, dtype=np.uint32))).sum(axis=1, dtype=np.uint32)
 ENCODE_V2 = (ENCODE_V[None, :].astype(np.uint16) | ENCODE_V[:, None].astype(np.uint16) << 8).reshape(-1)  # v pairs
 
 
