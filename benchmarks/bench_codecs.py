@@ -10,7 +10,7 @@ Rates are million weights per second (M*K / seconds / 1e6), single-threaded (Num
 elementwise ops), from time.perf_counter after one warm-up call: best and median of --repeat.
 
 * bitpack: codec.encode(codes, scale) and codec.decode(buf, shape) for every codec in
-  list_codecs(), on ternary int8 codes (default_rng(0) per shape, uniform over -1/0/+1) and
+  list_codecs() and the layout variants in VARIANTS (i2_s x86_1x4, i2_s arm), on ternary int8 codes (default_rng(0) per shape, uniform over -1/0/+1) and
   scale 1.5546875. Shapes a codec refuses are skipped and shown as such.
 * gguf: gguf.quants.quantize(codes * scale, TQ1_0 / TQ2_0) and gguf.quants.dequantize, which
   go float32 -> bytes -> float32. The "from float" rows time bitpack on that same path:
@@ -49,6 +49,9 @@ TARGET_MWS = 500.0
 TARGET_SPEEDUP = 5.0
 ANCHORED = {"tq1_0": gguf.GGMLQuantizationType.TQ1_0, "tq2_0": gguf.GGMLQuantizationType.TQ2_0}
 TERNARY = [n for n in list_codecs() if not codec_class(n).lossy]  # bitstack: benchmarks/bench_bitstack.py
+# Rows for codec parameters that change the byte layout: label -> (codec, params).
+VARIANTS = {"i2_s x86_1x4": ("i2_s", {"layout": "x86_1x4"}), "i2_s arm": ("i2_s", {"layout": "arm"})}
+ROWS = {**{n: (n, {}) for n in TERNARY}, **VARIANTS}
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "codecs.json"
 
 
@@ -76,7 +79,8 @@ def timed(fn, n: int, repeat: int) -> dict:
 
 
 def bench_bitpack(name: str, codes: np.ndarray, repeat: int, from_float: bool = False) -> dict:
-    codec, shape, n = get_codec(name), codes.shape, codes.size
+    codec_name, params = ROWS[name]
+    codec, shape, n = get_codec(codec_name, **params), codes.shape, codes.size
     row = {"impl": "bitpack", "codec": name + (" from float" if from_float else ""), "shape": list(shape)}
     try:
         codec.check(shape)
@@ -84,7 +88,7 @@ def bench_bitpack(name: str, codes: np.ndarray, repeat: int, from_float: bool = 
         return row | {"skipped": str(e)}
     buf = codec.encode(codes, SCALE)
     decoded, scale = codec.decode(buf, shape)
-    row["roundtrip_ok"] = bool(np.array_equal(decoded, codes) and (scale is None or scale == SCALE))
+    row["roundtrip_ok"] = bool(np.array_equal(decoded, codes) and (scale is None or np.all(scale == SCALE)))
     if from_float:
         w = codes.astype(np.float32) * SCALE
         row["encode"] = timed(lambda: codec.encode(np.rint(w / SCALE).astype(np.int8), SCALE), n, repeat)
@@ -147,7 +151,7 @@ def speedups(rows: list[dict]) -> list[dict]:
 
 def summarize(rows: list[dict], ups: list[dict]) -> list[dict]:
     out = []
-    for name in TERNARY:
+    for name in ROWS:
         mine = [r for r in rows if r["impl"] == "bitpack" and r["codec"] == name]
         done = [r for r in mine if "skipped" not in r]
         s = {"codec": name, "skipped_shapes": [r["shape"] for r in mine if "skipped" in r]}
@@ -178,9 +182,9 @@ def report(rows: list[dict], ups: list[dict], summary: list[dict]) -> None:
           f">= {TARGET_SPEEDUP:.0f}x gguf on the float path):")
     for s in summary:
         if "min_encode_mws" not in s:
-            print(f"  {s['codec']:<10} every shape skipped")
+            print(f"  {s['codec']:<14} every shape skipped")
             continue
-        line = (f"  {s['codec']:<10} encode {s['min_encode_mws']:8.1f}  decode {s['min_decode_mws']:8.1f}  "
+        line = (f"  {s['codec']:<14} encode {s['min_encode_mws']:8.1f}  decode {s['min_decode_mws']:8.1f}  "
                 f"rate target: {'MET' if s['meets_rate_target'] else 'not met'}")
         if "min_speedup_vs_gguf" in s:
             line += f"; vs gguf {s['min_speedup_vs_gguf']:.2f}x: {'MET' if s['meets_speedup_target'] else 'not met'}"
@@ -207,7 +211,7 @@ def main() -> None:
     rows, anchor_rows = [], []
     for shape in shapes:
         codes = np.random.default_rng(0).integers(-1, 2, size=shape, dtype=np.int8)
-        rows += [bench_bitpack(name, codes, repeat) for name in TERNARY]
+        rows += [bench_bitpack(name, codes, repeat) for name in ROWS]
         for name in ANCHORED:
             anchor_rows += [bench_bitpack(name, codes, repeat, from_float=True), bench_gguf(name, codes, repeat)]
     rows += anchor_rows

@@ -726,3 +726,187 @@ class TQSeparateChecks(TQChecks):
     def test_scale_other_than_one_refused(self, scale):
         with pytest.raises(ScaleError):
             self.codec().encode(make_ternary((1, 256), "random", 39), scale)
+
+
+# =========================================================================================
+# Row-scale codecs (ik_llama.cpp IQ1_BN, IQ2_BN, IQ2_BN_R4) and the 2026 golden files.
+# formats-2026.md §5, §7; owned by the ik-codecs work. Group-scale mixins live elsewhere.
+# =========================================================================================
+GOLDEN_2026_DIR = FIXTURES_DIR / "2026"
+GOLDEN_2026_SHAPES = ("64x256", "128x512", "96x960", "edge_8x256")
+POSITIVE_F32 = st.floats(min_value=float(np.float32(1e-45)), max_value=float(np.finfo(np.float32).max), width=32).map(
+    np.float32)
+
+
+def normal_form(codes: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """formats-2026 §7.2 for per-row (or per-tensor) scales: a stored 0 means codes 0 and
+    scale +0; a row (tensor) whose codes are all 0 has scale +0."""
+    codes, scales = codes.copy(), scales.astype(np.float32).copy()
+    rows = scales.shape[0] == codes.shape[0]
+    zero = (scales.reshape(-1) == 0) if rows else np.full(codes.shape[0], scales.reshape(-1)[0] == 0)
+    codes[zero] = 0
+    scales[scales == 0] = 0  # +0
+    if rows:
+        scales[~codes.any(axis=1)] = 0
+    elif not codes.any():
+        scales[...] = 0
+    return codes, scales
+
+
+class RowScaleChecks(GGUFChecks):
+    """Codecs that store one scale per row in ``scale_dtype``, as a prefix of the row's bytes.
+
+    ``scale_offsets(m, k)`` gives the byte offset of every row's stored scale."""
+
+    good_scale = np.float32(1.5546875)
+    scale_dtype: ClassVar[str]
+
+    def scale_offsets(self, m: int, k: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def stored_scales(self, buf: np.ndarray, m: int, k: int) -> np.ndarray:
+        width = 2 if self.scale_dtype == "f16" else 4
+        at = self.scale_offsets(m, k)[:, None] + np.arange(width)
+        return buf.reshape(-1)[at].copy().view("<f2" if width == 2 else "<f4").reshape(m).astype(np.float32)
+
+    def write_scale(self, buf: np.ndarray, m: int, k: int, row: int, value: float) -> None:
+        raw = np.array([value], dtype="<f2" if self.scale_dtype == "f16" else "<f4").view(np.uint8)
+        at = int(self.scale_offsets(m, k)[row])
+        buf.reshape(-1)[at : at + raw.size] = raw
+
+    def check_scale(self, got, given, t):
+        assert isinstance(got, np.ndarray) and got.dtype == np.float32 and got.shape == (t.shape[0], 1)
+        want = np.where(t.any(axis=1), np.float32(given), np.float32(0)).reshape(-1, 1)
+        np.testing.assert_array_equal(got, want)
+        assert not np.signbit(got).any()
+
+    def test_declares_row_scales(self):
+        codec = self.codec()
+        assert codec.scale_granularity == "row" and codec.scale_dtype == self.scale_dtype
+        assert set(codec.type_ids) == {"ik-llama"} and set(codec.file_types) == {"ik-llama"}
+
+    def per_row(self, m: int, seed: int) -> np.ndarray:
+        """Distinct scales every codec of this kind stores exactly (f16 values)."""
+        rng = np.random.default_rng(seed)
+        return rng.integers(0x0400, 0x7800, size=(m, 1)).astype(np.uint16).view(np.float16).astype(np.float32)
+
+    def test_per_row_scales_round_trip(self, example_shape):
+        codec = self.codec()
+        m, k = example_shape
+        t = make_ternary(example_shape, "random", 40)
+        s = self.per_row(m, 41)
+        buf = codec.encode(t, s)
+        np.testing.assert_array_equal(self.stored_scales(buf, m, k), s.reshape(-1))
+        np.testing.assert_array_equal(codec.encode(t, s.reshape(-1)), buf)  # (M,) is per row too
+        got, got_s = codec.decode(buf, example_shape)
+        np.testing.assert_array_equal(got, t)
+        np.testing.assert_array_equal(got_s, np.where(t.any(axis=1, keepdims=True), s, 0))
+        np.testing.assert_array_equal(codec.encode(got, got_s), buf)
+
+    def test_group_scales_uniform_per_row_accepted(self, example_shape):
+        codec = self.codec()
+        m, k = example_shape
+        t = make_ternary(example_shape, "random", 42)
+        s = self.per_row(m, 43)
+        groups = np.repeat(s, k // 64, axis=1)
+        np.testing.assert_array_equal(codec.encode(t, groups), codec.encode(t, s))
+
+    def test_group_scales_that_differ_in_a_row_refused(self):
+        codec = self.codec()
+        shape = (4, 128)
+        t = make_ternary(shape, "plus")
+        groups = np.full((4, 2), 0.5, dtype=np.float32)
+        groups[2, 1] = 0.75
+        with pytest.raises(ScaleError, match="row 2"):
+            codec.encode(t, groups)
+        t[2, 64:] = 0  # the differing group holds no weight: nothing is lost
+        codec.encode(t, groups)
+
+    @pytest.mark.parametrize("bad", [np.float32(-1.0), np.float32(-2.0**-20)])
+    def test_negative_scale_refused(self, bad):
+        with pytest.raises(ScaleError):
+            self.codec().encode(make_ternary(self.example_shapes[0], "random", 44), bad)
+
+    def test_zero_rows_written_as_ik_does(self):
+        """An all-zero row (or a row given scale 0) is stored with scale 0 and codes +1
+        (formats-2026 §5, §7.2): the same code bytes as an all-+1 row."""
+        codec = self.codec()
+        m, k = 4, 128
+        t = make_ternary((m, k), "random", 45)
+        t[1] = 0
+        s = self.per_row(m, 46)
+        s[3] = 0
+        buf = codec.encode(t, s)
+        plus = t.copy()
+        plus[1] = plus[3] = 1
+        s_plus = s.copy()
+        s_plus[1] = s_plus[3] = 1.0
+        want = codec.encode(plus, s_plus)
+        stored = self.stored_scales(buf, m, k)
+        assert stored[1] == 0 and stored[3] == 0 and not np.signbit(stored).any()
+        for r in (1, 3):
+            self.write_scale(want, m, k, r, 0.0)
+        np.testing.assert_array_equal(buf, want)
+        got, got_s = codec.decode(buf, (m, k))
+        t[3] = 0
+        np.testing.assert_array_equal(got, t)
+        assert got_s[1, 0] == 0 and got_s[3, 0] == 0 and not np.signbit(got_s).any()
+        np.testing.assert_array_equal(codec.encode(got, got_s), buf)
+
+    def test_negative_zero_scale_is_plus_zero(self):
+        codec = self.codec()
+        t = make_ternary((4, 64), "random", 47)
+        buf = codec.encode(t, np.float32(-0.0))
+        assert not np.signbit(self.stored_scales(buf, 4, 64)).any()
+        self.write_scale(buf, 4, 64, 2, -0.0)
+        got, got_s = codec.decode(buf, (4, 64))
+        assert not got.any() and not got_s.any() and not np.signbit(got_s).any()
+
+    @pytest.mark.parametrize("bad", [-1.0, -2.0**-14, float("inf"), float("-inf"), float("nan")])
+    @pytest.mark.parametrize("row", [0, 3])
+    def test_bad_stored_scale_refused_naming_the_row(self, bad, row):
+        codec = self.codec()
+        buf = codec.encode(make_ternary((4, 128), "random", 48), self.good_scale)
+        self.write_scale(buf, 4, 128, row, bad)
+        with pytest.raises(CorruptDataError, match=f"row {row}"):
+            codec.decode(buf, (4, 128))
+
+
+class Golden2026Checks:
+    """Byte equality with the upstream quantizers on the 2026 golden files, committed under
+    fixtures/codec_golden/2026/ (copied from shared/golden/2026, whose README says how each
+    was made): encode(codes, scales) == bytes, decode(bytes) == the normal form of
+    (codes_out, scales_out), and codes x scale == the upstream dequantizer's output."""
+
+    golden_prefix: ClassVar[str]
+
+    @classmethod
+    def golden_files(cls) -> list[str]:
+        return [f"{cls.golden_prefix}_{shape}.npz" for shape in GOLDEN_2026_SHAPES]
+
+    def golden(self, name: str) -> dict[str, np.ndarray]:
+        path = GOLDEN_2026_DIR / name
+        assert path.is_file(), f"committed golden file {path} is missing"
+        with np.load(path) as z:
+            return {key: z[key] for key in z.files}
+
+    def test_golden_encode(self, golden_file):
+        z = self.golden(golden_file)
+        codec = self.codec()
+        out = codec.encode(z["codes"], z["scales"])
+        assert out.nbytes == z["bytes"].nbytes == codec.nbytes(z["codes"].shape)
+        if out.tobytes() != z["bytes"].tobytes():
+            at = int(np.flatnonzero(out != z["bytes"])[0])
+            pytest.fail(f"{golden_file}: first differing byte {at}: {out[at]:#04x} != {z['bytes'][at]:#04x}")
+
+    def test_golden_decode(self, golden_file):
+        z = self.golden(golden_file)
+        codes, scales = self.codec().decode(z["bytes"], z["codes"].shape)
+        want_codes, want_scales = normal_form(z["codes_out"], z["scales_out"])
+        np.testing.assert_array_equal(codes, want_codes)
+        np.testing.assert_array_equal(np.asarray(scales, dtype=np.float32).reshape(-1), want_scales.reshape(-1))
+        assert not np.signbit(scales).any()
+        dequant = codes.astype(np.float32) * np.asarray(scales, dtype=np.float32)
+        np.testing.assert_array_equal(dequant, z["dequant"])
+        if bool(z["exact"]):
+            np.testing.assert_array_equal(codes, z["codes"])

@@ -47,3 +47,5 @@ def pytest_generate_tests(metafunc):
     if "refused_case" in metafunc.fixturenames:
         cases = list(cls.refused_cases())
         metafunc.parametrize("refused_case", cases, ids=[repr(shape) for shape, _ in cases])
+    if "golden_file" in metafunc.fixturenames:  # codec_suite.Golden2026Checks
+        metafunc.parametrize("golden_file", cls.golden_files())

@@ -57,7 +57,8 @@ def test_encode_then_decode_round_trips_the_fixture(tmp_path, codec):
     assert decoded.returncode == 0, decoded.stderr
     with np.load(tmp_path / "back.npz") as back:
         np.testing.assert_array_equal(back["codes"], codes)
-        assert back["scale"] == scale
+        # row-scale codecs (iq*_bn) decode one scale per row: each equals the tensor's
+        np.testing.assert_array_equal(back["scale"], np.broadcast_to(scale, back["scale"].shape))
 
 
 def test_tile_parameters_are_honoured_and_recorded(tmp_path):

@@ -28,6 +28,10 @@ SOURCES = {
     "llama-packed": {"scale_convention": "divide"},
 }
 GGUF = ("i2_s", "tl1", "tl2", "tq1_0", "tq2_0")
+# Codecs that encode and decode tensors but are not yet wired into the GGUF dialect and type
+# tables or the model targets (formats-2026 §5); drop a name here once convert() writes it.
+NOT_YET_CONVERTIBLE = ("iq1_bn", "iq2_bn", "iq2_bn_r4")
+TARGETS = [c for c in list_codecs() if not codec_class(c).lossy and c not in NOT_YET_CONVERTIBLE]
 # TQ keeps fp16 block scales; only the `bitnet` graph reads exact F32 .scale tensors.
 NEEDS_ROUNDING = {("b158-bf16", "tq1_0"), ("b158-bf16", "tq2_0"), ("llama-packed", "tq1_0"),
                   ("llama-packed", "tq2_0")}
@@ -54,7 +58,7 @@ def assert_same(a, b, *, scale_f16=False):
             np.testing.assert_array_equal(x.values, y.values, err_msg=name)
 
 
-@pytest.mark.parametrize("target", [c for c in list_codecs() if not codec_class(c).lossy])  # bitstack: test_bitstack_*
+@pytest.mark.parametrize("target", TARGETS)  # bitstack: test_bitstack_*
 @pytest.mark.parametrize("source", list(SOURCES))
 def test_every_source_to_every_target_round_trips(tmp_path, sources, source, target):
     opts = ConvertOptions(output=tmp_path / f"out.{target}", scale_convention=SOURCES[source].get("scale_convention"))

@@ -4,10 +4,11 @@ import pytest
 
 from bitpack.codecs import UnknownCodecError, codec_class, get_codec, list_codecs
 
-NAMES = ["int8", "i2_packed", "hf_packed", "i2_s", "tq2_0", "tq1_0", "tl1", "tl2", "bitstack"]
+NAMES = ["int8", "i2_packed", "hf_packed", "i2_s", "tq2_0", "tq1_0", "tl1", "tl2", "iq1_bn", "iq2_bn", "iq2_bn_r4",
+         "bitstack"]
 CONTAINER = {"int8": "safetensors", "i2_packed": "safetensors", "hf_packed": "safetensors",
              "i2_s": "gguf", "tq2_0": "gguf", "tq1_0": "gguf", "tl1": "gguf", "tl2": "gguf",
-             "bitstack": "safetensors"}
+             "iq1_bn": "gguf", "iq2_bn": "gguf", "iq2_bn_r4": "gguf", "bitstack": "safetensors"}
 
 
 def test_list_codecs():
@@ -38,6 +39,9 @@ def test_equality_follows_config():
     assert get_codec("tl2", BM=32) != get_codec("tl2", BM=64)
     assert get_codec("tl2") != get_codec("tl1")
     assert get_codec("tq2_0", scale_mode="separate") != get_codec("tq2_0", scale_mode="baked")
+    assert get_codec("i2_s", layout="x86") == get_codec("i2_s") == get_codec({"id": "i2_s"})
+    assert get_codec("i2_s").get_config() == {"id": "i2_s"}  # the default layout is not recorded
+    assert get_codec("i2_s", layout="arm") != get_codec("i2_s", layout="x86_1x4") != get_codec("i2_s")
     assert len({get_codec("tl2", BM=32), get_codec({"id": "tl2", "BM": 32})}) == 1
 
 

@@ -22,6 +22,9 @@ CODECS: dict[str, str] = {
     "tq1_0": "bitpack.codecs.tq1_0:TQ1_0",
     "tl1": "bitpack.codecs.tl1:TL1",
     "tl2": "bitpack.codecs.tl2:TL2",
+    "iq1_bn": "bitpack.codecs.iq1_bn:IQ1_BN",
+    "iq2_bn": "bitpack.codecs.iq2_bn:IQ2_BN",
+    "iq2_bn_r4": "bitpack.codecs.iq2_bn_r4:IQ2_BN_R4",
     "bitstack": "bitpack.codecs.bitstack:BitStack",
 }
 ALIASES: dict[str, str] = {"i2_naive": "int8"}
