@@ -41,14 +41,12 @@ DEFAULT_LAYOUT = "x86"
 class I2S(GGUFCodec):
     name = "i2_s"
     ggml_name = "I2_S"
-    type_ids = {"bitnet-cpp-2026": 36, "bitnet-cpp-2024": 36}
-    file_types = {"bitnet-cpp-2024": 40, "bitnet-cpp-2026": 41}
     spec = "formats/i2_s.md"
     bits_text = "2 + 256/(M·K)"
     runtime = "bitnet.cpp (x86 AVX2 builds), ik_llama.cpp"
     constraints = "K % 128 == 0 (M % 32 == 0 recommended); layout x86_1x4: M % 4 == 0; arm: K % 64 == 0"
     param_names = ("layout",)
-    type_ids = {"bitnet-cpp-2024": 36, "bitnet-cpp-2026": 36, "ik-llama": 36}
+    type_ids = {"bitnet-cpp-2026": 36, "bitnet-cpp-2024": 36, "ik-llama": 36}  # the current fork first
     # MOSTLY_I2_S: 40 in the 2024-25 fork, 41 in the 2026 rebase (formats-2026 §8.2).
     file_types = {"bitnet-cpp-2024": 40, "bitnet-cpp-2026": 41}
     zero_byte = 0x55  # four codes 1 (spec/codecs.md: "every data byte is 0x55")
