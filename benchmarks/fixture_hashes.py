@@ -82,10 +82,12 @@ def main() -> int:
     if not args.compare:
         return 0
     before = json.loads(args.compare.read_text())
-    diffs = [k for k in sorted(set(before) | set(results)) if before.get(k) != results.get(k)]
+    diffs = [k for k in sorted(set(before) & set(results)) if before[k] != results[k]]
     for k in diffs:
-        print(f"DIFFERS {k}:\n  before {before.get(k)}\n  after  {results.get(k)}")
-    print(f"{len(results)} conversions, {len(diffs)} differ")
+        print(f"DIFFERS {k}:\n  before {before[k]}\n  after  {results[k]}")
+    new, gone = sorted(set(results) - set(before)), sorted(set(before) - set(results))
+    print(f"{len(results)} conversions, {len(diffs)} differ; {len(new)} new (codecs added), {len(gone)} gone"
+          + (f": {', '.join(gone)}" if gone else ""))
     return 1 if diffs else 0
 
 
