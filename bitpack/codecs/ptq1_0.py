@@ -1,0 +1,76 @@
+"""``ptq1_0``: PrismML PTQ1_0, GGML type 143, base-3, group 128 (formats/ptq1_0.md;
+spec/formats-2026.md §4).
+
+A 28-byte block is 24 bytes ``qs`` of five trits, 2 bytes ``qh`` of four trits, then the
+f16 scale d (last). The trits are packed as in TQ1_0 (formats/tq1_0.md): a byte holds
+v = sum(c_n * 3**(4 - n)) (trit n = 0 most significant; a qh byte's fifth trit is 0) as
+ceil(256 v / 243), with stage widths 16 and 8 instead of 32 and 16:
+
+* ``qs[m]``, m = 0..15, holds weights m + 16 n (n = 0..4);
+* ``qs[16 + m]``, m = 0..7, holds weights 80 + m + 8 n;
+* ``qh[h]``, h = 0..1, holds weights 120 + h + 2 n (n = 0..3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CorruptDataError
+from ._group import GroupCodec
+from .tq1_0 import ENCODE_V2, TERNARY2, VALID2, VALID_QH2, _horner
+
+
+class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
+    name = "ptq1_0"
+    spec = "formats/ptq1_0.md"
+    runtime = "PrismML llama.cpp fork (prism-v7 and later, from 2026-09)"
+    constraints = "K % 128 == 0"
+    bits_text = "1.75"
+    group_size = 128
+    block_bytes = 28
+    d_offset = 26
+    type_ids = {"prism": 143}
+    file_types = {"prism": 143}
+
+    def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
+        # Work on the transpose, as TQ1_0 does: row w of ``cols`` is code word w (weights
+        # 8w..8w+7) of every block, so each Horner step is one long contiguous operation.
+        nblocks = blocks.shape[0]
+        cols = np.ascontiguousarray(blocks.view(np.uint64).T)  # (16 words, nblocks)
+        qs = np.empty((nblocks, 26), dtype=np.uint8)
+        qs16 = qs.view(np.uint16)  # (nblocks, 13): pairs 0-7 qs[0..15], 8-11 qs[16..23], 12 qh
+        v = _horner(cols[0:10].reshape(5, 2, nblocks))  # trit n of qs[0..15] = words 2n, 2n + 1
+        qs16[:, 0:8].reshape(nblocks, 2, 4).transpose(1, 0, 2)[...] = ENCODE_V2[
+            v.view(np.uint16).reshape(2, nblocks, 4)
+        ]
+        v = _horner(cols[10:15].reshape(5, 1, nblocks))  # trit n of qs[16..23] = word 10 + n
+        qs16[:, 8:12] = ENCODE_V2[v.view(np.uint16).reshape(nblocks, 4)]
+        # Word 15 is weights 120..127; its uint16 n is (qh[0], qh[1]) trit n.
+        tail = np.ascontiguousarray(cols[15].view(np.uint16).reshape(nblocks, 4).T)
+        qs16[:, 12] = ENCODE_V2[_horner(tail, extra=1)]  # four trits, the fifth counts as 0
+        return qs
+
+    def _unpack_blocks(self, qs: np.ndarray) -> np.ndarray:
+        nblocks = qs.shape[0]
+        pairs = np.ascontiguousarray(qs.view(np.uint16).T)  # (13, nblocks)
+        if not (VALID2[pairs[:12]].all() and VALID_QH2[pairs[12]].all()):
+            self._refuse_invalid(qs)
+        words = np.empty((64, nblocks), dtype=np.uint16)  # pair p = weights 2p, 2p + 1
+        for n in range(5):
+            np.take(TERNARY2[n], pairs[0:8], out=words[8 * n : 8 * n + 8])  # weights m + 16n
+            np.take(TERNARY2[n], pairs[8:12], out=words[40 + 4 * n : 44 + 4 * n])  # 80 + m + 8n
+        for n in range(4):
+            np.take(TERNARY2[n], pairs[12], out=words[60 + n])  # 120 + h + 2n
+        return np.ascontiguousarray(words.T).view(np.int8)
+
+    def _refuse_invalid(self, qs: np.ndarray) -> None:
+        pairs = qs.view(np.uint16)  # (nblocks, 13)
+        for valid, lo, hi in ((VALID2, 0, 12), (VALID_QH2, 12, 13)):
+            ok = valid[pairs[:, lo:hi]]
+            if not ok.all():
+                block, pair = np.argwhere(~ok)[0]
+                raise CorruptDataError(
+                    f"{self.name} block {block} bytes {2 * (lo + pair)}-{2 * (lo + pair) + 1} "
+                    f"(0x{int(pairs[block, lo + pair]):04X}) are not a valid base-3 packing; "
+                    "no encoder writes them"
+                )
