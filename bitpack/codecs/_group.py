@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import CorruptDataError
-from ._bits import lanes, refuse_code3
+from ._bits import lanes, refuse_code3, rows_any
 from ._scales import to_codec_scales
 from .base import GGUFCodec, Shape, require
 
@@ -85,11 +85,10 @@ class GroupCodec(GGUFCodec):
                 "a stored scale must be finite and >= 0 (no quantizer writes it)"
             )
         t = self._unpack_blocks(np.ascontiguousarray(blocks[:, self._code_slice]))  # int8 (nblocks, g)
-        words = lanes(t.view(np.uint8))
         zero_d = d == 0
         if zero_d.any():  # §7.2 rule 1: scale 0 means codes 0 (Q1_0 stores an all-zero group as bits 1)
             t[zero_d] = 0
-        d[~(words != 0).any(axis=1)] = 0  # rule 2: all-zero codes have scale +0 (also turns -0 into +0)
+        d[~rows_any(lanes(t.view(np.uint8)) != 0)] = 0  # rule 2: codes all 0 -> scale +0 (-0 too)
         return t.reshape(m, k), d.reshape(m, k // g)
 
     @abc.abstractmethod

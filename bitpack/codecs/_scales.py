@@ -86,6 +86,13 @@ def nonzero_groups(codes: np.ndarray, width: int) -> np.ndarray:
     (validated, zero = 1) or int8 t; both are given as (M, K)."""
     m, k = codes.shape
     zero = np.uint8(1) if codes.dtype == np.uint8 else np.int8(0)
+    if width % 64 == 0 and codes.flags.c_contiguous:
+        # Fast path: compare eight codes at a time as uint64, then read the 8 booleans of
+        # each 64-weight span as one uint64 (no reduction along a short axis).
+        differs = codes.reshape(-1, width).view(np.uint64) != np.uint64(int(zero) * 0x0101010101010101)
+        spans = differs.view(np.uint64)  # (groups, width // 64)
+        nonzero = spans[:, 0] != 0 if spans.shape[1] == 1 else (spans != 0).any(axis=1)
+        return nonzero.reshape(m, k // width)
     return (codes.reshape(m, k // width, width) != zero).any(axis=2)
 
 

@@ -34,33 +34,40 @@ class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
 
     def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
         # Work on the transpose, as TQ1_0 does: row w of ``cols`` is code word w (weights
-        # 8w..8w+7) of every block, so each Horner step is one long contiguous operation.
+        # 8w..8w+7) of every block, so each Horner step is one long contiguous operation, and
+        # the result is built as four words per block (qs[0..7], qs[8..15], qs[16..23], qh).
         nblocks = blocks.shape[0]
         cols = np.ascontiguousarray(blocks.view(np.uint64).T)  # (16 words, nblocks)
-        qs = np.empty((nblocks, 26), dtype=np.uint8)
-        qs16 = qs.view(np.uint16)  # (nblocks, 13): pairs 0-7 qs[0..15], 8-11 qs[16..23], 12 qh
-        v = _horner(cols[0:10].reshape(5, 2, nblocks))  # trit n of qs[0..15] = words 2n, 2n + 1
-        qs16[:, 0:8].reshape(nblocks, 2, 4).transpose(1, 0, 2)[...] = ENCODE_V2[
-            v.view(np.uint16).reshape(2, nblocks, 4)
-        ]
-        v = _horner(cols[10:15].reshape(5, 1, nblocks))  # trit n of qs[16..23] = word 10 + n
-        qs16[:, 8:12] = ENCODE_V2[v.view(np.uint16).reshape(nblocks, 4)]
+        packed = np.zeros((4, nblocks), dtype=np.uint64)
+        out16 = packed.view(np.uint16)  # (4, 4 * nblocks)
+        v = _horner(cols[0:10].reshape(5, 2, nblocks))  # trit n of qs[0..15]: words 2n, 2n + 1
+        np.take(ENCODE_V2, v.view(np.uint16), out=out16[0:2])
+        v = _horner(cols[10:15].reshape(5, 1, nblocks))  # trit n of qs[16..23]: word 10 + n
+        np.take(ENCODE_V2, v.view(np.uint16), out=out16[2:3])
         # Word 15 is weights 120..127; its uint16 n is (qh[0], qh[1]) trit n.
         tail = np.ascontiguousarray(cols[15].view(np.uint16).reshape(nblocks, 4).T)
-        qs16[:, 12] = ENCODE_V2[_horner(tail, extra=1)]  # four trits, the fifth counts as 0
-        return qs
+        out16[3].reshape(nblocks, 4)[:, 0] = ENCODE_V2[_horner(tail, extra=1)]  # fifth trit 0
+        return np.ascontiguousarray(packed.T).view(np.uint8)[:, :26]
 
     def _unpack_blocks(self, qs: np.ndarray) -> np.ndarray:
+        # The transpose again: input word w (qs[0..7], qs[8..15], qs[16..23], qh) of every block
+        # is one row, and output word 2n, 2n + 1 (weights 16n..16n+15) is trit n of words 0, 1,
+        # word 10 + n (weights 80 + 8n ...) is trit n of word 2, so each look-up writes one row.
         nblocks = qs.shape[0]
-        pairs = np.ascontiguousarray(qs.view(np.uint16).T)  # (13, nblocks)
-        if not (VALID2[pairs[:12]].all() and VALID_QH2[pairs[12]].all()):
+        padded = np.zeros((nblocks, 32), dtype=np.uint8)
+        padded[:, :26] = qs
+        cols = np.ascontiguousarray(padded.view(np.uint64).T).view(np.uint16)  # (4, 4 * nblocks)
+        qh = cols[3].reshape(nblocks, 4)[:, 0]
+        if not (VALID2[cols[0:3]].all() and VALID_QH2[qh].all()):
             self._refuse_invalid(qs)
-        words = np.empty((64, nblocks), dtype=np.uint16)  # pair p = weights 2p, 2p + 1
+        words = np.empty((16, nblocks), dtype=np.uint64)
+        ternary = words.view(np.uint16)  # (16, 4 * nblocks)
         for n in range(5):
-            np.take(TERNARY2[n], pairs[0:8], out=words[8 * n : 8 * n + 8])  # weights m + 16n
-            np.take(TERNARY2[n], pairs[8:12], out=words[40 + 4 * n : 44 + 4 * n])  # 80 + m + 8n
+            np.take(TERNARY2[n], cols[0:2], out=ternary[2 * n : 2 * n + 2])
+            np.take(TERNARY2[n], cols[2], out=ternary[10 + n])
+        tail = ternary[15].reshape(nblocks, 4)  # uint16 n = weights 120 + 2n, 121 + 2n
         for n in range(4):
-            np.take(TERNARY2[n], pairs[12], out=words[60 + n])  # 120 + h + 2n
+            tail[:, n] = TERNARY2[n][qh]
         return np.ascontiguousarray(words.T).view(np.int8)
 
     def _refuse_invalid(self, qs: np.ndarray) -> None:

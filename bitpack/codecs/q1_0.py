@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CodecError
-from ._bits import lanes
+from ._bits import lanes, rows_any
 from ._group import GroupCodec
 from .base import Shape
 
@@ -37,8 +37,7 @@ class Q1_0(GroupCodec):  # noqa: N801 - named after the GGML type
     def _check_groups(self, codes: np.ndarray, shape: Shape) -> None:
         m, k = shape
         words = lanes(codes.reshape(-1, self.group_size))
-        has_zero = (words & _ONES).any(axis=1)
-        mixed = has_zero & (words != _ONES).any(axis=1)
+        mixed = rows_any((words & _ONES) != 0) & rows_any(words != _ONES)  # a 0 and a nonzero
         if mixed.any():
             at = int(np.flatnonzero(mixed)[0])
             row, group = divmod(at, k // self.group_size)
