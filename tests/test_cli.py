@@ -39,7 +39,11 @@ def test_formats_table_for_people():
         assert name in done.stdout
 
 
-@pytest.mark.parametrize("codec", [c for c in list_codecs() if not codec_class(c).lossy])
+# Codecs that cannot hold the ternary fixture at all (each says why when asked to).
+CANNOT_HOLD_FIXTURE = {"q1_0": "binary: the fixture has zeros inside nonzero 128-groups"}
+
+
+@pytest.mark.parametrize("codec", [c for c in list_codecs() if not codec_class(c).lossy and c not in CANNOT_HOLD_FIXTURE])
 def test_encode_then_decode_round_trips_the_fixture(tmp_path, codec):
     out = tmp_path / f"w.{codec}"
     done = bitpack("encode", FIXTURE, "--to", codec, "-o", out, "--json")
@@ -54,7 +58,8 @@ def test_encode_then_decode_round_trips_the_fixture(tmp_path, codec):
     assert decoded.returncode == 0, decoded.stderr
     with np.load(tmp_path / "back.npz") as back:
         np.testing.assert_array_equal(back["codes"], codes)
-        assert back["scale"] == scale
+        # group-scale codecs give one scale per group (formats-2026 §7.2), all equal to the fixture's
+        assert (back["scale"] == scale).all() if back["scale"].ndim else back["scale"] == scale
 
 
 def test_tile_parameters_are_honoured_and_recorded(tmp_path):
