@@ -684,8 +684,10 @@ class GroupScaleChecks(GGUFChecks):
         self.check_scale(codec.decode(buf, shape)[1], np.float32(scale), t)
 
     @pytest.mark.parametrize(
-        "scale", [pytest.param(np.ones((3, 2), np.float32), id="rows"), pytest.param(np.ones((2, 3), np.float32), id="3-groups"),
-                  pytest.param(np.ones((2, 1, 1), np.float32), id="3d")],
+        "scale",
+        [pytest.param(np.ones((3, 2), np.float32), id="rows"),
+         pytest.param(np.ones((2, 3), np.float32), id="3-groups"),
+         pytest.param(np.ones((2, 1, 1), np.float32), id="3d")],
     )
     def test_scale_of_wrong_shape_refused(self, scale):
         with pytest.raises(CodecError):

@@ -43,7 +43,9 @@ def test_formats_table_for_people():
 CANNOT_HOLD_FIXTURE = {"q1_0": "binary: the fixture has zeros inside nonzero 128-groups"}
 
 
-@pytest.mark.parametrize("codec", [c for c in list_codecs() if not codec_class(c).lossy and c not in CANNOT_HOLD_FIXTURE])
+@pytest.mark.parametrize(
+    "codec", [c for c in list_codecs() if not codec_class(c).lossy and c not in CANNOT_HOLD_FIXTURE]
+)
 def test_encode_then_decode_round_trips_the_fixture(tmp_path, codec):
     out = tmp_path / f"w.{codec}"
     done = bitpack("encode", FIXTURE, "--to", codec, "-o", out, "--json")
