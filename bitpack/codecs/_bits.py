@@ -39,10 +39,13 @@ def word_mask(word: np.ndarray, pattern: np.uint64) -> Any:
 def rows_any(mask: np.ndarray) -> np.ndarray:
     """``mask.any(axis=1)`` for a C-contiguous bool (n, w) array, reading 8 booleans as one
     uint64 where w % 8 == 0 (a reduction along a short axis is slow in NumPy)."""
-    if mask.shape[1] % 8:
+    if mask.shape[1] % 8 or mask.shape[1] > 8 * 64:
         return mask.any(axis=1)
     spans = mask.view(np.uint64)
-    return spans[:, 0] != 0 if spans.shape[1] == 1 else (spans != 0).any(axis=1)
+    acc = spans[:, 0].copy()
+    for j in range(1, spans.shape[1]):  # a few columns: OR them (any(axis=1) is slow here too)
+        acc |= spans[:, j]
+    return acc != 0
 
 
 def ternary_to_codes(t: np.ndarray, spare: int = 0) -> np.ndarray:

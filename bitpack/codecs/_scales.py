@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CodecError, ScaleError
+from ._bits import rows_any
 
 GRANULARITIES = ("tensor", "row", "group")
 SCALE_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": None}  # bf16: no NumPy dtype
@@ -87,12 +88,10 @@ def nonzero_groups(codes: np.ndarray, width: int) -> np.ndarray:
     m, k = codes.shape
     zero = np.uint8(1) if codes.dtype == np.uint8 else np.int8(0)
     if width % 64 == 0 and codes.flags.c_contiguous:
-        # Fast path: compare eight codes at a time as uint64, then read the 8 booleans of
-        # each 64-weight span as one uint64 (no reduction along a short axis).
+        # Fast path: compare eight codes at a time as uint64, then reduce the booleans of a
+        # group eight at a time (_bits.rows_any).
         differs = codes.reshape(-1, width).view(np.uint64) != np.uint64(int(zero) * 0x0101010101010101)
-        spans = differs.view(np.uint64)  # (groups, width // 64)
-        nonzero = spans[:, 0] != 0 if spans.shape[1] == 1 else (spans != 0).any(axis=1)
-        return nonzero.reshape(m, k // width)
+        return rows_any(differs).reshape(m, k // width)
     return (codes.reshape(m, k // width, width) != zero).any(axis=2)
 
 

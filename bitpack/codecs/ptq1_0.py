@@ -20,6 +20,9 @@ from ._group import GroupCodec
 from .tq1_0 import ENCODE_V2, TERNARY2, VALID2, VALID_QH2, _horner
 
 
+_CHUNK = 4096  # blocks per packing step
+
+
 class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
     name = "ptq1_0"
     spec = "formats/ptq1_0.md"
@@ -33,6 +36,12 @@ class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
     file_types = {"prism": 143}
 
     def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
+        out = np.empty((blocks.shape[0], 26), dtype=np.uint8)
+        for at in range(0, blocks.shape[0], _CHUNK):  # 512 KiB of codes at a time stay in cache
+            out[at : at + _CHUNK] = self._pack_chunk(blocks[at : at + _CHUNK])
+        return out
+
+    def _pack_chunk(self, blocks: np.ndarray) -> np.ndarray:
         # Work on the transpose, as TQ1_0 does: row w of ``cols`` is code word w (weights
         # 8w..8w+7) of every block, so each Horner step is one long contiguous operation, and
         # the result is built as four words per block (qs[0..7], qs[8..15], qs[16..23], qh).

@@ -51,7 +51,7 @@ class Q1_0(GroupCodec):  # noqa: N801 - named after the GGML type
             )
 
     def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        return np.packbits(blocks != 0, axis=1, bitorder="little")  # c = 1 (zero group) -> bit 1
+        return np.packbits(blocks, axis=1, bitorder="little")  # c = 0 -> 0; c = 2, and 1 (zero group) -> 1
 
     def _unpack_blocks(self, qs: np.ndarray) -> np.ndarray:
         return _T_OF_BYTE[qs].view(np.int8)  # every byte is valid
