@@ -17,10 +17,23 @@ import numpy as np
 
 from ..errors import CorruptDataError
 from ._group import GroupCodec
-from .tq1_0 import ENCODE_V2, TERNARY2, VALID2, VALID_QH2, _horner
+from .tq1_0 import ENCODE_V2, VALID2, VALID_QH, VALID_QH2, _horner
 
 
 _CHUNK = 4096  # blocks per packing step
+_POW3 = [np.uint8(3**n) for n in range(5)]
+_ENC_CHECK = np.uint8(243)
+
+
+def _ternary_of_trit(src: np.ndarray, n: int, out: np.ndarray, q: np.ndarray, low: np.ndarray) -> None:
+    """out (int8) = trit n of every byte of ``src``, minus 1. With q = b * 3**n mod 256 (uint8
+    arithmetic wraps) the trit is (3 q) >> 8 = [q >= 86] + [q >= 171], so t = [q >= 171] - [q < 86]."""
+    if n:
+        np.multiply(src, _POW3[n], out=q)
+        src = q
+    np.greater_equal(src, np.uint8(171), out=out.view(bool))
+    np.less(src, np.uint8(86), out=low)
+    out -= low.view(np.int8)
 
 
 class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
@@ -60,23 +73,28 @@ class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
 
     def _unpack_blocks(self, qs: np.ndarray) -> np.ndarray:
         # The transpose again: input word w (qs[0..7], qs[8..15], qs[16..23], qh) of every block
-        # is one row, and output word 2n, 2n + 1 (weights 16n..16n+15) is trit n of words 0, 1,
-        # word 10 + n (weights 80 + 8n ...) is trit n of word 2, so each look-up writes one row.
+        # is one row; output word 2n, 2n + 1 (weights 16n..16n+15) is trit n of words 0, 1, and
+        # word 10 + n (weights 80 + 8n ...) trit n of word 2, byte for byte: plain uint8 arithmetic.
         nblocks = qs.shape[0]
         padded = np.zeros((nblocks, 32), dtype=np.uint8)
         padded[:, :26] = qs
-        cols = np.ascontiguousarray(padded.view(np.uint64).T).view(np.uint16)  # (4, 4 * nblocks)
-        qh = cols[3].reshape(nblocks, 4)[:, 0]
-        if not (VALID2[cols[0:3]].all() and VALID_QH2[qh].all()):
+        cols = np.ascontiguousarray(padded.view(np.uint64).T).view(np.uint8)  # (4, 8 * nblocks)
+        qh = np.ascontiguousarray(cols[3].reshape(nblocks, 8)[:, :2])
+        # A byte is a packing iff (243 * b) mod 256 < 243 (some v has ceil(256 v / 243) = b).
+        if (cols[:3] * _ENC_CHECK >= _ENC_CHECK).any() or not VALID_QH[qh].all():
             self._refuse_invalid(qs)
         words = np.empty((16, nblocks), dtype=np.uint64)
-        ternary = words.view(np.uint16)  # (16, 4 * nblocks)
+        out = words.view(np.int8)  # (16, 8 * nblocks)
+        scratch = np.empty((2, 8 * nblocks), dtype=np.uint8), np.empty((2, 8 * nblocks), dtype=bool)
         for n in range(5):
-            np.take(TERNARY2[n], cols[0:2], out=ternary[2 * n : 2 * n + 2])
-            np.take(TERNARY2[n], cols[2], out=ternary[10 + n])
-        tail = ternary[15].reshape(nblocks, 4)  # uint16 n = weights 120 + 2n, 121 + 2n
+            _ternary_of_trit(cols[0:2], n, out[2 * n : 2 * n + 2], *scratch)
+            _ternary_of_trit(cols[2], n, out[10 + n], scratch[0][0], scratch[1][0])
+        tail = out[15].reshape(nblocks, 4, 2)  # weights 120 + 2n + h = trit n of qh[h]
+        small = (np.empty((nblocks, 2), dtype=np.int8), np.empty((nblocks, 2), dtype=np.uint8),
+                 np.empty((nblocks, 2), dtype=bool))
         for n in range(4):
-            tail[:, n] = TERNARY2[n][qh]
+            _ternary_of_trit(qh, n, *small)
+            tail[:, n] = small[0]
         return np.ascontiguousarray(words.T).view(np.int8)
 
     def _refuse_invalid(self, qs: np.ndarray) -> None:
