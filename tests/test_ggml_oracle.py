@@ -9,7 +9,8 @@ llama.cpp) exports the reference quantizers and dequantizers (ggml/src/ggml-quan
 For random ternary (Q1_0: binary) codes times f16 group scales, with all-zero groups, the
 quantizer's bytes must equal ``codec.encode(codes, scales)``, and the dequantizer's floats
 must equal codes x scale -- the canonical tensor that ``codec.decode`` returns. Skipped on
-a machine without llama-cpp-python, a failure under CI (tests/oracles.py).
+a machine without llama-cpp-python, a failure under CI (tests/oracles.py). BITPACK_LIBGGML_BASE
+names another libggml-base.so to check instead.
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ SEEDS = [0, 1, 2]
 
 @pytest.fixture(scope="module")
 def ggml() -> ctypes.CDLL:
-    llama_cpp = require("llama_cpp")
-    path = Path(llama_cpp.__file__).resolve().parent / "lib" / "libggml-base.so"
+    if os.environ.get("BITPACK_LIBGGML_BASE"):  # another build of ggml, e.g. a fork's
+        path = Path(os.environ["BITPACK_LIBGGML_BASE"])
+    else:
+        llama_cpp = require("llama_cpp")
+        path = Path(llama_cpp.__file__).resolve().parent / "lib" / "libggml-base.so"
     if not path.is_file():
         if os.environ.get("CI"):
             pytest.fail(f"{path} is missing: llama-cpp-python was installed without its ggml libraries")
