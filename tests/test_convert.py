@@ -53,7 +53,14 @@ def assert_same(a, b, *, scale_f16=False):
             np.testing.assert_array_equal(x.values, y.values, err_msg=name)
 
 
-@pytest.mark.parametrize("target", [c for c in list_codecs() if not codec_class(c).lossy])  # bitstack: test_bitstack_*
+# Codecs that exist but are not yet conversion targets: the GGUF type tables, dialects and
+# model targets do not name them yet (formats-2026 §8). Remove a name once it is wired in.
+NOT_YET_CONVERTIBLE = ("q2_0", "q1_0", "pq2_0", "ptq1_0")
+
+
+@pytest.mark.parametrize(  # bitstack: test_bitstack_*
+    "target", [c for c in list_codecs() if not codec_class(c).lossy and c not in NOT_YET_CONVERTIBLE]
+)
 @pytest.mark.parametrize("source", list(SOURCES))
 def test_every_source_to_every_target_round_trips(tmp_path, sources, source, target):
     opts = ConvertOptions(output=tmp_path / f"out.{target}", scale_convention=SOURCES[source].get("scale_convention"))
