@@ -12,6 +12,10 @@ elementwise ops), from time.perf_counter after one warm-up call: best and median
 * bitpack: codec.encode(codes, scale) and codec.decode(buf, shape) for every codec in
   list_codecs() and the layout variants in VARIANTS (i2_s x86_1x4, i2_s arm), on ternary int8 codes (default_rng(0) per shape, uniform over -1/0/+1) and
   scale 1.5546875. Shapes a codec refuses are skipped and shown as such.
+  q1_0 is binary: it gets the signs of those codes (np.where(codes >= 0, 1, -1)). The group
+  codecs (q2_0, q1_0, pq2_0, ptq1_0) decode to per-group scales, all equal to the one given.
+  PyPI gguf 0.19.0 has no anchor for them: it lacks Q2_0 (42), PQ2_0 and PTQ1_0, and its
+  Q1_0 (41) raises NotImplementedError in quantize and dequantize.
 * gguf: gguf.quants.quantize(codes * scale, TQ1_0 / TQ2_0) and gguf.quants.dequantize, which
   go float32 -> bytes -> float32. The "from float" rows time bitpack on that same path:
   np.rint(w / scale) to int8 then encode; decode then codes * scale as float32.
@@ -53,6 +57,7 @@ TERNARY = [n for n in list_codecs() if not codec_class(n).lossy]  # bitstack: be
 VARIANTS = {"i2_s x86_1x4": ("i2_s", {"layout": "x86_1x4"}), "i2_s arm": ("i2_s", {"layout": "arm"})}
 ROWS = {**{n: (n, {}) for n in TERNARY}, **VARIANTS}
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "codecs.json"
+BINARY = {"q1_0"}  # codecs that store no zeros: benchmarked on the signs of the ternary codes
 
 
 def machine() -> dict:
@@ -81,6 +86,8 @@ def timed(fn, n: int, repeat: int) -> dict:
 def bench_bitpack(name: str, codes: np.ndarray, repeat: int, from_float: bool = False) -> dict:
     codec_name, params = ROWS[name]
     codec, shape, n = get_codec(codec_name, **params), codes.shape, codes.size
+    if codec_name in BINARY:
+        codes = np.where(codes >= 0, 1, -1).astype(np.int8)
     row = {"impl": "bitpack", "codec": name + (" from float" if from_float else ""), "shape": list(shape)}
     try:
         codec.check(shape)
@@ -88,7 +95,7 @@ def bench_bitpack(name: str, codes: np.ndarray, repeat: int, from_float: bool = 
         return row | {"skipped": str(e)}
     buf = codec.encode(codes, SCALE)
     decoded, scale = codec.decode(buf, shape)
-    row["roundtrip_ok"] = bool(np.array_equal(decoded, codes) and (scale is None or np.all(scale == SCALE)))
+    row["roundtrip_ok"] = bool(np.array_equal(decoded, codes) and (scale is None or bool(np.all(scale == SCALE))))
     if from_float:
         w = codes.astype(np.float32) * SCALE
         row["encode"] = timed(lambda: codec.encode(np.rint(w / SCALE).astype(np.int8), SCALE), n, repeat)

@@ -122,6 +122,10 @@ class CodecSuite:
     def codec(self):
         return get_codec(self.name, **self.params)
 
+    def ternary(self, shape: Shape, kind: str = "random", seed: int = 0) -> np.ndarray:
+        """Test data this codec stores exactly (binary codecs override it)."""
+        return make_ternary(shape, kind, seed)
+
     def expected_nbytes(self, m: int, k: int) -> int:
         raise NotImplementedError
 
@@ -154,7 +158,7 @@ class CodecSuite:
         kind = data.draw(st.sampled_from(KINDS), label="kind")
         seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
         scale = data.draw(self.scales, label="scale")
-        t = make_ternary(shape, kind, seed)
+        t = self.ternary(shape, kind, seed)
         buf = codec.encode(t, scale)
         assert isinstance(buf, np.ndarray)
         assert buf.nbytes == codec.nbytes(shape) == self.expected_nbytes(*shape)
@@ -166,7 +170,7 @@ class CodecSuite:
 
     def test_round_trip_large(self):
         codec = self.codec()
-        t = make_ternary(self.large_shape, "random", 99)
+        t = self.ternary(self.large_shape, "random", 99)
         buf = codec.encode(t, self.good_scale)
         assert buf.nbytes == self.expected_nbytes(*self.large_shape)
         got, got_scale = self.decode(codec, buf, self.large_shape, self.good_scale)
@@ -182,7 +186,7 @@ class CodecSuite:
     @pytest.mark.parametrize("kind", ["zeros", "plus", "minus"])
     def test_round_trip_constant(self, example_shape, kind):
         codec = self.codec()
-        t = make_ternary(example_shape, kind)
+        t = self.ternary(example_shape, kind)
         buf = codec.encode(t, self.good_scale)
         got, got_scale = self.decode(codec, buf, example_shape, self.good_scale)
         np.testing.assert_array_equal(got, t)
@@ -190,7 +194,7 @@ class CodecSuite:
 
     def test_encode_is_deterministic_and_data_dependent(self, example_shape):
         codec = self.codec()
-        t = make_ternary(example_shape, "random", 1)
+        t = self.ternary(example_shape, "random", 1)
         a = codec.encode(t, self.good_scale)
         b = codec.encode(t.copy(), self.good_scale)
         np.testing.assert_array_equal(a, b)
@@ -205,7 +209,7 @@ class CodecSuite:
         n = codec.nbytes(example_shape)
         assert isinstance(n, int)
         assert n == self.expected_nbytes(m, k)
-        assert codec.encode(make_ternary(example_shape), self.good_scale).nbytes == n
+        assert codec.encode(self.ternary(example_shape), self.good_scale).nbytes == n
         assert codec.bits_per_weight(example_shape) == pytest.approx(8.0 * n / (m * k), rel=1e-12)
 
     def test_check_returns_shape(self, example_shape):
@@ -248,7 +252,7 @@ class CodecSuite:
     # -- corrupt buffers -----------------------------------------------------------------
     def test_wrong_length_refused(self, example_shape):
         codec = self.codec()
-        buf = codec.encode(make_ternary(example_shape, "random", 2), self.good_scale)
+        buf = codec.encode(self.ternary(example_shape, "random", 2), self.good_scale)
         raw = buf.tobytes()
         for bad in (raw[:-1], raw[: len(raw) // 2], b"", raw + b"\x00", raw + raw[:32]):
             with pytest.raises(CorruptDataError):
@@ -269,7 +273,7 @@ class CodecSuite:
     def test_out_of_range_codes_refused(self, dtype, value, where):
         codec = self.codec()
         shape = self.example_shapes[0]
-        t = make_ternary(shape, "zeros").astype(dtype)
+        t = self.ternary(shape, "zeros").astype(dtype)
         t[(0, 0) if where == "first" else (-1, -1)] = value
         with pytest.raises(CodecError):
             codec.encode(t, self.good_scale)
@@ -277,7 +281,7 @@ class CodecSuite:
     @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.complex64])
     def test_float_codes_refused(self, dtype):
         codec = self.codec()
-        t = make_ternary(self.example_shapes[0], "random", 3).astype(dtype)
+        t = self.ternary(self.example_shapes[0], "random", 3).astype(dtype)
         with pytest.raises(CodecError):
             codec.encode(t, self.good_scale)
 
@@ -288,18 +292,18 @@ class CodecSuite:
     def test_nonfinite_scale_refused(self, scale):
         codec = self.codec()
         with pytest.raises(CodecError):
-            codec.encode(make_ternary(self.example_shapes[0], "random", 4), scale)
+            codec.encode(self.ternary(self.example_shapes[0], "random", 4), scale)
 
     def test_inexact_python_float_scale_refused(self):
         codec = self.codec()
         with pytest.raises(ScaleError):
-            codec.encode(make_ternary(self.example_shapes[0], "random", 5), 0.1)
+            codec.encode(self.ternary(self.example_shapes[0], "random", 5), 0.1)
 
     @pytest.mark.parametrize("scale", ["1.0", object(), b"\x00\x00\x80\x3f"])
     def test_non_numeric_scale_refused(self, scale):
         codec = self.codec()
         with pytest.raises(CodecError):
-            codec.encode(make_ternary(self.example_shapes[0], "random", 6), scale)
+            codec.encode(self.ternary(self.example_shapes[0], "random", 6), scale)
 
     # -- configuration ------------------------------------------------------------------
     def test_config_round_trip(self, example_shape):
@@ -315,7 +319,7 @@ class CodecSuite:
         assert bound_config["id"] == self.name
         assert json.loads(json.dumps(bound_config)) == bound_config
         assert get_codec(bound_config) == bound
-        t = make_ternary(example_shape, "random", 7)
+        t = self.ternary(example_shape, "random", 7)
         want = codec.encode(t, self.good_scale)
         np.testing.assert_array_equal(rebuilt.encode(t, self.good_scale), want)
         np.testing.assert_array_equal(get_codec(bound_config).encode(t, self.good_scale), want)
@@ -330,7 +334,7 @@ class CodecSuite:
     # -- inputs are not modified, outputs are not views of inputs ----------------------------
     def test_encode_leaves_codes_alone(self, example_shape):
         codec = self.codec()
-        t = make_ternary(example_shape, "random", 8)
+        t = self.ternary(example_shape, "random", 8)
         keep = t.copy()
         out = codec.encode(t, self.good_scale)
         np.testing.assert_array_equal(t, keep)
@@ -340,7 +344,7 @@ class CodecSuite:
 
     def test_decode_leaves_buffer_alone(self, example_shape):
         codec = self.codec()
-        t = make_ternary(example_shape, "random", 9)
+        t = self.ternary(example_shape, "random", 9)
         buf = codec.encode(t, self.good_scale)
         keep = buf.copy()
         got, _ = self.decode(codec, buf, example_shape, self.good_scale)
@@ -360,13 +364,13 @@ class CodecSuite:
     @pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64, np.intp])
     def test_wider_integer_codes(self, example_shape, dtype):
         codec = self.codec()
-        t = make_ternary(example_shape, "random", 10)
+        t = self.ternary(example_shape, "random", 10)
         want = codec.encode(t, self.good_scale)
         np.testing.assert_array_equal(codec.encode(t.astype(dtype), self.good_scale), want)
 
     def test_non_contiguous_codes(self, example_shape):
         codec = self.codec()
-        t = make_ternary(example_shape, "random", 11)
+        t = self.ternary(example_shape, "random", 11)
         want = codec.encode(t, self.good_scale)
         transposed = np.ascontiguousarray(t.T).T  # Fortran order, a transposed view
         assert not transposed.flags.c_contiguous or min(t.shape) == 1
@@ -386,7 +390,7 @@ class CodecSuite:
 
     def test_decode_buffer_types(self, example_shape):
         codec = self.codec()
-        t = make_ternary(example_shape, "random", 12)
+        t = self.ternary(example_shape, "random", 12)
         buf = codec.encode(t, self.good_scale)
         raw = buf.tobytes()
         doubled = np.zeros(2 * len(raw), dtype=np.uint8)
@@ -460,7 +464,7 @@ class GGUFChecks:
 
     def test_flat_uint8_of_nbytes(self, example_shape):
         codec = self.codec()
-        out = codec.encode(make_ternary(example_shape, "random", 16), self.good_scale)
+        out = codec.encode(self.ternary(example_shape, "random", 16), self.good_scale)
         assert out.dtype == np.uint8
         assert out.ndim == 1
         assert out.size == codec.nbytes(example_shape)
@@ -557,6 +561,228 @@ class TwoBitChecks:
         assert (out[positions] == 0x55).all()
 
 
+# =========================================================================================
+# Group-scale codecs (formats-2026.md §1-4, §7): q2_0, q1_0, pq2_0, ptq1_0
+# =========================================================================================
+GOLDEN_2026 = FIXTURES_DIR / "2026"  # copies of shared/golden/2026 (fixtures/codec_golden/2026/README.md)
+
+
+def group_shapes(g: int) -> st.SearchStrategy:
+    """Small shapes whose rows are whole groups of ``g``."""
+    return st.tuples(st.integers(1, 5), st.integers(1, 4).map(lambda n: g * n))
+
+
+def f16_scales(shape: Shape, seed: int) -> np.ndarray:
+    """Positive f16-representable scales, log-uniform in [2^-9, 2^-1] like the golden data."""
+    rng = np.random.default_rng(seed)
+    return np.exp2(rng.uniform(-9, -1, size=shape)).astype(np.float16).astype(np.float32)
+
+
+class GroupScaleChecks(GGUFChecks):
+    """One f16 scale d per block of ``group_size`` weights; decode gives (M, K/g) scales."""
+
+    group_size: ClassVar[int]
+    block_bytes: ClassVar[int]
+    d_offset: ClassVar[int]  # byte of d inside a block
+    zero_block: ClassVar[bytes]  # an all-zero group, as the upstream quantizer writes it
+    golden: ClassVar[tuple[str, ...]]  # golden file name prefixes (fixtures/codec_golden/2026)
+    binary: ClassVar[bool] = False  # q1_0: a group cannot mix zeros and nonzeros
+    scales = POSITIVE_F16
+    good_scale = np.float32(1.5546875)
+    large_shape = (259, 4352)
+
+    def expected_nbytes(self, m: int, k: int) -> int:
+        return m * (k // self.group_size) * self.block_bytes
+
+    def check_scale(self, got, given, t):
+        g = self.group_size
+        assert isinstance(got, np.ndarray) and got.dtype == np.float32, type(got)
+        nonzero = t.reshape(t.shape[0], -1, g).any(axis=2)
+        want = np.where(nonzero, np.float32(given), np.float32(0))
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))  # +0, never -0
+
+    def d_offsets(self, m: int, k: int) -> np.ndarray:
+        return np.arange(m * k // self.group_size) * self.block_bytes + self.d_offset
+
+    def block_d(self, buf: np.ndarray, m: int, k: int) -> np.ndarray:
+        at = self.d_offsets(m, k)
+        flat = buf.reshape(-1)
+        d = (flat[at].astype(np.uint16) | (flat[at + 1].astype(np.uint16) << 8)).view(np.float16)
+        return d.reshape(m, k // self.group_size)
+
+    def groups_with_zeros(self, shape: Shape, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Data with some all-zero groups, and the bool (M, K/g) map of nonzero groups."""
+        m, k = shape
+        t = self.ternary(shape, "random", seed)
+        rng = np.random.default_rng(seed)
+        nonzero = rng.random((m, k // self.group_size)) < 0.6
+        nonzero[0, 0] = False
+        t.reshape(m, -1, self.group_size)[~nonzero] = 0
+        return t, t.reshape(m, -1, self.group_size).any(axis=2)
+
+    def test_declares_group_scales(self):
+        codec = self.codec()
+        assert (codec.scale_granularity, codec.group_size, codec.scale_dtype) == ("group", self.group_size, "f16")
+        assert codec.type_ids and codec.file_types
+
+    def test_per_group_scales_round_trip(self):
+        codec = self.codec()
+        shape = (3, 4 * self.group_size)
+        t, nonzero = self.groups_with_zeros(shape, 40)
+        scales = f16_scales((3, 4), 41)
+        scales[~nonzero] = 7.0  # carries nothing: written as +0
+        buf = codec.encode(t, scales)
+        want = np.where(nonzero, scales, np.float32(0))
+        np.testing.assert_array_equal(self.block_d(buf, *shape).astype(np.float32), want)
+        got, got_scales = codec.decode(buf, shape)
+        np.testing.assert_array_equal(got, t)
+        assert got_scales.dtype == np.float32 and got_scales.shape == (3, 4)
+        np.testing.assert_array_equal(got_scales.view(np.uint32), want.view(np.uint32))
+        np.testing.assert_array_equal(codec.encode(got, got_scales), buf)  # decoded form re-encodes
+
+    def test_row_and_tensor_scales_refine(self):
+        codec = self.codec()
+        shape = (3, 2 * self.group_size)
+        t = self.ternary(shape, "random", 42)
+        rows = np.array([[0.5], [0.25], [1.5546875]], dtype=np.float32)
+        np.testing.assert_array_equal(codec.encode(t, rows), codec.encode(t, np.repeat(rows, 2, axis=1)))
+        np.testing.assert_array_equal(codec.encode(t, rows.reshape(3)), codec.encode(t, rows))
+        np.testing.assert_array_equal(codec.encode(t, 0.5), codec.encode(t, np.full((3, 2), 0.5, np.float32)))
+
+    def test_coarsening_refused_naming_row_and_group(self):
+        codec = self.codec()
+        shape = (3, 4 * self.group_size)
+        t = self.ternary(shape, "plus")
+        fine = np.full((3, 8), 0.5, dtype=np.float32)  # two scales per group
+        np.testing.assert_array_equal(codec.encode(t, fine), codec.encode(t, 0.5))  # uniform: exact
+        fine[2, 5] = 0.25  # row 2, group 2 now holds two different scales
+        with pytest.raises(ScaleError) as err:
+            codec.encode(t, fine)
+        assert "row 2" in str(err.value) and "group 2" in str(err.value), str(err.value)
+        if not self.binary:
+            t[2, 5 * self.group_size // 2 : 6 * self.group_size // 2] = 0  # the odd half is all zero
+            codec.encode(t, fine)  # its scale carries nothing: exact again
+
+    def test_f16_inexact_refused_naming_row_and_group(self):
+        codec = self.codec()
+        shape = (2, 3 * self.group_size)
+        t = self.ternary(shape, "minus")
+        scales = np.full((2, 3), 0.5, dtype=np.float32)
+        scales[1, 2] = np.float32(0.1)
+        with pytest.raises(ScaleError) as err:
+            codec.encode(t, scales)
+        assert "row 1" in str(err.value) and "group 2" in str(err.value), str(err.value)
+        for scale in (np.float32(0.1), np.float32(70000.0), np.float32(1e-8), np.float32(1 + 2**-11)):
+            with pytest.raises(ScaleError):
+                codec.encode(t, scale)
+
+    @pytest.mark.parametrize("scale", [2.0**-24, 2.0**-14, 65504.0, 0.0419921875], ids=repr)
+    def test_f16_scales_kept(self, scale):
+        codec = self.codec()
+        shape = (2, 2 * self.group_size)
+        t = self.ternary(shape, "random", 43)
+        buf = codec.encode(t, np.float32(scale))
+        assert (self.block_d(buf, *shape) == np.float16(scale)).all()
+        self.check_scale(codec.decode(buf, shape)[1], np.float32(scale), t)
+
+    @pytest.mark.parametrize(
+        "scale",
+        [pytest.param(np.ones((3, 2), np.float32), id="rows"),
+         pytest.param(np.ones((2, 3), np.float32), id="3-groups"),
+         pytest.param(np.ones((2, 1, 1), np.float32), id="3d")],
+    )
+    def test_scale_of_wrong_shape_refused(self, scale):
+        with pytest.raises(CodecError):
+            self.codec().encode(self.ternary((2, 2 * self.group_size), "random", 44), scale)
+
+    def test_zero_groups_written_as_upstream(self):
+        codec = self.codec()
+        shape = (2, 3 * self.group_size)
+        blocks = codec.encode(self.ternary(shape, "zeros"), self.good_scale).reshape(-1, self.block_bytes)
+        assert all(block.tobytes() == self.zero_block for block in blocks)
+        # a nonzero group with scale 0 is t x 0 = all zero upstream: the same bytes
+        t = self.ternary(shape, "plus")
+        scales = np.full((2, 3), 0.5, dtype=np.float32)
+        scales[1, 1] = 0.0
+        scales[0, 2] = -0.0
+        buf = codec.encode(t, scales).reshape(2, 3, self.block_bytes)
+        assert buf[1, 1].tobytes() == self.zero_block and buf[0, 2].tobytes() == self.zero_block
+        got, got_scales = codec.decode(buf, shape)
+        assert not got[1, self.group_size : 2 * self.group_size].any() and got_scales[1, 1] == 0
+
+    def test_decode_normal_form(self):
+        codec = self.codec()
+        shape = (2, 2 * self.group_size)
+        t, _ = self.groups_with_zeros(shape, 45)
+        t[1] = self.ternary((1, shape[1]), "plus")
+        buf = codec.encode(t, self.good_scale)
+        at = self.d_offsets(*shape)
+        for bits in (0x0000, 0x8000):  # d = +0 or -0 on a nonzero group: codes 0, scale +0
+            bad = buf.copy()
+            bad[at[2] : at[2] + 2] = np.frombuffer(struct.pack("<H", bits), dtype=np.uint8)
+            got, scales = codec.decode(bad, shape)
+            assert not got[1, : self.group_size].any()
+            assert f32_bits(scales[1, 0]) == 0
+            np.testing.assert_array_equal(got[1, self.group_size :], t[1, self.group_size :])
+        bad = buf.copy()  # group (0, 0) is all zero; a d there carries nothing
+        bad[at[0] : at[0] + 2] = np.frombuffer(np.float16(7.0).tobytes(), dtype=np.uint8)
+        got, scales = codec.decode(bad, shape)
+        if self.binary:  # Q1_0 cannot store zeros: its zero group is bits 1, which now mean +7
+            assert (got[0, : self.group_size] == 1).all() and scales[0, 0] == 7.0
+        else:
+            np.testing.assert_array_equal(got, t)
+            assert f32_bits(scales[0, 0]) == 0
+
+    @pytest.mark.parametrize("bits", [0xBC00, 0x8001, 0xFBFF, 0x7C00, 0xFC00, 0x7E00, 0xFFFF])
+    def test_bad_stored_scale_refused_naming_block(self, bits):
+        codec = self.codec()
+        shape = (2, 3 * self.group_size)
+        buf = codec.encode(self.ternary(shape, "random", 46), self.good_scale)
+        at = int(self.d_offsets(*shape)[4])  # row 1, group 1
+        buf[at : at + 2] = np.frombuffer(struct.pack("<H", bits), dtype=np.uint8)
+        with pytest.raises(CorruptDataError) as err:
+            codec.decode(buf, shape)
+        assert "block 4" in str(err.value) and "row 1, group 1" in str(err.value), str(err.value)
+
+    # -- golden data made by the upstream C code ------------------------------------------
+    def golden_files(self) -> list[Path]:
+        files = sorted(p for prefix in self.golden for p in GOLDEN_2026.glob(f"{prefix}_*.npz"))
+        assert len(files) == 4 * len(self.golden), files  # three random shapes and one edge file each
+        return files
+
+    def test_golden_bytes(self):
+        codec = self.codec()
+        for path in self.golden_files():
+            with np.load(path) as z:
+                assert int(z["block_size"]) == self.group_size and int(z["block_bytes"]) == self.block_bytes
+                assert int(z["type_id"]) in codec.type_ids.values()
+                codes, scales, want = z["codes"], z["scales"], z["bytes"]
+                if bool(z["exact"]):
+                    assert codec.encode(codes, scales).tobytes() == want.tobytes(), path.name
+                self.check_golden_decode(codec, z, path.name)
+
+    def check_golden_decode(self, codec, z, name: str) -> None:
+        """decode(bytes) = (codes_out, scales_out) in normal form, and codes x scale = dequant."""
+        m, k = z["codes"].shape
+        got, scales = codec.decode(z["bytes"].tobytes(), (m, k))
+        want_scales = z["scales_out"]
+        want_codes = z["codes_out"].copy()
+        want_codes.reshape(m, -1, self.group_size)[want_scales == 0] = 0  # §7.2 rule 1
+        np.testing.assert_array_equal(got, want_codes, err_msg=name)
+        np.testing.assert_array_equal(scales.view(np.uint32), want_scales.view(np.uint32), err_msg=name)
+        value = got.reshape(m, -1, self.group_size) * scales[:, :, None]
+        np.testing.assert_array_equal(value.reshape(m, k), z["dequant"], err_msg=name)
+
+    def test_golden_copies_are_faithful(self):
+        """The committed copies equal shared/golden/2026 where that folder is present."""
+        for path in self.golden_files():
+            shared = SHARED_DIR / "golden" / "2026" / path.name
+            if shared.is_file():
+                assert shared.read_bytes() == path.read_bytes(), path.name
+
+
+# -- end of the group-scale section ------------------------------------------------------------
 class TQChecks(GGUFChecks):
     """TQ1_0 and TQ2_0: 256-element blocks along each row, each ending in an f16 d."""
 

@@ -42,7 +42,13 @@ def test_formats_table_for_people():
         assert name in done.stdout
 
 
-@pytest.mark.parametrize("codec", [c for c in list_codecs() if not codec_class(c).lossy])
+# Codecs that cannot hold the ternary fixture at all (each says why when asked to).
+CANNOT_HOLD_FIXTURE = {"q1_0": "binary: the fixture has zeros inside nonzero 128-groups"}
+
+
+@pytest.mark.parametrize(
+    "codec", [c for c in list_codecs() if not codec_class(c).lossy and c not in CANNOT_HOLD_FIXTURE]
+)
 def test_encode_then_decode_round_trips_the_fixture(tmp_path, codec):
     out = tmp_path / f"w.{codec}"
     done = bitpack("encode", FIXTURE, "--to", codec, "-o", out, "--json")
@@ -57,7 +63,7 @@ def test_encode_then_decode_round_trips_the_fixture(tmp_path, codec):
     assert decoded.returncode == 0, decoded.stderr
     with np.load(tmp_path / "back.npz") as back:
         np.testing.assert_array_equal(back["codes"], codes)
-        # row-scale codecs (iq*_bn) decode one scale per row: each equals the tensor's
+        # group- and row-scale codecs decode one scale per group or row, each equal to the fixture's
         np.testing.assert_array_equal(back["scale"], np.broadcast_to(scale, back["scale"].shape))
 
 

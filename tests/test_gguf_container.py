@@ -343,11 +343,14 @@ def test_type_42_in_fork_and_mainline_files(tmp_path):
     f = dialect_file(tmp_path, "bitnet-b1.58", [("a", TL2_SHAPE, 42, TL2.type_nbytes(TL2_SHAPE))])
     assert (f.dialect, f.type_name("a"), f.codec_name("a")) == ("bitnet-cpp-2026", "TL2", "tl2")
     f.close()
-    f = dialect_file(tmp_path, "llama", [("a", (4, 256), 42, 300), ("b", (4,), 0, 16)])
-    assert (f.dialect, f.type_name("a"), f.codec_name("a"), f.tensor("a").nbytes) == ("mainline", "Q2_0", None, None)
-    assert f.tensor("a").extent == 320  # listed with the extent from the offsets (P17)
-    with pytest.raises(ContainerError, match="size is unknown"):
-        f.raw("a")
+    q2 = get_codec("q2_0").nbytes((4, 512))  # mainline Q2_0, group 64: 576 bytes (TL2 would be 512)
+    f = dialect_file(tmp_path, "llama", [("a", (4, 512), 42, q2), ("b", (4,), 0, 16)])
+    assert (f.dialect, f.type_name("a"), f.codec_name("a"), f.tensor("a").nbytes) == ("mainline", "Q2_0", "q2_0", q2)
+    assert f.raw("a").nbytes == q2
+    f.close()
+    # a type-42 tensor sized as neither layout is listed by nobody's rule: refused
+    with pytest.raises(DialectError, match="fits neither"):
+        dialect_file(tmp_path, "llama", [("a", (4, 512), 42, 300), ("b", (4,), 0, 16)])
 
 
 def test_bitpack_dialect_key_wins(tmp_path):
@@ -374,7 +377,7 @@ def test_ambiguous_dialect_asks_for_override(tmp_path):
         dialect_file(tmp_path, "bitnet-25", [("a", TL2_SHAPE, 42, TL2.type_nbytes(TL2_SHAPE))])
     # I2_S (fork) next to mainline Q2_0
     with pytest.raises(DialectError, match="conflicting"):
-        dialect_file(tmp_path, "llama", [("q", (4, 256), 42, 300), ("i", (32, 128), 36, 1056)])
+        dialect_file(tmp_path, "llama", [("q", (4, 512), 42, 576), ("i", (32, 128), 36, 1056)])
     with pytest.raises(DialectError, match="fits neither"):
         dialect_file(tmp_path, "bitnet-b1.58", [("a", TL2_SHAPE, 39, 1000), ("b", (4,), 0, 16)])
     with pytest.raises(DialectError, match="unknown dialect"):

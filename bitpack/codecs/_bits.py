@@ -36,6 +36,18 @@ def word_mask(word: np.ndarray, pattern: np.uint64) -> Any:
     return word.dtype.type(int(pattern) & ((1 << (8 * word.dtype.itemsize)) - 1))
 
 
+def rows_any(mask: np.ndarray) -> np.ndarray:
+    """``mask.any(axis=1)`` for a C-contiguous bool (n, w) array, reading 8 booleans as one
+    uint64 where w % 8 == 0 (a reduction along a short axis is slow in NumPy)."""
+    if mask.shape[1] % 8 or mask.shape[1] > 8 * 64:
+        return mask.any(axis=1)
+    spans = mask.view(np.uint64)
+    acc = spans[:, 0].copy()
+    for j in range(1, spans.shape[1]):  # a few columns: OR them (any(axis=1) is slow here too)
+        acc |= spans[:, j]
+    return acc != 0
+
+
 def ternary_to_codes(t: np.ndarray, spare: int = 0) -> np.ndarray:
     """Validate ternary values and return uint8 codes c = t + 1 (C-contiguous, same shape).
 

@@ -183,7 +183,7 @@ class GGUFCodec(Codec):
     """A layout stored as one GGUF tensor whose bytes a runtime reads as they are."""
 
     container = "gguf"
-    ggml_name: ClassVar[str]  # the type's name in GGUF tools ("TQ2_0", "I2_S")
+    ggml_name: ClassVar[str]  # the type's name in GGUF tools: the codec's name in capitals unless declared
     # The GGML type id of this layout in each producer dialect that has it (spec/gguf.md §3,
     # formats-2026.md §8.1), the dialect bitpack writes by default first, e.g.
     # {"mainline": 42, "prism": 42}; and the general.file_type (llama_ftype) a whole-model
@@ -192,6 +192,11 @@ class GGUFCodec(Codec):
     file_types: ClassVar[dict[str, int]] = {}
     separate_scale: ClassVar[bool] = False  # can keep an exact f32 scale in a '<name>.scale' tensor
     tiled: ClassVar[bool] = False  # bound per shape to kernel tiles (codec.tiles(shape))
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and "ggml_name" not in cls.__dict__:
+            cls.ggml_name = cls.name.upper()
 
     @classmethod
     def type_nbytes(cls, shape: tuple[int, ...]) -> int | None:

@@ -40,7 +40,6 @@ DEFAULT_LAYOUT = "x86"
 
 class I2S(GGUFCodec):
     name = "i2_s"
-    ggml_name = "I2_S"
     spec = "formats/i2_s.md"
     bits_text = "2 + 256/(M·K)"
     runtime = "bitnet.cpp (x86 AVX2 builds), ik_llama.cpp"

@@ -73,7 +73,6 @@ _TO_ROWS = tuple(int(a) for a in np.argsort(_TO_FILE))
 
 class TL1(TLCodec):
     name = "tl1"
-    ggml_name = "TL1"
     type_ids = {"bitnet-cpp-2026": 38, "bitnet-cpp-2024": 38}
     file_types = {"bitnet-cpp-2024": 38, "bitnet-cpp-2026": 42}
     spec = "formats/tl1.md"

@@ -107,7 +107,6 @@ _SIGNS_TO_ROWS = tuple(int(a) for a in np.argsort(_SIGNS_TO_FILE))
 
 class TL2(TLCodec):
     name = "tl2"
-    ggml_name = "TL2"
     # TL2 moved from 39 to 42 between the fork generations (gguf.md §3); the current one first
     type_ids = {"bitnet-cpp-2026": 42, "bitnet-cpp-2024": 39}
     file_types = {"bitnet-cpp-2024": 39, "bitnet-cpp-2026": 43}

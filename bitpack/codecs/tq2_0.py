@@ -17,7 +17,6 @@ _SHIFTS = (0, 2, 4, 6)
 
 class TQ2_0(TQCodec):  # noqa: N801 - named after the GGML type
     name = "tq2_0"
-    ggml_name = "TQ2_0"
     type_ids = {"mainline": 35, "bitnet-cpp-2024": 35, "bitnet-cpp-2026": 35}
     file_types = {"mainline": 37}
     spec = "formats/tq2_0.md"

@@ -13,7 +13,6 @@ from bitpack.codecs.base import Shape
 
 class Toy8(GGUFCodec):
     name = "toy8"
-    ggml_name = "TOY8"
     type_ids = {"bitnet-cpp-2026": 200, "bitnet-cpp-2024": 200}
     file_types = {"bitnet-cpp-2026": 200}
     spec = "tests/plugins/bitpack_toy/toy8.py"

@@ -1,0 +1,110 @@
+"""``ptq1_0``: PrismML PTQ1_0, GGML type 143, base-3, group 128 (formats/ptq1_0.md;
+spec/formats-2026.md §4).
+
+A 28-byte block is 24 bytes ``qs`` of five trits, 2 bytes ``qh`` of four trits, then the
+f16 scale d (last). The trits are packed as in TQ1_0 (formats/tq1_0.md): a byte holds
+v = sum(c_n * 3**(4 - n)) (trit n = 0 most significant; a qh byte's fifth trit is 0) as
+ceil(256 v / 243), with stage widths 16 and 8 instead of 32 and 16:
+
+* ``qs[m]``, m = 0..15, holds weights m + 16 n (n = 0..4);
+* ``qs[16 + m]``, m = 0..7, holds weights 80 + m + 8 n;
+* ``qh[h]``, h = 0..1, holds weights 120 + h + 2 n (n = 0..3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CorruptDataError
+from ._group import GroupCodec
+from .tq1_0 import ENCODE_V2, VALID2, VALID_QH, VALID_QH2, _horner
+
+
+_CHUNK = 4096  # blocks per packing step
+_POW3 = [np.uint8(3**n) for n in range(5)]
+_ENC_CHECK = np.uint8(243)
+
+
+def _ternary_of_trit(src: np.ndarray, n: int, out: np.ndarray, q: np.ndarray, low: np.ndarray) -> None:
+    """out (int8) = trit n of every byte of ``src``, minus 1. With q = b * 3**n mod 256 (uint8
+    arithmetic wraps) the trit is (3 q) >> 8 = [q >= 86] + [q >= 171], so t = [q >= 171] - [q < 86]."""
+    if n:
+        np.multiply(src, _POW3[n], out=q)
+        src = q
+    np.greater_equal(src, np.uint8(171), out=out.view(bool))
+    np.less(src, np.uint8(86), out=low)
+    out -= low.view(np.int8)
+
+
+class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
+    name = "ptq1_0"
+    spec = "formats/ptq1_0.md"
+    runtime = "PrismML llama.cpp fork (prism-v7 and later, from 2026-09)"
+    constraints = "K % 128 == 0"
+    bits_text = "1.75"
+    group_size = 128
+    block_bytes = 28
+    d_offset = 26
+    type_ids = {"prism": 143}
+    file_types = {"prism": 143}
+
+    def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
+        out = np.empty((blocks.shape[0], 26), dtype=np.uint8)
+        for at in range(0, blocks.shape[0], _CHUNK):  # 512 KiB of codes at a time stay in cache
+            out[at : at + _CHUNK] = self._pack_chunk(blocks[at : at + _CHUNK])
+        return out
+
+    def _pack_chunk(self, blocks: np.ndarray) -> np.ndarray:
+        # Work on the transpose, as TQ1_0 does: row w of ``cols`` is code word w (weights
+        # 8w..8w+7) of every block, so each Horner step is one long contiguous operation, and
+        # the result is built as four words per block (qs[0..7], qs[8..15], qs[16..23], qh).
+        nblocks = blocks.shape[0]
+        cols = np.ascontiguousarray(blocks.view(np.uint64).T)  # (16 words, nblocks)
+        packed = np.zeros((4, nblocks), dtype=np.uint64)
+        out16 = packed.view(np.uint16)  # (4, 4 * nblocks)
+        v = _horner(cols[0:10].reshape(5, 2, nblocks))  # trit n of qs[0..15]: words 2n, 2n + 1
+        np.take(ENCODE_V2, v.view(np.uint16), out=out16[0:2])
+        v = _horner(cols[10:15].reshape(5, 1, nblocks))  # trit n of qs[16..23]: word 10 + n
+        np.take(ENCODE_V2, v.view(np.uint16), out=out16[2:3])
+        # Word 15 is weights 120..127; its uint16 n is (qh[0], qh[1]) trit n.
+        tail = np.ascontiguousarray(cols[15].view(np.uint16).reshape(nblocks, 4).T)
+        out16[3].reshape(nblocks, 4)[:, 0] = ENCODE_V2[_horner(tail, extra=1)]  # fifth trit 0
+        return np.ascontiguousarray(packed.T).view(np.uint8)[:, :26]
+
+    def _unpack_blocks(self, qs: np.ndarray) -> np.ndarray:
+        # The transpose again: input word w (qs[0..7], qs[8..15], qs[16..23], qh) of every block
+        # is one row; output word 2n, 2n + 1 (weights 16n..16n+15) is trit n of words 0, 1, and
+        # word 10 + n (weights 80 + 8n ...) trit n of word 2, byte for byte: plain uint8 arithmetic.
+        nblocks = qs.shape[0]
+        padded = np.zeros((nblocks, 32), dtype=np.uint8)
+        padded[:, :26] = qs
+        cols = np.ascontiguousarray(padded.view(np.uint64).T).view(np.uint8)  # (4, 8 * nblocks)
+        qh = np.ascontiguousarray(cols[3].reshape(nblocks, 8)[:, :2])
+        # A byte is a packing iff (243 * b) mod 256 < 243 (some v has ceil(256 v / 243) = b).
+        if (cols[:3] * _ENC_CHECK >= _ENC_CHECK).any() or not VALID_QH[qh].all():
+            self._refuse_invalid(qs)
+        words = np.empty((16, nblocks), dtype=np.uint64)
+        out = words.view(np.int8)  # (16, 8 * nblocks)
+        scratch = np.empty((2, 8 * nblocks), dtype=np.uint8), np.empty((2, 8 * nblocks), dtype=bool)
+        for n in range(5):
+            _ternary_of_trit(cols[0:2], n, out[2 * n : 2 * n + 2], *scratch)
+            _ternary_of_trit(cols[2], n, out[10 + n], scratch[0][0], scratch[1][0])
+        tail = out[15].reshape(nblocks, 4, 2)  # weights 120 + 2n + h = trit n of qh[h]
+        small = (np.empty((nblocks, 2), dtype=np.int8), np.empty((nblocks, 2), dtype=np.uint8),
+                 np.empty((nblocks, 2), dtype=bool))
+        for n in range(4):
+            _ternary_of_trit(qh, n, *small)
+            tail[:, n] = small[0]
+        return np.ascontiguousarray(words.T).view(np.int8)
+
+    def _refuse_invalid(self, qs: np.ndarray) -> None:
+        pairs = qs.view(np.uint16)  # (nblocks, 13)
+        for valid, lo, hi in ((VALID2, 0, 12), (VALID_QH2, 12, 13)):
+            ok = valid[pairs[:, lo:hi]]
+            if not ok.all():
+                block, pair = np.argwhere(~ok)[0]
+                raise CorruptDataError(
+                    f"{self.name} block {block} bytes {2 * (lo + pair)}-{2 * (lo + pair) + 1} "
+                    f"(0x{int(pairs[block, lo + pair]):04X}) are not a valid base-3 packing; "
+                    "no encoder writes them"
+                )
