@@ -774,13 +774,6 @@ class GroupScaleChecks(GGUFChecks):
         value = got.reshape(m, -1, self.group_size) * scales[:, :, None]
         np.testing.assert_array_equal(value.reshape(m, k), z["dequant"], err_msg=name)
 
-    def test_golden_copies_are_faithful(self):
-        """The committed copies equal shared/golden/2026 where that folder is present."""
-        for path in self.golden_files():
-            shared = SHARED_DIR / "golden" / "2026" / path.name
-            if shared.is_file():
-                assert shared.read_bytes() == path.read_bytes(), path.name
-
 
 # -- end of the group-scale section ------------------------------------------------------------
 class TQChecks(GGUFChecks):
@@ -958,7 +951,6 @@ class TQSeparateChecks(TQChecks):
 # Row-scale codecs (ik_llama.cpp IQ1_BN, IQ2_BN, IQ2_BN_R4) and the 2026 golden files.
 # formats-2026.md §5, §7; owned by the ik-codecs work. Group-scale mixins live elsewhere.
 # =========================================================================================
-GOLDEN_2026_DIR = FIXTURES_DIR / "2026"
 GOLDEN_2026_SHAPES = ("64x256", "128x512", "96x960", "edge_8x256")
 POSITIVE_F32 = st.floats(min_value=float(np.float32(1e-45)), max_value=float(np.finfo(np.float32).max), width=32).map(
     np.float32)
@@ -1111,7 +1103,7 @@ class Golden2026Checks:
         return [f"{cls.golden_prefix}_{shape}.npz" for shape in GOLDEN_2026_SHAPES]
 
     def golden(self, name: str) -> dict[str, np.ndarray]:
-        path = GOLDEN_2026_DIR / name
+        path = GOLDEN_2026 / name
         assert path.is_file(), f"committed golden file {path} is missing"
         with np.load(path) as z:
             return {key: z[key] for key in z.files}

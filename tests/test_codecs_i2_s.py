@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from bitpack.codecs import CodecError, get_codec
 from codec_suite import (
-    GOLDEN_2026_DIR,
+    GOLDEN_2026,
     CodecSuite,
     F32ScaleChecks,
     GGUFChecks,
@@ -175,10 +175,10 @@ def test_layouts_convert_losslessly(layout):
 
 def test_worked_examples_of_the_layouts():
     """formats/i2_s.md: the edge files' first bytes in layouts x86_1x4 and arm."""
-    with np.load(GOLDEN_2026_DIR / "i2s_x86_1x4_edge_8x256.npz") as z:
+    with np.load(GOLDEN_2026 / "i2s_x86_1x4_edge_8x256.npz") as z:
         out = get_codec("i2_s", layout="x86_1x4").encode(z["codes"], z["scales"])
     assert out[:8].tobytes() == bytes.fromhex("51 51 51 51 51 61 51 51")
     assert out[512:520].tobytes() == bytes.fromhex("00 C0 C1 3B 00 00 00 00")
-    with np.load(GOLDEN_2026_DIR / "i2s_arm_qk64_edge_8x256.npz") as z:
+    with np.load(GOLDEN_2026 / "i2s_arm_qk64_edge_8x256.npz") as z:
         out = get_codec("i2_s", layout="arm").encode(z["codes"], z["scales"])
     assert out[64:80].tobytes() == bytes.fromhex("55 55 55 55 55 95" + " 55" * 10)

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from bitpack.codecs import CorruptDataError, ScaleError, get_codec
 from codec_suite import (
-    GOLDEN_2026_DIR,
+    GOLDEN_2026,
     POSITIVE_F16,
     CodecSuite,
     Golden2026Checks,
@@ -86,7 +86,7 @@ def test_invalid_bytes_refused(at, value):
 
 def test_worked_example():
     """formats/iq1_bn.md: iq1_bn_edge_8x256 rows 1 and 3."""
-    with np.load(GOLDEN_2026_DIR / "iq1_bn_edge_8x256.npz") as z:
+    with np.load(GOLDEN_2026 / "iq1_bn_edge_8x256.npz") as z:
         codes, scales = z["codes"], z["scales"]
     out = get_codec("iq1_bn").encode(codes, scales).reshape(8, 54)
     assert out[1, :2].tobytes() == bytes.fromhex("31 29")

@@ -59,9 +59,9 @@ class TestIQ2_BN(IQ2Facts, CodecSuite):
 
 def test_worked_example_iq2_bn():
     """formats/iq2_bn.md worked example, from iq2_bn_edge_8x256 row 1 and row 3."""
-    from codec_suite import GOLDEN_2026_DIR
+    from codec_suite import GOLDEN_2026
 
-    with np.load(GOLDEN_2026_DIR / "iq2_bn_edge_8x256.npz") as z:
+    with np.load(GOLDEN_2026 / "iq2_bn_edge_8x256.npz") as z:
         codes, scales = z["codes"], z["scales"]
     out = get_codec("iq2_bn").encode(codes, scales).reshape(8, 68)
     assert out[1, :4].tobytes() == bytes.fromhex("00 40 59 3B")

@@ -385,9 +385,47 @@ def test_ambiguous_dialect_asks_for_override(tmp_path):
 
 
 def test_bitnet_25_means_2024_and_unknown_ids_are_listed(tmp_path):
-    f = dialect_file(tmp_path, "bitnet-25", [("i", (32, 128), 36, 1056), ("x", (4, 256), 134, 100)])
+    f = dialect_file(tmp_path, "bitnet-25", [("i", (32, 128), 36, 1056), ("x", (4, 256), 250, 100)])
     assert f.dialect == "bitnet-cpp-2024"
-    assert (f.type_name("x"), f.codec_name("x"), f.tensor("x").extent) == ("unknown type 134", None, 100)
+    assert (f.type_name("x"), f.codec_name("x"), f.tensor("x").extent) == ("unknown type 250", None, 100)
+    f.close()
+    # an id that only ik_llama.cpp has cannot sit in a file only the 2024-25 fork writes
+    with pytest.raises(DialectError, match=r"conflicting.*type 134 \(IQ1_BN\) exists only in ik-llama"):
+        dialect_file(tmp_path, "bitnet-25", [("i", (32, 128), 36, 1056), ("x", (4, 256), 134, 100)])
+
+
+def q2_span(shape, codec):
+    return get_codec(codec).nbytes(shape)
+
+
+@pytest.mark.parametrize(("codec", "dialect", "name"), [
+    ("q2_0", "mainline", "Q2_0"),  # group 64: mainline and prism-v7+ (mainline preferred)
+    ("pq2_0", "prism-legacy", "PQ2_0"),  # group 128 under 42: published first-generation Bonsai files
+])
+def test_type_42_is_read_by_its_byte_span(tmp_path, codec, dialect, name):
+    shape = (64, 512)  # 9216 bytes at group 64, 8704 at group 128: the spans differ
+    f = dialect_file(tmp_path, "qwen3", [("w", shape, 42, q2_span(shape, codec)), ("n", (4,), 0, 16)])
+    assert (f.dialect, f.type_name("w"), f.codec_name("w")) == (dialect, name, codec)
+
+
+def test_prism_ids_and_keys_decide_the_prism_dialect(tmp_path):
+    shape = (64, 512)
+    f = dialect_file(tmp_path, "qwen3", [("p", shape, 142, q2_span(shape, "pq2_0")),
+                                         ("w", shape, 42, q2_span(shape, "q2_0")), ("n", (4,), 0, 16)])
+    assert (f.dialect, f.codec_name("p"), f.codec_name("w")) == ("prism", "pq2_0", "q2_0")
+    f.close()
+    # a Hadamard key marks prism-v7+, where 42 is group 64: a group-128 span there is refused
+    key = kv_bytes("prism.hadamard.block_size", V.UINT32, struct.pack("<I", 128))
+    with pytest.raises(DialectError, match="conflicting.*prism.hadamard"):
+        dialect_file(tmp_path, "qwen3", [("w", shape, 42, q2_span(shape, "pq2_0")), ("n", (4,), 0, 16)], [key])
+
+
+def test_tiny_type_42_tensors_ask_for_the_dialect(tmp_path):
+    shape = (1, 128)  # 36 vs 34 bytes: both pad to 64
+    with pytest.raises(DialectError, match="fits both Q2_0 and PQ2_0"):
+        dialect_file(tmp_path, "qwen3", [("w", shape, 42, 36), ("n", (4,), 0, 16)])
+    f = dialect_file(tmp_path, "qwen3", [("w", shape, 42, 36), ("n", (4,), 0, 16)], dialect="prism-legacy")
+    assert f.codec_name("w") == "pq2_0"
 
 
 # -- hostile files (§1.7, P20) -----------------------------------------------------------------

@@ -25,7 +25,7 @@ from ..errors import CodecError, ScaleError
 from ._bits import rows_any
 
 GRANULARITIES = ("tensor", "row", "group")
-SCALE_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": None}  # bf16: no NumPy dtype
+GROUP_WIDTHS = (256, 128, 64, 32)  # the group sizes formats use (formats-2026.md §7.1)
 
 
 def group_width(granularity: str, group: int | None, k: int) -> int:
@@ -178,3 +178,21 @@ def _first(mask: np.ndarray, values: np.ndarray, width: int | None) -> str:
     r, g = (int(i) for i in np.argwhere(mask)[0])
     unit = f"group {g} (of {width} weights)" if width else f"group {g}"
     return f"row {r}, {unit}: {float(values[r, g])!r}"
+
+
+def coarsest(scale: Any, codes: np.ndarray) -> Any:
+    """The same weights' scale at the coarsest granularity that holds it exactly: one value,
+    one per row, or one per group of the widest standard width. Layouts that store the same
+    tensor at different granularities then give the executor the same scale, so it sums in
+    the same order and their logits are bit-identical."""
+    if np.ndim(scale) == 0:
+        return scale
+    k = codes.shape[1]
+    for granularity, group in (("tensor", None), ("row", None), *(("group", g) for g in GROUP_WIDTHS)):
+        if group is not None and k % group:
+            continue
+        try:
+            return to_codec_scales(scale, codes, granularity, group, "f32", "scale")
+        except ScaleError:
+            continue
+    return scale

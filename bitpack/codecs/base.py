@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import CodecError, CorruptDataError, ShapeError
 from ._bits import as_f32_scale, ternary_to_codes
+from ._scales import to_codec_scales
 
 Shape = tuple[int, int]
 
@@ -54,6 +55,7 @@ class Codec(abc.ABC):
     # "q8_K" (per 256 values, architectures.md §9.1) or "f32-scale" (127/m in float32).
     # The executor's numerics modes read it.
     activation_quant: ClassVar[dict[str, str]] = {}
+    codes_restricted: ClassVar[bool] = False  # some ternary codes cannot be stored (q1_0 is binary)
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
@@ -115,6 +117,10 @@ class Codec(abc.ABC):
         self._check(m, k)
         return m, k
 
+    def check_codes(self, codes: np.ndarray) -> None:  # noqa: B027 - most codecs hold any codes
+        """Raise CodecError for ternary codes this layout cannot hold (``codes_restricted``
+        codecs), naming where; a converter calls it for every tensor before writing."""
+
     def _check(self, m: int, k: int) -> None:  # noqa: B027 - most codecs accept any shape
         """Raise ShapeError if (m, k) cannot be encoded."""
 
@@ -132,6 +138,8 @@ class Codec(abc.ABC):
         codes = np.asarray(codes)
         shape = self.check(codes.shape)
         codes = ternary_to_codes(codes, spare=self.spare_code_bytes)
+        if np.size(scale) > 1:  # per row or group: brought to this codec's granularity, exactly or refused
+            scale = to_codec_scales(scale, codes, self.scale_granularity, self.group_size, "f32", self.name)
         out = self._encode(codes, self._encode_scale(scale, shape), shape)
         assert out.nbytes == self.nbytes(shape), (self.name, out.nbytes, self.nbytes(shape))
         return out

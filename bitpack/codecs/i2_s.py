@@ -45,7 +45,8 @@ class I2S(GGUFCodec):
     runtime = "bitnet.cpp (x86 AVX2 builds), ik_llama.cpp"
     constraints = "K % 128 == 0 (M % 32 == 0 recommended); layout x86_1x4: M % 4 == 0; arm: K % 64 == 0"
     param_names = ("layout",)
-    type_ids = {"bitnet-cpp-2026": 36, "bitnet-cpp-2024": 36, "ik-llama": 36}  # the current fork first
+    # the current fork first; ik_llama.cpp reads I2_S only to requantize it, and writes none
+    type_ids = {"bitnet-cpp-2026": 36, "bitnet-cpp-2024": 36}
     # MOSTLY_I2_S: 40 in the 2024-25 fork, 41 in the 2026 rebase (formats-2026 §8.2).
     file_types = {"bitnet-cpp-2024": 40, "bitnet-cpp-2026": 41}
     zero_byte = 0x55  # four codes 1 (spec/codecs.md: "every data byte is 0x55")

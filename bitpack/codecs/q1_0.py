@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CodecError
-from ._bits import lanes, rows_any
+from ._bits import lanes, rows_any, ternary_to_codes
 from ._group import GroupCodec
 from .base import Shape
 
@@ -33,6 +33,12 @@ class Q1_0(GroupCodec):  # noqa: N801 - named after the GGML type
     d_offset = 0
     type_ids = {"mainline": 41, "prism": 41, "prism-legacy": 41, "bitnet-cpp-2026": 41, "ik-llama": 41}
     file_types = {"mainline": 40, "prism": 40, "prism-legacy": 40, "bitnet-cpp-2026": 40, "ik-llama": 41}
+
+    codes_restricted = True
+
+    def check_codes(self, codes: np.ndarray) -> None:
+        codes = np.asarray(codes)
+        self._check_groups(ternary_to_codes(codes), self.check(codes.shape))
 
     def _check_groups(self, codes: np.ndarray, shape: Shape) -> None:
         m, k = shape

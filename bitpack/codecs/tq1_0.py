@@ -55,7 +55,7 @@ def _horner(trits: np.ndarray, extra: int = 0) -> np.ndarray:
 
 class TQ1_0(TQCodec):  # noqa: N801 - named after the GGML type
     name = "tq1_0"
-    type_ids = {"mainline": 34, "bitnet-cpp-2024": 34, "bitnet-cpp-2026": 34}
+    type_ids = {"mainline": 34, "bitnet-cpp-2024": 34, "bitnet-cpp-2026": 34, "prism": 34, "prism-legacy": 34}
     file_types = {"mainline": 36}
     spec = "formats/tq1_0.md"
     bits_text = "1.6875"

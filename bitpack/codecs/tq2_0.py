@@ -17,7 +17,7 @@ _SHIFTS = (0, 2, 4, 6)
 
 class TQ2_0(TQCodec):  # noqa: N801 - named after the GGML type
     name = "tq2_0"
-    type_ids = {"mainline": 35, "bitnet-cpp-2024": 35, "bitnet-cpp-2026": 35}
+    type_ids = {"mainline": 35, "bitnet-cpp-2024": 35, "bitnet-cpp-2026": 35, "prism": 35, "prism-legacy": 35}
     file_types = {"mainline": 37}
     spec = "formats/tq2_0.md"
     bits_text = "2.0625"

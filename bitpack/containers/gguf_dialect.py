@@ -23,17 +23,26 @@ from ..codecs.base import pad
 from ..errors import DialectError
 from .gguf_types import (
     ARCHITECTURE_DIALECTS,
+    BITNET_CPP_2024,
+    BITNET_CPP_2026,
     DIALECTS,
     FORK_ARCHITECTURES,
+    IK_LLAMA,
     MAINLINE,
+    PRISM,
+    PRISM_LEGACY,
     GGMLType,
     types,
 )
 
-# The dialects detection chooses between, and the order of preference when several remain
+# The dialects detection chooses between, in the order of preference when several remain
 # (the choice then changes no size or codec): mainline, then the 2024-25 fork (the official
-# 2B-4T file's producer), then the 2026 fork.
-DETECTABLE = (MAINLINE, "bitnet-cpp-2024", "bitnet-cpp-2026")
+# 2B-4T file's producer), the 2026 fork, the current Prism fork, ik_llama.cpp, and last Prism's
+# legacy releases (formats-2026.md §8).
+DETECTABLE = (MAINLINE, BITNET_CPP_2024, BITNET_CPP_2026, PRISM, IK_LLAMA, PRISM_LEGACY)
+# Keys only some producers write (formats-2026.md §9.2): a Hadamard-rotated export comes from
+# prism-v7 or later, never from a legacy release.
+KEY_PREFIXES = {"prism.hadamard.": (PRISM,)}
 HINT = "pass dialect= (--dialect) with one of " + ", ".join(DIALECTS)
 
 
@@ -84,8 +93,9 @@ def fits(span: TensorSpan, nbytes: int | None, alignment: int) -> bool:
     return span.extent == pad(nbytes, alignment) or (span.last and span.extent == nbytes)
 
 
-def detect(arch: str | None, spans: Sequence[TensorSpan], alignment: int, label: str) -> str:
-    """The dialect that wrote a file with architecture ``arch`` and these tensors."""
+def detect(arch: str | None, spans: Sequence[TensorSpan], alignment: int, label: str,
+           keys: Sequence[str] = ()) -> str:
+    """The dialect that wrote a file with architecture ``arch``, these tensors and KV ``keys``."""
     fork_ids = fork_type_ids()
     fork_why = [f"type {i} ({meanings(i)[0].type.name})" for i in sorted({s.type_id for s in spans} & fork_ids)]
     if arch in FORK_ARCHITECTURES:
@@ -96,6 +106,15 @@ def detect(arch: str | None, spans: Sequence[TensorSpan], alignment: int, label:
         evidence.append((fork_family, " and ".join(fork_why)))
     if arch in ARCHITECTURE_DIALECTS:
         evidence.append((frozenset(ARCHITECTURE_DIALECTS[arch]), f"architecture '{arch}'"))
+    for prefix, dialects in KEY_PREFIXES.items():
+        key = next((k for k in keys if k.startswith(prefix)), None)
+        if key is not None:
+            evidence.append((frozenset(dialects), f"key '{key}'"))
+    for type_id in sorted({s.type_id for s in spans}):  # an id only some producers have
+        known = frozenset(d for d in DETECTABLE if type_id in types(d))
+        if known and len(known) < len(DETECTABLE):
+            name = "/".join(sorted({types(d)[type_id].name for d in known}))
+            evidence.append((known, f"type {type_id} ({name}) exists only in {', '.join(sorted(known))}"))
     no_fork = (f"but nothing else marks a bitnet.cpp file (no type {'/'.join(map(str, sorted(fork_ids)))}, "
                f"architecture {arch!r}); {HINT}")
     for span in spans:

@@ -231,7 +231,7 @@ class GGUFFile:
             return value
         end = self.size - self.data_start
         spans = [TensorSpan(t.name, t.type_id, t.shape, t.extent, t.offset + t.extent == end) for t in self.tensors]
-        return detect(self.architecture, spans, self.alignment, self._label)
+        return detect(self.architecture, spans, self.alignment, self._label, list(self.kv))
 
     def _check_tensor_data(self, cur: Cursor) -> None:
         """Sizes per the dialect, bounds, alignment and the running sum (§1.4, §1.7)."""

@@ -32,30 +32,41 @@ DEFAULT_ALIGNMENT = 32  # gguf.md §1.4; the I2_S/TL trailers are sized for it
 MAX_NAME_BYTES = 63  # GGML_MAX_NAME = 64 including the NUL (gguf.md §1.3)
 MAX_DIMS = 4  # GGML_MAX_DIMS
 INT64_MAX = 2**63 - 1  # ggml stores ne as int64_t
-SHARED_IDS = range(36)  # ids 0-35 mean the same in every dialect (gguf.md §3)
+SHARED_IDS = range(34)  # ids 0-33 mean the same in every dialect; TQ1_0/TQ2_0 (34, 35) come with their codecs
 
 MAINLINE = "mainline"
 BITNET_CPP_2024 = "bitnet-cpp-2024"
 BITNET_CPP_2026 = "bitnet-cpp-2026"
+PRISM = "prism"
+PRISM_LEGACY = "prism-legacy"
+IK_LLAMA = "ik-llama"
 
 
 @dataclass(frozen=True)
 class Dialect:
-    """One producer's reading of type ids: the non-ternary ids above 35 it has (by gguf-py
-    name), ids it has whose layout bitpack does not know (listed, never read), and whether it
-    is a bitnet.cpp fork (whose files carry fork evidence, gguf.md §3.2)."""
+    """One producer's reading of type ids (formats-2026.md §8.1): the non-ternary ids above 35
+    it has (by gguf-py name; ternary ids come from the codecs), whether it is a bitnet.cpp
+    fork (whose files carry fork evidence, gguf.md §3.2), whether bitpack writes it, and the
+    runtimes (and builds) that read its files, for ``inspect``."""
 
     name: str
     extra_types: tuple[str, ...] = ()
     fork: bool = False
-    unsized: tuple[tuple[int, str], ...] = ()
+    writable: bool = True
+    readers: str = ""
 
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (
-    # Q2_0 (42) is not in PyPI gguf 0.19.0; its layout comes with the q2_0 codec
-    Dialect(MAINLINE, ("MXFP4", "NVFP4", "Q1_0"), unsized=((42, "Q2_0"),)),
-    Dialect(BITNET_CPP_2024, fork=True),
-    Dialect(BITNET_CPP_2026, ("MXFP4", "NVFP4", "Q1_0"), fork=True),
+    Dialect(MAINLINE, ("MXFP4", "NVFP4"),
+            readers="llama.cpp and everything built on it (llama-cpp-python, LM Studio, Ollama), the PrismML fork"),
+    Dialect(BITNET_CPP_2024, fork=True, readers="bitnet.cpp releases of 2024-25 (microsoft/BitNet before the 2026 rebase)"),
+    Dialect(BITNET_CPP_2026, ("MXFP4", "NVFP4"), fork=True, readers="bitnet.cpp since its 2026 rebase"),
+    Dialect(PRISM, ("MXFP4", "NVFP4"), readers="the PrismML llama.cpp fork, prism-v7 and later"),
+    # Prism releases up to prism-v5 read id 42 as group-128 Q2_0; bitpack reads such files and
+    # writes their tensors as PQ2_0 (142) instead (formats-2026.md §9.4 rule 6)
+    Dialect(PRISM_LEGACY, ("MXFP4", "NVFP4"), writable=False,
+            readers="PrismML fork releases up to prism-v5 only (mainline refuses id 42 at group 128)"),
+    Dialect(IK_LLAMA, ("MXFP4",), readers="ik_llama.cpp"),
 )}
 FORK_ARCHITECTURES = ("bitnet-b1.58", "bitnet-25")  # gguf.md §3.2 rule 2
 ARCHITECTURE_DIALECTS = {"bitnet-25": (BITNET_CPP_2024,)}  # rule 6: removed in the 2026 fork
@@ -104,7 +115,6 @@ def types(dialect: str) -> dict[int, GGMLType]:
     """Type id -> what it means in ``dialect`` (unknown ids are absent)."""
     table = {int(q): _gguf_type(q) for q in GGMLQuantizationType if int(q) in SHARED_IDS}
     table.update({int(q): _gguf_type(q) for q in GGMLQuantizationType if q.name in DIALECTS[dialect].extra_types})
-    table.update({i: GGMLType(i, name, None, None) for i, name in DIALECTS[dialect].unsized})
     for cls in gguf_codecs():
         if dialect in cls.type_ids:
             type_id = cls.type_ids[dialect]
@@ -118,8 +128,8 @@ def ggml_type(dialect: str, type_id: int) -> GGMLType | None:
 
 
 def codec_dialects(codec: str) -> tuple[str, ...]:
-    """The dialects whose runtime has ``codec``'s type, preferred first (the codec's order)."""
-    return tuple(d for d in codec_class(codec).type_ids if d in DIALECTS)
+    """The dialects bitpack writes ``codec`` in, preferred first (the codec's own order)."""
+    return tuple(d for d in codec_class(codec).type_ids if d in DIALECTS and DIALECTS[d].writable)
 
 
 def file_type(dialect: str, codec: str) -> int:

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from ..codecs import codec_class, list_codecs
+from ..codecs._scales import coarsest, to_codec_scales
 from ..errors import BitpackError
 from ..models.floats import STORAGE, round_through
 from ..models.model import Float, Model, Ternary
@@ -97,12 +98,16 @@ class Executor:
 
     def _ternary_linear(self, x: np.ndarray, name: str, t: Ternary) -> np.ndarray:
         entry = self._entries[name]
-        scale = t.scale.astype(F32) if t.per_block else F32(t.scale)
+        scale = coarsest(t.scale, t.codes)  # one layout's groups or another's: the same sums
+        scale = scale.astype(F32) if np.ndim(scale) else F32(scale)
         codes, scheme = t.codes.astype(F32), self._activation_quant(entry.stored)
         if scheme == "q8_K":
             if (entry.source_params or {}).get("scale_mode") == "separate":  # blocks 1.0, then x .scale
                 return bitlinear_q8k(x, codes, F32(1), F32(scale))
-            block = scale if np.ndim(scale) else F32(np.float16(scale))
+            if np.ndim(scale):  # the kernel scales every 256-block by its own d
+                block = to_codec_scales(scale, t.codes, "group", 256, "f32", entry.stored)
+            else:
+                block = F32(np.float16(scale))
             return bitlinear_q8k(x, codes, block, None)
         return bitlinear(x, codes, scale, self.n, f32_scale=scheme == "f32-scale")
 

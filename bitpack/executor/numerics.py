@@ -102,10 +102,11 @@ def bitlinear(x: np.ndarray, codes: np.ndarray, scale, n: Numerics, f32_scale: b
     if np.ndim(scale) == 0:
         acc = q @ codes.T  # exact integers
         return ((acc / s_x) * F32(scale)).astype(F32)
-    # TQ tensors whose block scales differ: sum the scaled 256-blocks in order (§6.1)
+    # per-row or per-group scales that differ: sum the scaled groups in order (§6.1)
+    width = k // scale.shape[1]
     out = np.zeros((x.shape[0], codes.shape[0]), dtype=F32)
-    for b in range(k // 256):
-        part = q[:, b * 256 : (b + 1) * 256] @ codes[:, b * 256 : (b + 1) * 256].T
+    for b in range(scale.shape[1]):
+        part = q[:, b * width : (b + 1) * width] @ codes[:, b * width : (b + 1) * width].T
         out += (part * scale[:, b]).astype(F32)
     return (out / s_x).astype(F32)
 

@@ -80,11 +80,11 @@ ARCHITECTURES = {
     a.name: a
     for a in (
         Architecture("bitnet-b1.58", "relu2", True, False, True, False,
-                     ("BitNetForCausalLM",), "bitnet", ("bitnet-cpp-2024", "bitnet-cpp-2026")),
+                     ("BitNetForCausalLM",), "bitnet", ("bitnet-cpp-2024", "bitnet-cpp-2026", "ik-llama")),
         Architecture("bitnet", "silu", True, False, True, True,
-                     ("BitNetForCausalLM",), "bitnet", ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026")),
+                     ("BitNetForCausalLM",), "bitnet", ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026", "prism", "ik-llama")),
         Architecture("llama", "silu", False, True, False, False,
-                     ("LlamaForCausalLM",), "llama", ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026")),
+                     ("LlamaForCausalLM",), "llama", ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026", "prism", "ik-llama")),
     )
 }
 ALIASES = {"bitnet-25": "bitnet-b1.58"}  # the first 2B-4T upload's name for the same graph

@@ -17,6 +17,7 @@ import numpy as np
 
 from .._version import __version__
 from ..codecs import codec_class, get_codec, list_codecs
+from ..codecs._scales import to_codec_scales
 from ..codecs.base import GGUFCodec
 from ..codecs.tiles import Tiles
 from ..containers.files import check_output_file
@@ -30,7 +31,7 @@ from ..containers.gguf_types import (
     gguf_codecs,
     types,
 )
-from ..errors import BitpackError
+from ..errors import BitpackError, CodecError, ScaleError
 from ..parallel import write_in_order
 from .arch import Kind, qk_row_order
 from .floats import exact_in, rounded_count, stored_as
@@ -114,8 +115,10 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
     # 1. every shape, all offenders at once; then every scale
     codecs = fit_codec(model.ternary, codec0)
     plan = GGUFPlan(dialect, codec0.name, [], [], warnings=list(model.warnings))
-    if codec0.separate_scale:
-        scale_modes = _tq_scale_modes(model, codec0.name, allow_scale_rounding, plan)
+    if codec0.codes_restricted:
+        _check_codes(model, codec0)
+    if codec0.scale_granularity != "tensor":
+        scale_modes = _scale_modes(model, codec0, allow_scale_rounding, plan)
     else:
         scale_modes = {}
         if any(_block_scaled(e.stored) for e in model.ternary):  # only such sources can hold several scales
@@ -175,33 +178,84 @@ def _codec_params(plan: GGUFPlan) -> dict[str, Any]:
     return out
 
 
-def _tq_scale_modes(model: Model, codec: str, allow_rounding: bool, plan: GGUFPlan) -> dict[str, str]:
-    """Baked fp16 block scales where exact, else separate F32 .scale tensors where the graph
-    reads them (bitnet), else refuse or -- when allowed -- round (codecs.md §10, gguf.md §6.1)."""
+def _scale_modes(model: Model, codec: GGUFCodec, allow_rounding: bool, plan: GGUFPlan) -> dict[str, str]:
+    """How a codec with row or group scales stores each projection's scale (formats-2026.md
+    §7.3): in its own scales where they hold it exactly; else, for a codec that can (TQ) under
+    a graph that reads them (bitnet), in separate exact F32 .scale tensors (gguf.md §6.1); else
+    refused -- or, with allow_rounding, a per-tensor scale rounded to the codec's dtype and
+    listed. A source with several scales per tensor is checked group by group, before writing."""
     modes, lossy = {}, []
     plan.scales = read_scales(model.ternary)
     for e in model.ternary:
-        scale = plan.scales[e.name]
-        if np.ndim(scale):
-            modes[e.name] = "baked"  # per-block scales: written block by block, exactly
+        scale, modes[e.name] = plan.scales[e.name], "baked"
+        if np.ndim(scale):  # the codec's groups must each hold one of the source's values
+            try:
+                to_codec_scales(scale, e.load().codes, codec.scale_granularity, codec.group_size,
+                                codec.scale_dtype, codec.name)
+            except ScaleError as err:
+                raise BitpackError(f"{e.name}: {err}; {_exact_targets(model, e)}") from None
+            finally:
+                e.release()
             continue
-        if np.float32(np.float16(scale)) == scale and np.isfinite(np.float16(scale)):
-            modes[e.name] = "baked"
-        elif model.arch.separate_scales:
+        rounded = _rounded(scale, codec.scale_dtype)
+        if rounded == scale:
+            continue
+        if codec.separate_scale and model.arch.separate_scales:
             modes[e.name] = "separate"
         else:
-            lossy.append((e.name, float(scale), float(np.float16(scale))))
-            modes[e.name] = "baked"
+            lossy.append((e.name, float(scale), float(rounded)))
     if lossy and not allow_rounding:
         listing = "; ".join(f"{n} {s!r} -> {r!r}" for n, s, r in lossy[:6])
+        reads = "" if not codec.separate_scale else f" and the {model.arch.name} graph reads no separate scale tensor"
         raise BitpackError(
-            f"{codec} stores fp16 block scales and the {model.arch.name} graph reads no separate scale "
-            f"tensor, so {len(lossy)} scales would be rounded: {listing}"
+            f"{codec.name} stores {codec.scale_dtype} scales{reads}, so {len(lossy)} scales would be rounded: {listing}"
             + (f"; and {len(lossy) - 6} more" if len(lossy) > 6 else "")
             + ". Pass --allow-scale-rounding to accept, or choose i2_s (exact f32 scales)")
     for n, s, r in lossy:
-        plan.notes.append(f"{n}: scale {s!r} rounded to fp16 {r!r} (relative change {abs(r - s) / abs(s):.2e})")
+        plan.notes.append(f"{n}: scale {s!r} rounded to {codec.scale_dtype} {r!r} "
+                          f"(relative change {abs(r - s) / abs(s):.2e})")
     return modes
+
+
+def _check_codes(model: Model, codec: GGUFCodec) -> None:
+    """Every projection's codes must fit a codec that cannot hold all ternary codes (q1_0 is
+    binary): decoded once each, all offenders listed, before anything is written."""
+    refused = []
+    for e in model.ternary:
+        try:
+            codec.check_codes(e.load().codes)
+        except CodecError as err:
+            refused.append(f"{e.name}: {str(err).removeprefix(codec.name + ' ')}")
+        finally:
+            e.release()
+    if refused:
+        raise BitpackError(f"{codec.name} cannot hold the codes of {len(refused)} of {len(model.ternary)} "
+                           f"projections: {'; '.join(refused[:3])}" + (f"; and {len(refused) - 3} more" if
+                                                                      len(refused) > 3 else ""))
+
+
+def _rounded(scale: Any, dtype: str) -> np.float32:
+    """``scale`` as the nearest value of a codec's scale dtype (f32 values are kept)."""
+    if dtype == "f16":
+        with np.errstate(over="ignore"):
+            return np.float32(np.float16(scale))
+    return np.float32(scale)
+
+
+def _exact_targets(model: Model, e: Entry) -> str:
+    """Which GGUF codecs hold this tensor's scales exactly: those whose groups are no coarser."""
+    t = e.load()
+    exact = []
+    for cls in gguf_codecs():
+        try:
+            if cls.scale_granularity == "tensor":
+                continue
+            to_codec_scales(t.scale, t.codes, cls.scale_granularity, cls.group_size, cls.scale_dtype, cls.name)
+            exact.append(cls.name)
+        except (ScaleError, CodecError):
+            continue
+    e.release()
+    return f"targets that hold it exactly: {', '.join(exact)}" if exact else "no GGUF codec holds it exactly"
 
 
 def _block_scaled(stored: str) -> bool:
@@ -216,8 +270,8 @@ def _ternary_producer(e: Entry, codec, rows, allow_rounding: bool):
         scale = t.scale
         if codec.params.get("scale_mode") == "separate":
             scale = np.float32(1)  # the exact scale is the companion .scale tensor
-        elif codec.scale_dtype == "f16" and np.ndim(scale) == 0 and allow_rounding:
-            scale = np.float32(np.float16(scale))  # listed in plan.notes
+        elif np.ndim(scale) == 0 and allow_rounding:
+            scale = _rounded(scale, codec.scale_dtype)  # listed in plan.notes
         return codec.encode(codes, scale)
 
     return produce

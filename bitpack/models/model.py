@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..codecs import codec_class, list_codecs
+from ..codecs._scales import coarsest
 from ..dtypes import f32_from_bf16
 from ..errors import BitpackError, ShapeError, UnknownCodecError
 from ..parallel import ordered
@@ -86,9 +87,13 @@ class Entry:
 
 def read_scales(entries: list[Entry]) -> dict[str, Any]:
     """Every projection's scale, on all cores, dropping the pages read (targets decide up
-    front, from the scales, what they can store exactly)."""
+    front, from the scales, what they can store exactly). A layout that stores one scale per
+    row or group gives them at the coarsest granularity that holds them exactly, so a tensor
+    whose groups share one value reads as one scale."""
     def one(e: Entry) -> Any:
         scale = e.scale_only()
+        if np.ndim(scale):
+            scale = coarsest(scale, e.load().codes)
         if e.release:
             e.release()
         return scale
