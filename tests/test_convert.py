@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from bitpack.codecs import codec_class, list_codecs
+from bitpack.codecs._scales import coarsest
+from bitpack.containers.gguf_types import codec_dialects
 from bitpack.errors import BitpackError
 from bitpack.models.arch import permute_rows
 from bitpack.pipelines.convert import ConvertOptions, convert, default_output
-from bitpack.codecs._scales import coarsest
-from bitpack.containers.gguf_types import codec_dialects
 from bitpack.pipelines.open import open_model
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
@@ -395,3 +395,9 @@ def test_a_pre_tokenizer_bitpack_does_not_know_is_still_warned_about(tmp_path):
     (src / "tokenizer.json").write_text(json.dumps(doc))
     out = convert(src, "i2_s", ConvertOptions(output=tmp_path / "m.gguf"))
     assert any("pre-tokenizer not recognised" in w for w in out["warnings"]), out["warnings"]
+
+
+def test_the_legacy_prism_dialect_is_read_never_written(tmp_path):
+    with pytest.raises(BitpackError, match="never writes them.*pq2_0 \\(id 142"):
+        convert(MODELS / "b158-packed", "pq2_0", ConvertOptions(output=tmp_path / "m.gguf", dialect="prism-legacy"))
+    assert list(tmp_path.iterdir()) == []

@@ -73,3 +73,13 @@ def test_inspect_hostile_inputs_exit_2(tmp_path, junk):
     done = bitpack("inspect", path)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_inspect_names_the_runtimes_that_read_a_gguf(tmp_path):
+    from bitpack.pipelines.convert import ConvertOptions, convert
+    from bitpack.pipelines.inspect import inspect
+
+    out = convert(MODELS / "b158-packed", "i2_s", ConvertOptions(output=tmp_path / "m.gguf", receipt=False))
+    report = inspect(out["output"])
+    assert report["dialect"] == "bitnet-cpp-2026" and "bitnet.cpp" in report["read_by"]
+    assert inspect(MODELS / "b158-packed")["read_by"] is None  # an HF directory has no dialect

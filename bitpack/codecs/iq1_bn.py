@@ -15,7 +15,10 @@ import numpy as np
 from ..errors import CorruptDataError
 from ._bn import QK, BNCodec
 from .base import Shape
-from .tq1_0 import ENCODE_V, VALID  # the base-3 byte packing ceil(256*v/243) TQ1_0 uses too
+from .tq1_0 import (  # the base-3 byte packing ceil(256*v/243) TQ1_0 uses too
+    ENCODE_V,
+    VALID,
+)
 
 # Multiplying a word whose bytes are codes q0, q1, ... by this gathers q0 + 3*q1 + 9*q2 +
 # 27*q3 + 81*q4 into byte 4. No lower byte exceeds 240, so nothing carries into it, and the

@@ -19,7 +19,6 @@ from ..errors import CorruptDataError
 from ._group import GroupCodec
 from .tq1_0 import ENCODE_V2, VALID2, VALID_QH, VALID_QH2, _horner
 
-
 _CHUNK = 4096  # blocks per packing step
 _POW3 = [np.uint8(3**n) for n in range(5)]
 _ENC_CHECK = np.uint8(243)

@@ -92,6 +92,10 @@ def choose_dialect(model: Model, codec: str, dialect: str | None) -> str:
                            f"choose i2_s for this architecture")
     if dialect not in DIALECTS:
         raise BitpackError(f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")
+    if not DIALECTS[dialect].writable:
+        raise BitpackError(f"bitpack reads {dialect} files but never writes them: their id 42 means group-128 "
+                           "Q2_0 only to Prism's releases up to prism-v5; write pq2_0 (id 142, --dialect prism) "
+                           "or q2_0 instead (formats-2026.md §9.4)")
     if dialect not in runs_codec:
         raise BitpackError(f"the {dialect} runtime has no {codec} type (it runs {', '.join(c.name for c in gguf_codecs() if dialect in c.type_ids)})")
     if dialect not in model.arch.dialects:

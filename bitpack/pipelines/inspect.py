@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..codecs import get_codec, list_codecs
+from ..containers.gguf_types import DIALECTS
 from ..models.model import Float, Ternary
 from ..models.stack_source import is_stack, stack_report
 from .open import open_model, resolve
@@ -56,6 +57,7 @@ def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[s
         "layout": model.layout,
         "precision": model.precision,
         "dialect": model.dialect,
+        "read_by": DIALECTS[model.dialect].readers if model.dialect in DIALECTS else None,
         "architecture": model.arch.name,
         "linear_class": model.linear_class,
         "hparams": model.hparams.as_dict(),
