@@ -33,6 +33,9 @@ class GroupCodec(GGUFCodec):
     block_bytes: ClassVar[int]  # bytes per block, the 2-byte d included
     d_offset: ClassVar[int]  # where d sits in the block: 0 (first) or block_bytes - 2 (last)
     lossless_scale = "when every group's scale is fp16-representable"
+    # llama.cpp (and Prism's fork) quantize the activations of these types to Q8_0, per 32
+    # values (spec qwen3.md §6); PTQ1_0's float order there is unverified
+    activation_quant = {"llama.cpp": "q8_0"}
 
     def _check(self, m: int, k: int) -> None:
         g = self.group_size

@@ -33,6 +33,7 @@ from .numerics import (
     MODES,
     Numerics,
     bitlinear,
+    bitlinear_q8_0,
     bitlinear_q8k,
     rms_norm,
     rope_neox,
@@ -109,6 +110,9 @@ class Executor:
             else:
                 block = F32(np.float16(scale))
             return bitlinear_q8k(x, codes, block, None)
+        if scheme == "q8_0":  # the weight type's own groups, each scaled after its Q8_0 blocks
+            group = codec_class(entry.stored).group_size
+            return bitlinear_q8_0(x, codes, to_codec_scales(t.scale, t.codes, "group", group, "f32", entry.stored))
         return bitlinear(x, codes, scale, self.n, f32_scale=scheme == "f32-scale")
 
     def _activation_quant(self, stored: str) -> str | None:

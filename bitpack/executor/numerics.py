@@ -68,6 +68,37 @@ def bitlinear_q8k(x: np.ndarray, codes: np.ndarray, block_scale, after: np.float
     return out if after is None else (out * after).astype(F32)
 
 
+def quantize_q8_0(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """llama.cpp's Q8_0 activations per 32 values as the x86 AVX2 build computes them
+    (qwen3.md §6.1): id = 127/amax in f32 (0 for a zero block), q = round-half-even(x*id),
+    and the block scale D = f16(amax/127). Returns q [T, K/32, 32] and D [T, K/32] in f32."""
+    blocks = x.reshape(x.shape[0], -1, 32).astype(F32)
+    amax = np.abs(blocks).max(axis=-1)
+    with np.errstate(divide="ignore"):
+        inv = np.where(amax > 0, F32(127) / amax, F32(0)).astype(F32)
+    q = np.rint(blocks * inv[..., None]).astype(F32)
+    d = (amax / F32(127)).astype(np.float16).astype(F32)
+    return q, d
+
+
+def bitlinear_q8_0(x: np.ndarray, codes: np.ndarray, group_scale: np.ndarray) -> np.ndarray:
+    """A Q2_0 / Q1_0 / PQ2_0 matmul as llama.cpp's generic CPU kernel computes it (qwen3.md §6.2):
+    per weight group i, acc = sum over its Q8_0 blocks k of D_k * S_k (exact integer S_k,
+    f32 arithmetic), then sum += d_i * acc in group order. ``group_scale`` is (M, K/g)."""
+    q, d = quantize_q8_0(x)  # [T, B, 32], [T, B]
+    m, k = codes.shape
+    per = k // group_scale.shape[1] // 32  # Q8_0 blocks per weight group
+    s = np.einsum("tbj,mbj->tmb", q, codes.reshape(m, -1, 32).astype(F32), optimize=True)  # exact integers
+    terms = (s * d[:, None, :]).astype(F32).reshape(x.shape[0], m, -1, per)
+    acc = terms[..., 0].copy()
+    for j in range(1, per):
+        acc = (acc + terms[..., j]).astype(F32)
+    out = np.zeros((x.shape[0], m), dtype=F32)
+    for i in range(group_scale.shape[1]):
+        out = (out + group_scale[:, i][None, :] * acc[:, :, i]).astype(F32)
+    return out
+
+
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, n: Numerics) -> np.ndarray:
     if n.double_sums:
         mean = (x.astype(np.float64) ** 2).mean(axis=-1, keepdims=True)
