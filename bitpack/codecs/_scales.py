@@ -196,3 +196,46 @@ def coarsest(scale: Any, codes: np.ndarray) -> Any:
         except ScaleError:
             continue
     return scale
+
+
+def merge_scales(scale: Any, codes: np.ndarray, granularity: str, group: int | None,
+                 dtype: str) -> tuple[Any, float, float]:
+    """Coarsen on purpose (formats-2026.md §7.4, ``--allow-scale-merge``): the codes are kept
+    and every target group gets the least-squares scale of the weights it covers,
+    sum(n_i * s_i) / sum(n_i) over its source groups (n_i = nonzero codes of group i),
+    rounded to ``dtype``. Returns (the codec's scales, the relative Frobenius error
+    |W' - W| / |W|, the largest ratio between source scales merged into one group)."""
+    m, k = codes.shape
+    given, width = as_scale_array(scale, (m, k), "merge")
+    target = group_width(granularity, group, k)
+    if target % width:
+        raise ScaleError(f"groups of {target} weights straddle the given groups of {width}; nothing to merge")
+    nz = (np.asarray(codes).reshape(m, k // width, width) != (1 if codes.dtype == np.uint8 else 0)).sum(axis=2)
+    grouped = (1, 1, -1) if granularity == "tensor" else (m, k // target, -1)  # (rows, groups, sources)
+    n = nz.reshape(grouped).astype(np.float64)
+    s = given.reshape(grouped).astype(np.float64)
+    total = n.sum(axis=2)
+    merged = np.where(total > 0, (n * s).sum(axis=2) / np.maximum(total, 1), 0.0).astype(np.float32)
+    merged = _round_to(merged, dtype)
+    used = n > 0
+    hi = np.where(used, s, -np.inf).max(axis=2)
+    lo = np.where(used, s, np.inf).min(axis=2)
+    ratio = float(np.max(np.where(total > 0, hi / np.where(lo > 0, lo, np.inf), 1.0), initial=1.0))
+    # |W|^2 = sum n_i s_i^2 (each nonzero code is +-1); |W' - W|^2 = sum n_i (s' - s_i)^2
+    err2 = (n * (merged[..., None].astype(np.float64) - s) ** 2).sum()
+    ref2 = (n * s**2).sum()
+    error = float(np.sqrt(err2 / ref2)) if ref2 > 0 else 0.0
+    if granularity == "tensor":
+        return np.float32(merged.reshape(-1)[0]), error, ratio
+    return np.ascontiguousarray(merged), error, ratio
+
+
+def _round_to(values: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 ``values`` rounded to nearest in ``dtype`` (bf16: nearest even on the top half)."""
+    if dtype == "f16":
+        return values.astype(np.float16).astype(np.float32)
+    if dtype == "bf16":
+        bits = values.view(np.uint32).astype(np.uint64)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.astype(np.uint32).view(np.float32)
+    return values.astype(np.float32)
