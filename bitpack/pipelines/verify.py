@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..bitstack.budget import blocks_summary
+from ..codecs._scales import coarsest
 from ..executor import executor
 from ..models.arch import Kind
 from ..models.model import Float, Model, Ternary
@@ -69,8 +70,11 @@ def _compare(a: Ternary | Float, b: Ternary | Float) -> dict[str, Any] | None:
         if a.codes.shape != b.codes.shape:
             return {"reason": f"shape {list(a.codes.shape)} vs {list(b.codes.shape)}"}
         wrong = int(np.count_nonzero(a.codes != b.codes))
-        same_scale = np.ndim(a.scale) == np.ndim(b.scale) and np.array_equal(
-            np.asarray(a.scale, np.float32), np.asarray(b.scale, np.float32))
+        # one scale per tensor, row or group, whichever each layout stores: the same weights
+        # have the same coarsest exact scale (formats-2026.md §7.2)
+        sa, sb = coarsest(a.scale, a.codes), coarsest(b.scale, b.codes)
+        same_scale = np.ndim(sa) == np.ndim(sb) and np.array_equal(np.asarray(sa, np.float32),
+                                                                    np.asarray(sb, np.float32))
         if wrong or not same_scale:
             out: dict[str, Any] = {"reason": []}
             if wrong:
