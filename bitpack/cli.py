@@ -275,7 +275,7 @@ def inspect(
     head = [(key, str(report[key])) for key in (
         "path", "container", "layout", "dialect", "architecture", "linear_class", "parameters", "bits_per_weight",
         "k", "niter", "scaled", "order", "extra_bytes", "min_bytes", "max_bytes") if report.get(key) is not None]
-    head.append(("hparams", ", ".join(f"{k}={v}" for k, v in report["hparams"].items())))
+    head.append(("hparams", ", ".join(f"{k}={v}" for k, v in (report["hparams"] or {}).items())))
     _show_table(head)
     rows = []
     for t in report["tensors"]:

@@ -24,6 +24,7 @@ from ..containers.files import check_output_file
 from ..containers.gguf_file import GGUFWriter
 from ..containers.gguf_kv import value_type
 from ..containers.gguf_types import (
+    DEFAULT_ALIGNMENT,
     DIALECTS,
     GGMLType,
     codec_dialects,
@@ -72,6 +73,7 @@ class GGUFPlan:
     warnings: list[str] = field(default_factory=list)
     tiles: list[tuple[tuple[int, int], Tiles]] = field(default_factory=list)
     scales: dict[str, Any] = field(default_factory=dict)  # TQ: each projection's scale, read up front
+    alignment: int = DEFAULT_ALIGNMENT  # a repack keeps its source's
 
 
 def ggml_type(dialect: str, *, name: str | None = None, codec: str | None = None) -> GGMLType:
@@ -314,7 +316,7 @@ def write_gguf(plan: GGUFPlan, out: Path, *, overwrite: bool, inputs: list[Path]
     """Write ``plan`` to ``out`` (header and tensor table first, then tensor by tensor);
     returns the file size."""
     check_output_file(out, overwrite=overwrite, inputs=inputs)
-    with GGUFWriter(out) as writer:
+    with GGUFWriter(out, alignment=plan.alignment) as writer:
         for key, value, kind in plan.kv:
             writer.add_kv(key, value, value_type(kind))
         for t in plan.tensors:

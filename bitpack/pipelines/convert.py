@@ -17,18 +17,20 @@ from typing import Any, Callable
 from ..codecs import codec_class, get_codec
 from ..codecs.tiles import kernel_config_ini
 from ..containers.files import write_atomic
+from ..containers.gguf_file import GGUFFile
 from ..containers.safetensors_file import DTYPES
 from ..errors import BitpackError
 from ..models.arch import hf_name
 from ..models.checks import REVISION_HINT, degenerate_tensors, describe
 from ..models.floats import STORAGE
+from ..models.gguf_repack import knows_architecture, plan_repack
 from ..models.gguf_target import plan_gguf, write_gguf
 from ..models.hf_target import plan_hf, write_hf
 from ..models.model import Model
 from ..models.stack_target import write_stack
 from ..models.text import encode_text
 from .calibrate import collect, plan, windows
-from .open import open_model
+from .open import Source, open_model, resolve, sniff
 from .ppl import perplexity
 from .receipt import Hasher, receipt_path, write_receipt
 from .verify import verify
@@ -94,6 +96,10 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     options = options or ConvertOptions()
     started = time.perf_counter()
     cls = codec_class(to)
+    if model is None and cls.container == "gguf" and not cls.lossy:
+        source = resolve(src, options.revision, progress=options.show_downloads)
+        if sniff(source.path) == "gguf" and not knows_architecture(source.path, options.source_dialect):
+            return _repack(source, cls.name, options, progress, started)
     if model is None:
         model = open_model(src, dialect=options.source_dialect, tile_params=options.tile_params,
                            scale_convention=options.scale_convention, revision=options.revision,
@@ -114,6 +120,13 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
         "tensors": tensors, "bytes_written": done["bytes_written"], "seconds": round(time.perf_counter() - started, 3),
         "rounded": done["rounded"], "warnings": warnings + done["warnings"], **extra, "verify": None, "receipt": None,
     }
+    return _finish(report, source_path, out, origin, hasher, config, options, progress, started)
+
+
+def _finish(report: dict[str, Any], source_path: Path, out: Path, origin: dict[str, Any], hasher: Hasher | None,
+            config: dict[str, Any], options: ConvertOptions, progress: Progress | None,
+            started: float) -> dict[str, Any]:
+    """What every conversion ends with: the optional verify, then the receipt."""
     if options.verify:
         _notify(progress, "stage", "verifying")
         report["verify"] = verify(source_path, out, max_kl=options.max_kl, min_top1=options.min_top1,
@@ -122,13 +135,36 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
                                                      "dialect": options.source_dialect})
     if hasher is not None:
         report["receipt"] = str(write_receipt(
-            out, source=origin, inputs=hasher.result(), target={"format": cls.name, "config": config},
-            tensors=tensors, verify=report["verify"],
-            companions=[Path(extra["kernel_config"])] if "kernel_config" in extra else []))
+            out, source=origin, inputs=hasher.result(), target={"format": report["format"], "config": config},
+            tensors=report["tensors"], verify=report["verify"],
+            companions=[Path(report["kernel_config"])] if "kernel_config" in report else []))
     else:  # an older receipt beside a replaced output would describe another file
         receipt_path(out).unlink(missing_ok=True)
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
+
+
+def _repack(source: Source, codec: str, options: ConvertOptions, progress: Progress | None,
+            started: float) -> dict[str, Any]:
+    """A GGUF file of an architecture bitpack does not run, to another GGUF codec: ternary
+    tensors re-encoded, everything else copied (models/gguf_repack.py)."""
+    hasher = Hasher([source.path]) if options.receipt else None
+    out = options.output or default_output(source.path, codec, "gguf", source.origin.get("repo"))
+    with GGUFFile(source.path, dialect=options.source_dialect) as f:
+        source_info = {**source.origin, "layout": f"gguf ({f.dialect})", "architecture": f.architecture,
+                       "dialect": f.dialect}
+        plan = plan_repack(f, codec, dialect=options.dialect, params=options.params,
+                           allow_scale_rounding=options.allow_scale_rounding, source_info=source_info)
+        _notify(progress, "plan", len(plan.tensors), sum(t.nbytes for t in plan.tensors))
+        written = write_gguf(plan, out, overwrite=options.overwrite, inputs=[source.path], progress=progress)
+    tensors = [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),
+                "bits_per_weight": t.bits_per_weight} for t in plan.tensors]
+    report = {"output": str(out), "format": codec, "source": source_info, "architecture": source_info["architecture"],
+              "tensors": tensors, "bytes_written": written, "seconds": round(time.perf_counter() - started, 3),
+              "rounded": plan.notes, "warnings": plan.warnings, "dialect": plan.dialect, "verify": None,
+              "receipt": None}
+    config = {"dialect": plan.dialect, "params": options.params or None, "repack": True}
+    return _finish(report, source.path, out, source.origin, hasher, config, options, progress, started)
 
 
 def _write_gguf(model: Model, codec: str, out: Path, options: ConvertOptions, progress: Progress | None,

@@ -5,16 +5,19 @@ Reads through the same readers as ``convert``, one tensor at a time.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..codecs import get_codec, list_codecs
+from ..containers.gguf_file import GGUFFile
 from ..containers.gguf_types import DIALECTS
+from ..models.gguf_repack import knows_architecture
 from ..models.model import Float, Ternary
 from ..models.stack_source import is_stack, stack_report
-from .open import open_model, resolve
+from .open import open_model, resolve, sniff
 
 FLOAT_BITS = {"F32": 32, "F16": 16, "BF16": 16, "F64": 64}
 # A BitNet weight scale is mean|W| (or its inverse): values far outside this range suggest
@@ -28,6 +31,8 @@ def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[s
     source = resolve(path)  # a Hub repo id becomes its snapshot, so a Hub stack is seen as one
     if is_stack(source.path):
         return inspect_stack(source.path)
+    if sniff(source.path) == "gguf" and not knows_architecture(source.path, dialect):
+        return inspect_file(path, source.path, dialect)
     model = open_model(source.path, dialect=dialect, tile_params=tile_params, scale_convention=scale_convention)
     warnings = list(model.warnings)
     tensors = []
@@ -66,6 +71,23 @@ def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[s
         "bits_per_weight": round(8 * size / params, 4) if params else None,
         "warnings": warnings,
     }
+
+
+def inspect_file(path: str | Path, local: Path, dialect: str | None) -> dict[str, Any]:
+    """A GGUF file of an architecture bitpack does not run: its dialect, readers and every
+    tensor's type, codec and size, from the header alone."""
+    with GGUFFile(local, dialect=dialect) as f:
+        tensors = [{"name": t.name, "shape": list(t.shape), "type": f.type_name(t), "codec": f.codec_name(t),
+                    "dtype": None if f.codec_name(t) else f.type_name(t), "scale": None,
+                    "bits_per_weight": round(8 * t.nbytes / math.prod(t.shape), 4) if t.nbytes else None}
+                   for t in f.tensors]
+        params = sum(math.prod(t.shape) for t in f.tensors)
+        return {"path": str(path), "container": "gguf", "layout": f"gguf ({f.dialect})", "precision": None,
+                "dialect": f.dialect, "read_by": DIALECTS[f.dialect].readers, "architecture": f.architecture,
+                "linear_class": None, "hparams": None, "tensors": tensors, "parameters": params,
+                "bits_per_weight": round(8 * local.stat().st_size / params, 4) if params else None,
+                "warnings": [*f.warnings, f"bitpack does not run architecture {f.architecture!r}: tensors are "
+                             "listed from the header; convert repacks it to other GGUF codecs"]}
 
 
 def _ternary(e, t: Ternary, container: str, warnings: list[str]) -> dict[str, Any]:

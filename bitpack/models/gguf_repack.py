@@ -1,0 +1,208 @@
+"""GGUF -> GGUF for any architecture: ternary tensors re-encoded, everything else copied.
+
+A conversion between two GGUF ternary codecs does not need the model's graph. Every tensor
+whose type a codec reads is decoded to codes and scale and encoded in the target codec, exactly
+or refused (every offender named before a byte is written); every other tensor is copied byte
+for byte under the id its type has in the target dialect; every metadata key is copied as it is,
+except ``general.file_type`` and bitpack's own keys, which describe the new file. So models
+bitpack's executor does not run (qwen35, gemma3, mixture-of-experts files with 3-D expert
+tensors, whose leading dimensions count as rows) repack all the same.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .._version import __version__
+from ..codecs import get_codec
+from ..codecs._scales import coarsest, to_codec_scales
+from ..codecs.base import GGUFCodec
+from ..containers.gguf_file import GGUFFile, GGUFTensor
+from ..containers.gguf_types import DIALECTS, codec_dialects, file_type, types
+from ..errors import BitpackError, CodecError, ScaleError, ShapeError
+from .arch import ALIASES, ARCHITECTURES, architecture
+from .gguf_source import _codec_params, _tensor_params
+from .gguf_target import GGUFPlan, PlannedTensor, _rounded
+
+# Keys the new file states for itself; everything else is the source's, copied as it is.
+OWN_KEYS = ("general.file_type", "general.alignment")
+OWN_PREFIX = "bitpack."
+
+
+def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
+                params: dict[str, Any] | None = None, allow_scale_rounding: bool = False,
+                source_info: dict[str, Any] | None = None) -> GGUFPlan:
+    """Everything that can refuse, before anything is written."""
+    codec0 = get_codec(codec_name, **(params or {}))
+    if not isinstance(codec0, GGUFCodec):
+        raise BitpackError(f"{codec_name} is a safetensors layout; a GGUF source repacks to a GGUF codec")
+    dialect = _dialect(f, codec0, dialect)
+    plan = GGUFPlan(dialect, codec0.name, [], [], alignment=f.alignment)
+    if not _known(f.architecture):
+        plan.warnings.append(f"bitpack does not know architecture {f.architecture!r}: whether the {dialect} "
+                             "runtime runs it is not checked, and verify compares tensors, not logits")
+    source_params = _codec_params(f, str(f.path))
+    refused, lossy = [], []
+    for t in f.tensors:
+        codec_name = f.codec_name(t)
+        if codec_name is None:
+            plan.tensors.append(_copied(f, t, dialect))
+            continue
+        src = get_codec(codec_name, **_tensor_params(codec_name, t.name, _rows(t.shape), source_params, None,
+                                                      str(f.path)))
+        try:
+            planned, note = _repacked(f, t, src, codec0, dialect, allow_scale_rounding)
+        except (ShapeError, ScaleError, CodecError) as err:
+            refused.append(f"{t.name}: {str(err).removeprefix(codec0.name + ' ')}")
+            continue
+        plan.tensors.append(planned)
+        if note:
+            lossy.append(note)
+    if refused:
+        raise BitpackError(f"{codec0.name} cannot hold {len(refused)} tensors of {f.path} exactly: "
+                           + "; ".join(refused[:4]) + (f"; and {len(refused) - 4} more" if len(refused) > 4 else "")
+                           + ("" if allow_scale_rounding else ". --allow-scale-rounding rounds per-tensor scales"))
+    plan.notes.extend(lossy)
+    plan.kv = [*_copied_kv(f), ("general.file_type", file_type(dialect, codec0.name), "u32"),
+               ("bitpack.format_version", 1, "u32"), ("bitpack.dialect", dialect, "string"),
+               ("bitpack.codec", codec0.name, "string"),
+               ("bitpack.codec_params", json.dumps(_tensor_codec_params(plan), sort_keys=True), "string"),
+               ("bitpack.source", json.dumps(source_info or {}, sort_keys=True), "string"),
+               ("bitpack.version", __version__, "string")]
+    return plan
+
+
+def _dialect(f: GGUFFile, codec: GGUFCodec, dialect: str | None) -> str:
+    """The target dialect: the one asked for, else the codec's first that runs a known
+    architecture (any of the codec's for one bitpack does not know)."""
+    writable = codec_dialects(codec.name)
+    arch = architecture(f.architecture).dialects if _known(f.architecture) else None
+    if dialect is not None:
+        if dialect not in DIALECTS or not DIALECTS[dialect].writable or dialect not in writable:
+            raise BitpackError(f"{codec.name} is written in {', '.join(writable)}, not {dialect!r}")
+        return dialect
+    for d in writable:
+        if arch is None or d in arch:
+            return d
+    raise BitpackError(f"no runtime executes a {f.architecture} model stored as {codec.name}")
+
+
+def _rows(shape: tuple[int, ...]) -> tuple[int, int]:
+    """A GGUF tensor as the codecs see it: every leading dimension counts as rows."""
+    return math.prod(shape[:-1]), shape[-1]
+
+
+def _copied(f: GGUFFile, t: GGUFTensor, dialect: str) -> PlannedTensor:
+    """A tensor that is not ternary, copied under the id its type has in the target dialect."""
+    source_type = f.ggml_type(t)
+    target_type = types(dialect).get(t.type_id)
+    if source_type is None or t.nbytes is None:
+        raise BitpackError(f"{t.name} has type {t.type_id}, unknown in {f.dialect}: it cannot be copied")
+    if target_type is None or target_type.name != source_type.name:
+        raise BitpackError(f"{t.name} is {source_type.name} (id {t.type_id}), which {dialect} reads as "
+                           f"{target_type.name if target_type else 'nothing'}: that runtime cannot hold it")
+    return PlannedTensor(t.name, t.shape, source_type.name, t.type_id, t.nbytes, lambda n=t.name: f.raw(n),
+                         done=lambda n=t.name: f.release(n))
+
+
+def _repacked(f: GGUFFile, t: GGUFTensor, src, codec: GGUFCodec, dialect: str,
+              allow_rounding: bool) -> tuple[PlannedTensor, str | None]:
+    """A ternary tensor re-encoded; its scale checked here, from a decode, so a refusal comes
+    before any output exists."""
+    rows = _rows(t.shape)
+    bound = codec.for_shape(rows)
+    codes, scale = src.decode(f.raw(t), rows)
+    note = None
+    try:
+        to_codec_scales(scale, codes, bound.scale_granularity, bound.group_size, bound.scale_dtype, bound.name)
+    except ScaleError:
+        if not (allow_rounding and np.ndim(scale) == 0):
+            raise
+        rounded = _rounded(scale, bound.scale_dtype)
+        note = f"{t.name}: scale {float(scale)!r} rounded to {bound.scale_dtype} {float(rounded)!r}"
+    bound.check_codes(codes)
+    f.release(t.name)
+    return PlannedTensor(t.name, t.shape, bound.ggml_name, bound.type_ids[dialect], bound.nbytes(rows),
+                         _producer(f, t.name, src, bound, rows, allow_rounding), bound.get_config(),
+                         bound.bits_per_weight(rows), done=lambda n=t.name: f.release(n)), note
+
+
+def _producer(f: GGUFFile, name: str, src, codec: GGUFCodec, rows: tuple[int, int],
+              allow_rounding: bool) -> Callable[[], np.ndarray]:
+    def produce() -> np.ndarray:
+        codes, scale = src.decode(f.raw(name), rows)
+        if np.ndim(scale) == 0 and allow_rounding:
+            scale = _rounded(scale, codec.scale_dtype)  # listed in the plan's notes
+        return codec.encode(codes, scale)
+
+    return produce
+
+
+def _copied_kv(f: GGUFFile) -> list[tuple[str, Any, Any]]:
+    return [(k, v, f.kv_types[k]) for k, v in f.kv.items() if k not in OWN_KEYS and not k.startswith(OWN_PREFIX)]
+
+
+def _tensor_codec_params(plan: GGUFPlan) -> dict[str, Any]:
+    return {t.name: {k: v for k, v in t.codec.items() if k != "id"} for t in plan.tensors
+            if t.codec and len(t.codec) > 1}
+
+
+def _known(name: str | None) -> bool:
+    return name in ARCHITECTURES or name in ALIASES
+
+
+def knows_architecture(path: Path, dialect: str | None = None) -> bool:
+    """Can bitpack build a model of this GGUF file (else it repacks it tensor by tensor)?"""
+    with GGUFFile(path, dialect=dialect) as f:
+        return _known(f.architecture)
+
+
+def compare_files(ref: GGUFFile, cand: GGUFFile) -> tuple[list[str], list[dict[str, Any]]]:
+    """(metadata differences, tensor differences) of two GGUF files, tensor by tensor: ternary
+    tensors by codes and their coarsest exact scale (any two layouts of the same weights
+    agree), every other tensor by its bytes. Needs no architecture."""
+    meta = [f"{k}: {ref.kv[k]!r} vs {cand.kv.get(k)!r}" for k in ("general.architecture",)
+            if ref.kv.get(k) != cand.kv.get(k)]
+    names_ref, names_cand = {t.name for t in ref.tensors}, {t.name for t in cand.tensors}
+    meta += [f"{n}: missing from the candidate" for n in sorted(names_ref - names_cand)]
+    meta += [f"{n}: only in the candidate" for n in sorted(names_cand - names_ref)]
+    diffs = []
+    for t in ref.tensors:
+        if t.name not in names_cand:
+            continue
+        why = _differs(ref, t, cand, cand.tensor(t.name))
+        if why:
+            diffs.append({"name": t.name, "reason": why})
+        ref.release(t.name)
+        cand.release(t.name)
+    return meta, diffs
+
+
+def _differs(a: GGUFFile, ta: GGUFTensor, b: GGUFFile, tb: GGUFTensor) -> str | None:
+    if ta.shape != tb.shape:
+        return f"shape {list(ta.shape)} vs {list(tb.shape)}"
+    ca, cb = a.codec_name(ta), b.codec_name(tb)
+    if (ca is None) != (cb is None):
+        return "one is ternary, the other is not"
+    if ca is None:
+        if a.type_name(ta) != b.type_name(tb):
+            return f"type {a.type_name(ta)} vs {b.type_name(tb)}"
+        return None if np.array_equal(a.raw(ta), b.raw(tb)) else "the bytes differ"
+    rows = _rows(ta.shape)
+    decoded = []
+    for f, t, c in ((a, ta, ca), (b, tb, cb)):
+        params = _tensor_params(c, t.name, rows, _codec_params(f, str(f.path)), None, str(f.path))
+        decoded.append(get_codec(c, **params).decode(f.raw(t), rows))
+    (codes_a, scale_a), (codes_b, scale_b) = decoded
+    wrong = int(np.count_nonzero(codes_a != codes_b))
+    if wrong:
+        return f"{wrong} of {codes_a.size} codes differ"
+    sa, sb = coarsest(scale_a, codes_a), coarsest(scale_b, codes_b)
+    if np.ndim(sa) != np.ndim(sb) or not np.array_equal(np.float32(sa), np.float32(sb)):
+        return "the scales differ"
+    return None

@@ -1,0 +1,111 @@
+"""GGUF -> GGUF for architectures bitpack does not run (qwen35, gemma3, expert tensors): ternary
+tensors re-encoded exactly or refused, everything else and every metadata key copied."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bitpack.codecs import get_codec
+from bitpack.containers.gguf_file import GGUFFile, GGUFWriter
+from bitpack.containers.gguf_kv import ValueType as V
+from bitpack.errors import BitpackError
+from bitpack.pipelines.convert import ConvertOptions, convert
+from bitpack.pipelines.verify import verify
+
+RNG = np.random.default_rng(7)
+
+
+def ternary(shape):
+    return RNG.integers(-1, 2, size=shape, dtype=np.int8)
+
+
+def foreign_gguf(path, *, uniform_rows=False):
+    """A mainline-style qwen35 file: an F32 norm, a TQ2_0 projection with differing fp16 block
+    scales, a 3-D TQ2_0 expert tensor (4 experts x 64 rows), and assorted metadata."""
+    tq2 = get_codec("tq2_0")
+    attn = ternary((64, 512))
+    attn_scales = np.array([[0.5, 0.25]] * 64, dtype=np.float32)
+    if uniform_rows:
+        attn_scales[:] = 0.5
+    experts = ternary((4, 64, 256))
+    norm = RNG.standard_normal(512).astype(np.float32)
+    with GGUFWriter(path) as w:
+        w.add_kv("general.architecture", "qwen35", V.STRING)
+        w.add_kv("general.name", "tiny-moe", V.STRING)
+        w.add_kv("general.file_type", 37, V.UINT32)
+        w.add_kv("qwen35.block_count", 1, V.UINT32)
+        w.add_kv("qwen35.rope.freq_base", 1e6, V.FLOAT32)
+        w.add_kv("tokenizer.ggml.tokens", ["<s>", "a", "b"], V.ARRAY)
+        w.add_kv("tokenizer.ggml.scores", np.array([0.0, -1.5, -2.0], dtype=np.float32), V.ARRAY)
+        w.add_tensor("blk.0.attn_norm.weight", (512,), 0, 2048)
+        w.add_tensor("blk.0.attn_q.weight", (64, 512), 35, tq2.nbytes((64, 512)))
+        w.add_tensor("blk.0.ffn_up_exps.weight", (4, 64, 256), 35, tq2.nbytes((256, 256)))
+        w.write_header()
+        w.write_tensor("blk.0.attn_norm.weight", norm)
+        w.write_tensor("blk.0.attn_q.weight", tq2.encode(attn, attn_scales))
+        w.write_tensor("blk.0.ffn_up_exps.weight", tq2.encode(experts.reshape(256, 256), np.float32(0.125)))
+    return path
+
+
+@pytest.mark.parametrize("target", ["q2_0", "pq2_0", "tq1_0"])
+def test_a_foreign_architecture_repacks_exactly(tmp_path, target):
+    src = foreign_gguf(tmp_path / "src.gguf")
+    out = tmp_path / f"out-{target}.gguf"
+    report = convert(src, target, ConvertOptions(output=out))
+    assert report["architecture"] == "qwen35"
+    assert any("does not know architecture 'qwen35'" in w for w in report["warnings"])
+    with GGUFFile(src) as a, GGUFFile(out) as b:
+        own = ("general.file_type", "general.alignment")
+        copied = {k: v for k, v in a.kv.items() if k not in own and not k.startswith("bitpack.")}
+        for key, value in copied.items():  # every source key, value and type, unchanged
+            assert b.kv_types[key] == a.kv_types[key]
+            assert np.array_equal(b.kv[key], value) if isinstance(value, np.ndarray) else b.kv[key] == value
+        assert b.kv["bitpack.codec"] == target and b.codec_name("blk.0.ffn_up_exps.weight") == target
+        assert b.shape("blk.0.ffn_up_exps.weight") == (4, 64, 256)  # experts keep their shape
+        assert np.array_equal(b.raw("blk.0.attn_norm.weight"), a.raw("blk.0.attn_norm.weight"))
+    result = verify(src, out)
+    assert result["identical"] is True and result["logits_compared"] is False
+    assert "logits were not compared" in result["note"]
+
+
+def test_a_coarser_target_is_refused_naming_the_tensor_and_group(tmp_path):
+    src = foreign_gguf(tmp_path / "src.gguf")
+    with pytest.raises(BitpackError, match=r"iq2_bn cannot hold 1 tensors .*blk.0.attn_q.weight: .*row 0 holds "
+                                           r"weights with different scales 0.25, 0.5"):
+        convert(src, "iq2_bn", ConvertOptions(output=tmp_path / "x.gguf"))
+    assert not (tmp_path / "x.gguf").exists()
+    uniform = foreign_gguf(tmp_path / "uniform.gguf", uniform_rows=True)
+    convert(uniform, "iq2_bn", ConvertOptions(output=tmp_path / "y.gguf"))
+    assert verify(uniform, tmp_path / "y.gguf")["identical"] is True
+
+
+def test_a_repack_that_changed_a_tensor_is_not_identical(tmp_path):
+    src = foreign_gguf(tmp_path / "src.gguf")
+    out = tmp_path / "out.gguf"
+    convert(src, "q2_0", ConvertOptions(output=out))
+    other = foreign_gguf(tmp_path / "other.gguf")  # new random codes under the same names
+    result = verify(other, out)
+    assert result["identical"] is False and "blk.0.attn_q.weight" in result["differing_tensors"]
+
+
+def test_inspect_lists_a_foreign_architecture_from_the_header(tmp_path):
+    from bitpack.pipelines.inspect import inspect
+
+    report = inspect(foreign_gguf(tmp_path / "src.gguf"))
+    assert report["architecture"] == "qwen35" and report["dialect"] == "mainline"
+    rows = {t["name"]: t for t in report["tensors"]}
+    assert rows["blk.0.ffn_up_exps.weight"]["codec"] == "tq2_0" and rows["blk.0.ffn_up_exps.weight"]["shape"] == [4, 64, 256]
+    assert rows["blk.0.attn_norm.weight"]["type"] == "F32" and rows["blk.0.attn_norm.weight"]["codec"] is None
+    assert any("does not run architecture 'qwen35'" in w for w in report["warnings"])
+
+
+def test_the_command_line_inspects_and_repacks_a_foreign_architecture(tmp_path):
+    from cli_runner import bitpack
+
+    src = foreign_gguf(tmp_path / "src.gguf")
+    shown = bitpack("inspect", src)
+    assert shown.returncode == 0, shown.stderr
+    assert "blk.0.ffn_up_exps.weight  4x64x256  tq2_0" in shown.stdout
+    done = bitpack("convert", src, "--to", "pq2_0", "-o", tmp_path / "p.gguf", "--verify")
+    assert done.returncode == 0 and "verified" in done.stdout, done.stderr
