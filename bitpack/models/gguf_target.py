@@ -17,7 +17,7 @@ import numpy as np
 
 from .._version import __version__
 from ..codecs import codec_class, get_codec, list_codecs
-from ..codecs._scales import to_codec_scales
+from ..codecs._scales import merge_scales, to_codec_scales
 from ..codecs.base import GGUFCodec
 from ..codecs.tiles import Tiles
 from ..containers.files import check_output_file
@@ -43,7 +43,6 @@ from .model import (
     fit_codec,
     read_scales,
     require_ternary,
-    single_scales,
 )
 from .tokenizer import tokenizer_kv
 
@@ -73,6 +72,7 @@ class GGUFPlan:
     warnings: list[str] = field(default_factory=list)
     tiles: list[tuple[tuple[int, int], Tiles]] = field(default_factory=list)
     scales: dict[str, Any] = field(default_factory=dict)  # TQ: each projection's scale, read up front
+    merged: dict[str, Any] = field(default_factory=dict)  # --allow-scale-merge: the coarser scales written
     alignment: int = DEFAULT_ALIGNMENT  # a repack keeps its source's
 
 
@@ -108,8 +108,8 @@ def choose_dialect(model: Model, codec: str, dialect: str | None) -> str:
 
 def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
               params: dict[str, Any] | None = None, embed_dtype: str | None = None,
-              allow_scale_rounding: bool = False, source_info: dict[str, Any] | None = None,
-              name: str | None = None) -> GGUFPlan:
+              allow_scale_rounding: bool = False, allow_scale_merge: bool = False,
+              source_info: dict[str, Any] | None = None, name: str | None = None) -> GGUFPlan:
     require_ternary(model, codec_name)
     codec0 = get_codec(codec_name, **(params or {}))
     if not isinstance(codec0, GGUFCodec):
@@ -123,12 +123,9 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
     plan = GGUFPlan(dialect, codec0.name, [], [], warnings=list(model.warnings))
     if codec0.codes_restricted:
         _check_codes(model, codec0)
-    if codec0.scale_granularity != "tensor":
-        scale_modes = _scale_modes(model, codec0, allow_scale_rounding, plan)
-    else:
-        scale_modes = {}
-        if any(_block_scaled(e.stored) for e in model.ternary):  # only such sources can hold several scales
-            single_scales(model.ternary, codec0.name)
+    scale_modes = {}  # a per-tensor target of per-tensor sources needs no scale pass (GGUF sources decode for it)
+    if codec0.scale_granularity != "tensor" or any(_block_scaled(e.stored) for e in model.ternary):
+        scale_modes = _scale_modes(model, codec0, allow_scale_rounding, allow_scale_merge, plan)
 
     # 2. the tensor table
     order = {}
@@ -144,7 +141,8 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
             t = ggml_type(dialect, codec=codec.name)
             plan.tensors.append(PlannedTensor(
                 e.name, e.shape, t.name, t.id, codec.nbytes(e.shape),
-                _ternary_producer(e, codec, order.get(e.name), allow_scale_rounding), codec.get_config(),
+                _ternary_producer(e, codec, order.get(e.name), allow_scale_rounding, plan.merged.get(e.name)),
+                codec.get_config(),
                 codec.bits_per_weight(e.shape), e.release))
             if codec.tiled:
                 plan.tiles.append((e.shape, codec.tiles(e.shape)))
@@ -184,7 +182,8 @@ def _codec_params(plan: GGUFPlan) -> dict[str, Any]:
     return out
 
 
-def _scale_modes(model: Model, codec: GGUFCodec, allow_rounding: bool, plan: GGUFPlan) -> dict[str, str]:
+def _scale_modes(model: Model, codec: GGUFCodec, allow_rounding: bool, allow_merge: bool,
+                 plan: GGUFPlan) -> dict[str, str]:
     """How a codec with row or group scales stores each projection's scale (formats-2026.md
     §7.3): in its own scales where they hold it exactly; else, for a codec that can (TQ) under
     a graph that reads them (bitnet), in separate exact F32 .scale tensors (gguf.md §6.1); else
@@ -199,7 +198,13 @@ def _scale_modes(model: Model, codec: GGUFCodec, allow_rounding: bool, plan: GGU
                 to_codec_scales(scale, e.load().codes, codec.scale_granularity, codec.group_size,
                                 codec.scale_dtype, codec.name)
             except ScaleError as err:
-                raise BitpackError(f"{e.name}: {err}; {_exact_targets(model, e)}") from None
+                if not allow_merge:
+                    raise BitpackError(f"{e.name}: {err}; {_exact_targets(model, e)}, "
+                                       "or --allow-scale-merge to merge scales (lossy)") from None
+                plan.merged[e.name], error, ratio = merge_scales(scale, e.load().codes, codec.scale_granularity,
+                                                                 codec.group_size, codec.scale_dtype)
+                plan.notes.append(f"{e.name}: scales merged to one per {_unit(codec)} (--allow-scale-merge): "
+                                  f"relative weight error {error:.2e}, largest merged scale ratio {ratio:.3g}")
             finally:
                 e.release()
             continue
@@ -240,6 +245,10 @@ def _check_codes(model: Model, codec: GGUFCodec) -> None:
                                                                       len(refused) > 3 else ""))
 
 
+def _unit(codec: GGUFCodec) -> str:
+    return {"tensor": "tensor", "row": "row"}.get(codec.scale_granularity, f"group of {codec.group_size}")
+
+
 def _rounded(scale: Any, dtype: str) -> np.float32:
     """``scale`` as the nearest value of a codec's scale dtype (f32 values are kept)."""
     if dtype == "f16":
@@ -269,11 +278,14 @@ def _block_scaled(stored: str) -> bool:
     return stored in list_codecs() and codec_class(stored).scale_granularity != "tensor"
 
 
-def _ternary_producer(e: Entry, codec, rows, allow_rounding: bool):
+def _ternary_producer(e: Entry, codec, rows, allow_rounding: bool, merged: Any = None):
     def produce() -> np.ndarray:
         t = e.load()
-        codes = t.codes if rows is None else t.codes[rows]  # llama: q/k rows for NORM RoPE
-        scale = t.scale
+        scale = t.scale if merged is None else merged  # merged: the coarser scales planned, listed in notes
+        codes = t.codes
+        if rows is not None:  # llama: q/k rows for NORM RoPE; per-row or per-group scales move with them
+            codes = codes[rows]
+            scale = scale[rows] if np.ndim(scale) else scale
         if codec.params.get("scale_mode") == "separate":
             scale = np.float32(1)  # the exact scale is the companion .scale tensor
         elif np.ndim(scale) == 0 and allow_rounding:
