@@ -15,7 +15,7 @@ import bitpack
 from bitpack.bitstack import avd
 from bitpack.bitstack.budget import BudgetTable, parse_size, select
 from bitpack.bitstack.order import check_order, error_order, ppl_order, uniform_order
-from bitpack.containers.gguf_file import GGUFFile
+from bitpack.containers.gguf_read import GGUFFile
 from bitpack.containers.safetensors_file import Checkpoint, SafetensorsWriter
 from bitpack.errors import BitpackError
 from bitpack.models import stack_target

@@ -21,7 +21,7 @@ from huggingface_hub import HfApi, constants, snapshot_download
 
 import bitpack
 from bitpack import ConvertOptions
-from bitpack.containers.gguf_file import GGUFFile
+from bitpack.containers.gguf_read import GGUFFile
 from bitpack.containers.hub import HubSnapshot, fetch, parse_repo_id
 from bitpack.errors import BitpackError
 

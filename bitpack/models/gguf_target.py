@@ -20,7 +20,7 @@ from ..codecs import codec_class, get_codec, list_codecs
 from ..codecs.base import GGUFCodec
 from ..codecs.tiles import Tiles
 from ..containers.files import check_output_file
-from ..containers.gguf_file import GGUFWriter
+from ..containers.gguf_write import GGUFWriter
 from ..containers.gguf_kv import value_type
 from ..containers.gguf_types import (
     DIALECTS,
