@@ -218,7 +218,7 @@ def test_hf_packed_output_is_a_transformers_layout(tmp_path):
 def test_bitlinear_source_keeps_its_weight_scale_bits(tmp_path):
     out = convert(MODELS / "llama-packed", "hf_packed",
                   ConvertOptions(output=tmp_path / "hf", scale_convention="divide"))
-    from bitpack.containers.safetensors_file import Checkpoint
+    from bitpack.containers.safetensors_read import Checkpoint
 
     new, old = Checkpoint(Path(out["output"])), Checkpoint(MODELS / "llama-packed")
     name = "model.layers.0.mlp.down_proj.weight_scale"

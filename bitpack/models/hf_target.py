@@ -19,7 +19,7 @@ from .._version import __version__
 from ..codecs import get_codec
 from ..codecs.base import SafetensorsCodec
 from ..containers.hf_dir import ModelDirWriter, tokenizer_files
-from ..containers.safetensors_file import DTYPES
+from ..containers.safetensors_read import DTYPES
 from ..errors import BitpackError
 from ..parallel import write_in_order
 from .arch import Kind, hf_name

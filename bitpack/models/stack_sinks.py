@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 
 from ..bitstack.budget import BudgetTable
-from ..containers.gguf_read import GGUFFile
-from ..containers.gguf_write import GGUFWriter
 from ..containers.gguf_kv import U32, U64, ValueType, encode_string, value_type
+from ..containers.gguf_read import GGUFFile
 from ..containers.gguf_types import MAINLINE, types
+from ..containers.gguf_write import GGUFWriter
 from ..containers.hf_dir import COMPRESSION_CONFIG, ModelDirWriter
-from ..containers.safetensors_file import DTYPES, SINGLE_NAME
+from ..containers.safetensors_read import DTYPES, SINGLE_NAME
 from ..errors import BitpackError
 from .stack_format import KEY_ORDER
 

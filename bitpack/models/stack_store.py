@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..containers.gguf_read import GGUFFile
-from ..containers.safetensors_file import Checkpoint
+from ..containers.safetensors_read import Checkpoint
 from ..errors import BitpackError
 from .floats import STORAGE
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ..codecs import codec_class, get_codec
 from ..codecs.tiles import kernel_config_ini
 from ..containers.files import write_atomic
-from ..containers.safetensors_file import DTYPES
+from ..containers.safetensors_read import DTYPES
 from ..errors import BitpackError
 from ..models.arch import hf_name
 from ..models.checks import REVISION_HINT, degenerate_tensors, describe
