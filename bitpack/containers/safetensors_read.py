@@ -28,17 +28,17 @@ from typing import Any, NoReturn, Self
 
 import numpy as np
 
-from ..dtypes import f32_from_bf16
+from ..dtypes import FLOAT_STORAGE, f32_from_bf16
 from ..errors import ContainerError
 
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit against JSON bombs
 
-# Stored dtype -> NumPy dtype of the raw view (explicitly little-endian). BF16 is viewed as
-# its uint16 bit patterns; array() widens it.
+# Stored dtype -> NumPy dtype of the raw view (explicitly little-endian). The floats are
+# dtypes.FLOAT_STORAGE: BF16 is viewed as its uint16 bit patterns; array() widens it.
 DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_), "U8": np.dtype("u1"), "I8": np.dtype("i1"),
-    "U16": np.dtype("<u2"), "I16": np.dtype("<i2"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
-    "U32": np.dtype("<u4"), "I32": np.dtype("<i4"), "F32": np.dtype("<f4"),
+    "U16": np.dtype("<u2"), "I16": np.dtype("<i2"), "F16": FLOAT_STORAGE["F16"], "BF16": FLOAT_STORAGE["BF16"],
+    "U32": np.dtype("<u4"), "I32": np.dtype("<i4"), "F32": FLOAT_STORAGE["F32"],
     "U64": np.dtype("<u8"), "I64": np.dtype("<i8"), "F64": np.dtype("<f8"),
 }
 

@@ -20,7 +20,6 @@ from ..codecs import codec_class, get_codec, list_codecs
 from ..codecs.base import GGUFCodec
 from ..codecs.tiles import Tiles
 from ..containers.files import check_output_file
-from ..containers.gguf_write import GGUFWriter
 from ..containers.gguf_kv import value_type
 from ..containers.gguf_types import (
     DIALECTS,
@@ -30,6 +29,8 @@ from ..containers.gguf_types import (
     gguf_codecs,
     types,
 )
+from ..containers.gguf_write import GGUFWriter
+from ..dtypes import FLOAT_STORAGE
 from ..errors import BitpackError
 from ..parallel import write_in_order
 from .arch import Kind, qk_row_order
@@ -45,7 +46,8 @@ from .model import (
 )
 from .tokenizer import tokenizer_kv
 
-EMBED_DTYPES = ("f16", "bf16", "f32")
+# --embed-dtype: the stored float dtypes (dtypes.FLOAT_STORAGE), spelled lower case, narrowest first
+EMBED_DTYPES = tuple(n.lower() for n in sorted(FLOAT_STORAGE, key=lambda n: FLOAT_STORAGE[n].itemsize))
 
 
 @dataclass
@@ -111,17 +113,27 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
     if embed_dtype is not None and embed_dtype not in EMBED_DTYPES:
         raise BitpackError(f"--embed-dtype must be one of {', '.join(EMBED_DTYPES)}")
 
-    # 1. every shape, all offenders at once; then every scale
-    codecs = fit_codec(model.ternary, codec0)
+    codecs = fit_codec(model.ternary, codec0)  # every shape, all offenders at once
     plan = GGUFPlan(dialect, codec0.name, [], [], warnings=list(model.warnings))
-    if codec0.separate_scale:
-        scale_modes = _tq_scale_modes(model, codec0.name, allow_scale_rounding, plan)
-    else:
-        scale_modes = {}
-        if any(_block_scaled(e.stored) for e in model.ternary):  # only such sources can hold several scales
-            single_scales(model.ternary, codec0.name)
+    scale_modes = _plan_scales(model, codec0, allow_scale_rounding, plan)
+    _plan_tensors(model, plan, codecs, scale_modes, embed_dtype, allow_scale_rounding)
+    plan.kv = _plan_kv(model, plan, name, source_info)
+    return plan
 
-    # 2. the tensor table
+
+def _plan_scales(model: Model, codec0: GGUFCodec, allow_scale_rounding: bool, plan: GGUFPlan) -> dict[str, str]:
+    """Every projection's scale checked against what the codec can hold; TQ's scale mode per tensor."""
+    if codec0.separate_scale:
+        return _tq_scale_modes(model, codec0.name, allow_scale_rounding, plan)
+    if any(_block_scaled(e.stored) for e in model.ternary):  # only such sources can hold several scales
+        single_scales(model.ternary, codec0.name)
+    return {}
+
+
+def _plan_tensors(model: Model, plan: GGUFPlan, codecs: dict[str, Any], scale_modes: dict[str, str],
+                  embed_dtype: str | None, allow_scale_rounding: bool) -> None:
+    """The tensor table, in the model's order: each entry's type, size and producer of its bytes."""
+    dialect = plan.dialect
     order = {}
     if model.arch.permute_qk:
         hp = model.hparams
@@ -148,23 +160,25 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
             plan.tensors.append(PlannedTensor(e.name, e.shape, t.name, t.id, t.nbytes(e.shape),
                                               lambda e=e, d=t.name: stored_as(e.load(), d), done=e.release))
 
-    # 3. metadata
+
+def _plan_kv(model: Model, plan: GGUFPlan, name: str | None,
+             source_info: dict[str, Any] | None) -> list[tuple[str, Any, str]]:
+    """The file's metadata: general.*, the hyperparameters, the tokenizer, then bitpack.*."""
     arch = model.arch.name
-    plan.kv = [
+    return [
         ("general.architecture", arch, "string"),
         ("general.name", name or model.name, "string"),
-        ("general.file_type", file_type(dialect, codec0.name), "u32"),
+        ("general.file_type", file_type(plan.dialect, plan.codec), "u32"),
         ("general.quantization_version", 2, "u32"),
         *model.hparams.gguf_kv(arch),
         *gguf_tokenizer_kv(model, plan.warnings),
         ("bitpack.format_version", 1, "u32"),
-        ("bitpack.dialect", dialect, "string"),
-        ("bitpack.codec", codec0.name, "string"),
+        ("bitpack.dialect", plan.dialect, "string"),
+        ("bitpack.codec", plan.codec, "string"),
         ("bitpack.codec_params", json.dumps(_codec_params(plan), sort_keys=True), "string"),
         ("bitpack.source", json.dumps(source_info or {"path": model.source}, sort_keys=True), "string"),
         ("bitpack.version", __version__, "string"),
     ]
-    return plan
 
 
 def _codec_params(plan: GGUFPlan) -> dict[str, Any]:
