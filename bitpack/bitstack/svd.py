@@ -13,7 +13,7 @@ import numpy as np
 # Randomized SVD parameters, chosen by measurement. The magnitude of a residual is a
 # non-negative matrix: one singular value dominates (the mean), and after it the spectrum is
 # a flat noise tail. The top direction converges at once; the other k − 1 sit in a flat tail,
-# where subspace iteration converges slowly, so bitpack uses block Krylov (see _randomized).
+# where subspace iteration converges slowly, so bitpack uses block Krylov (see randomized).
 # Largest relative-error excess over the full SVD at any block count, 16 blocks of rank 16
 # (sketch width k + p, q iterations; Laplace x log-normal(0.4) row/col scales):
 #                    1024x2816 Laplace   512x1024 Laplace   512x1024 Gaussian
