@@ -215,7 +215,7 @@ def run_measured(argv: list[str], folder: Path) -> tuple[dict, str, str]:
 
 
 def largest_tensor_bytes(src: Path) -> tuple[str, int]:
-    from bitpack.containers.safetensors_file import SafetensorsFile
+    from bitpack.containers.safetensors_read import SafetensorsFile
     best = ("?", 0)
     for f in model_files(src):
         if f.suffix == ".safetensors":

@@ -205,7 +205,7 @@ def test_a_stack_with_a_non_finite_factor_is_refused(stacks, tmp_path):
     """A NaN in a stored f16 factor would turn every logit into NaN; reading it is an error."""
     import shutil
 
-    from bitpack.containers.safetensors_file import SafetensorsFile
+    from bitpack.containers.safetensors_read import SafetensorsFile
 
     out = tmp_path / "nan"
     shutil.copytree(stacks["output"][0], out)

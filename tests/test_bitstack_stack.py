@@ -15,8 +15,9 @@ import bitpack
 from bitpack.bitstack import avd
 from bitpack.bitstack.budget import BudgetTable, parse_size, select
 from bitpack.bitstack.order import check_order, error_order, ppl_order, uniform_order
-from bitpack.containers.gguf_file import GGUFFile
-from bitpack.containers.safetensors_file import Checkpoint, SafetensorsWriter
+from bitpack.containers.gguf_read import GGUFFile
+from bitpack.containers.safetensors_read import Checkpoint
+from bitpack.containers.safetensors_write import SafetensorsWriter
 from bitpack.errors import BitpackError
 from bitpack.models import stack_target
 from bitpack.models.arch import Kind, architecture, slots

@@ -159,7 +159,7 @@ def test_pypi_gguf_reads_tq_files_and_dequantizes_to_codes_times_scale(tmp_path,
 def test_llama_gguf_rows_are_permuted_for_norm_rope(tmp_path, sources):
     out = convert(MODELS / "llama-packed", "i2_s", ConvertOptions(output=tmp_path / "l.gguf", scale_convention="divide"))
     from bitpack.codecs import get_codec
-    from bitpack.containers.gguf_file import GGUFFile
+    from bitpack.containers.gguf_read import GGUFFile
 
     f = GGUFFile(out["output"])
     src = sources["llama-packed"]
@@ -175,7 +175,7 @@ def test_llama_gguf_rows_are_permuted_for_norm_rope(tmp_path, sources):
 
 def test_gguf_metadata_and_tokenizer(tmp_path):
     out = convert(MODELS / "b158-packed", "i2_s", ConvertOptions(output=tmp_path / "m.gguf"))
-    from bitpack.containers.gguf_file import GGUFFile
+    from bitpack.containers.gguf_read import GGUFFile
 
     f = GGUFFile(out["output"])
     kv = f.kv
@@ -205,7 +205,7 @@ def test_embedding_dtype_is_exact_by_default_and_lossy_choices_are_reported(tmp_
 
 def test_tl_tiles_are_recorded_and_a_kernel_config_is_written(tmp_path):
     out = convert(MODELS / "b158-packed", "tl2", ConvertOptions(output=tmp_path / "m.gguf", dialect="bitnet-cpp-2024"))
-    from bitpack.containers.gguf_file import GGUFFile
+    from bitpack.containers.gguf_read import GGUFFile
 
     f = GGUFFile(out["output"])
     params = json.loads(f.kv["bitpack.codec_params"])
@@ -244,7 +244,7 @@ def test_hf_packed_output_is_a_transformers_layout(tmp_path):
 def test_bitlinear_source_keeps_its_weight_scale_bits(tmp_path):
     out = convert(MODELS / "llama-packed", "hf_packed",
                   ConvertOptions(output=tmp_path / "hf", scale_convention="divide"))
-    from bitpack.containers.safetensors_file import Checkpoint
+    from bitpack.containers.safetensors_read import Checkpoint
 
     new, old = Checkpoint(Path(out["output"])), Checkpoint(MODELS / "llama-packed")
     name = "model.layers.0.mlp.down_proj.weight_scale"
@@ -375,7 +375,7 @@ def test_every_fixture_is_listed_for_the_tokenizer_check():
 def test_fixture_tokenizers_convert_to_gguf_without_a_pre_tokenizer_warning(tmp_path, fixture):
     """The README's first demo used to end with "pre-tokenizer not recognised": the byte-level
     BPE fixtures use GPT-2's ByteLevel pre-tokenizer, which llama.cpp knows as "gpt-2"."""
-    from bitpack.containers.gguf_file import GGUFFile
+    from bitpack.containers.gguf_read import GGUFFile
 
     target, options = FIXTURE_TO_GGUF[fixture]
     out = convert(MODELS / fixture, target, ConvertOptions(output=tmp_path / "m.gguf", **options))

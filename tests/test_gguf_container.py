@@ -22,9 +22,10 @@ from gguf.quants import quantize
 from bitpack.codecs import get_codec
 from bitpack.codecs.base import pad
 from bitpack.codecs.tl2 import TL2
-from bitpack.containers.gguf_file import GGUFFile, GGUFWarning, GGUFWriter
 from bitpack.containers.gguf_kv import ValueType
+from bitpack.containers.gguf_read import GGUFFile, GGUFWarning
 from bitpack.containers.gguf_types import DIALECTS, ggml_type, types
+from bitpack.containers.gguf_write import GGUFWriter
 from bitpack.errors import BitpackError, ContainerError, DialectError
 
 V = ValueType

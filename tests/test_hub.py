@@ -21,7 +21,7 @@ from huggingface_hub import HfApi, constants, snapshot_download
 
 import bitpack
 from bitpack import ConvertOptions
-from bitpack.containers.gguf_file import GGUFFile
+from bitpack.containers.gguf_read import GGUFFile
 from bitpack.containers.hub import HubSnapshot, fetch, parse_repo_id
 from bitpack.errors import BitpackError
 
@@ -498,7 +498,7 @@ def broken_copy(tmp_path: Path) -> Path:
     """The packed fixture with layer 0's MLP all zero, as microsoft/BitNet#608's "Update Model" commit."""
     import shutil
 
-    from bitpack.containers.safetensors_file import SafetensorsFile
+    from bitpack.containers.safetensors_read import SafetensorsFile
 
     folder = tmp_path / "broken"
     shutil.copytree(PACKED, folder)

@@ -32,7 +32,8 @@ def test_inspect_gguf_reports_codec_scale_and_bits(tmp_path):
 def test_inspect_warns_about_all_zero_projections(tmp_path):
     src = tmp_path / "zeroed"
     shutil.copytree(MODELS / "b158-packed", src)
-    from bitpack.containers.safetensors_file import Checkpoint, SafetensorsWriter
+    from bitpack.containers.safetensors_read import Checkpoint
+    from bitpack.containers.safetensors_write import SafetensorsWriter
 
     ckpt = Checkpoint(src)
     names = ckpt.names()

@@ -42,7 +42,7 @@ def test_outside_codec_converts_inspects_decodes_and_verifies(tmp_path):
     # The bytes are the plugin's layout under the plugin's type id, and decode to the source's codes.
     probe = (
         "import sys, numpy as np\n"
-        "from bitpack.containers.gguf_file import GGUFFile\n"
+        "from bitpack.containers.gguf_read import GGUFFile\n"
         "from bitpack.codecs import get_codec\n"
         "from bitpack import open_model\n"
         "f = GGUFFile(sys.argv[1])\n"

@@ -15,7 +15,7 @@ import pytest
 from cli_runner import bitpack as cli
 
 from bitpack import __version__
-from bitpack.containers.safetensors_file import SafetensorsFile
+from bitpack.containers.safetensors_read import SafetensorsFile
 from bitpack.errors import BitpackError
 from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.open import open_model

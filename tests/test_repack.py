@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from bitpack.codecs import get_codec
-from bitpack.containers.gguf_file import GGUFFile, GGUFWriter
 from bitpack.containers.gguf_kv import ValueType as V
+from bitpack.containers.gguf_read import GGUFFile
+from bitpack.containers.gguf_write import GGUFWriter
 from bitpack.errors import BitpackError
 from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.verify import verify
@@ -109,3 +110,18 @@ def test_the_command_line_inspects_and_repacks_a_foreign_architecture(tmp_path):
     assert "blk.0.ffn_up_exps.weight  4x64x256  tq2_0" in shown.stdout
     done = bitpack("convert", src, "--to", "pq2_0", "-o", tmp_path / "p.gguf", "--verify")
     assert done.returncode == 0 and "verified" in done.stdout, done.stderr
+
+
+def test_merging_scales_is_explicit_reported_and_not_called_identical(tmp_path):
+    src = foreign_gguf(tmp_path / "src.gguf")
+    out = tmp_path / "merged.gguf"
+    report = convert(src, "iq2_bn", ConvertOptions(output=out, allow_scale_merge=True))
+    [note] = [n for n in report["rounded"] if n.startswith("blk.0.attn_q.weight")]
+    assert "scales merged" in note and "largest merged scale ratio 2" in note
+    with GGUFFile(out) as f:  # codes kept; every row's scale the least-squares one
+        codes, scale = get_codec("iq2_bn").decode(f.raw("blk.0.attn_q.weight"), (64, 512))
+    n = (codes != 0).reshape(64, 2, 256).sum(axis=2)
+    want = (n[:, 0] * 0.5 + n[:, 1] * 0.25) / n.sum(axis=1)
+    np.testing.assert_allclose(scale[:, 0], want.astype(np.float32), rtol=0)
+    result = verify(src, out)
+    assert result["identical"] is False and result["differing_tensors"] == ["blk.0.attn_q.weight"]

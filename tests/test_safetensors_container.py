@@ -18,13 +18,9 @@ import safetensors.numpy as stnp
 from safetensors import safe_open
 
 from bitpack.containers.hf_dir import ModelDirWriter, read_config, tokenizer_files
-from bitpack.containers.safetensors_file import (
-    Checkpoint,
-    SafetensorsFile,
-    SafetensorsWriter,
-    bf16_bits,
-    f32_from_bf16,
-)
+from bitpack.containers.safetensors_read import Checkpoint, SafetensorsFile
+from bitpack.containers.safetensors_write import SafetensorsWriter
+from bitpack.dtypes import bf16_bits, f32_from_bf16
 from bitpack.errors import BitpackError, ContainerError
 
 ST_DTYPE = {  # NumPy dtype -> safetensors dtype string

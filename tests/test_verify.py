@@ -17,7 +17,8 @@ from cli_runner import bitpack
 
 from bitpack.codecs import get_codec
 from bitpack.codecs.tiles import read_kernel_config
-from bitpack.containers.gguf_file import GGUFFile, GGUFWriter
+from bitpack.containers.gguf_read import GGUFFile
+from bitpack.containers.gguf_write import GGUFWriter
 from bitpack.executor import executor
 from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.open import open_model

@@ -17,7 +17,8 @@ from typing import Any, Self
 
 from ..errors import ContainerError
 from .files import create_temp_sibling, fsync_dir
-from .safetensors_file import INDEX_NAME, SafetensorsWriter
+from .safetensors_read import INDEX_NAME
+from .safetensors_write import SafetensorsWriter
 
 # Files a runtime needs besides the weights; copied unchanged (checkpoints.md §7).
 COMPRESSION_CONFIG = "compression_config.json"  # a BitStack stack's budget table (spec/bitstack.md §5.1)

@@ -23,7 +23,6 @@ Every failure is one line, raised as :class:`~bitpack.errors.BitpackError`.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -53,7 +52,7 @@ from huggingface_hub.utils import validate_repo_id
 from .._version import __version__
 from ..errors import BitpackError
 from .hf_dir import COMPRESSION_CONFIG, TOKENIZER_FILES
-from .safetensors_file import pick_weights, shard_name_ok
+from .safetensors_read import pick_weights, read_index
 
 __all__ = ["HubSnapshot", "fetch", "parse_repo_id"]
 
@@ -269,7 +268,7 @@ class _Context:
 
     def _weights(self, names: set[str], get: Callable[[str], Path],
                  missing: Callable[[str], str]) -> list[str]:
-        """What bitpack's safetensors reader picks in a directory (safetensors_file.pick_weights)."""
+        """What bitpack's safetensors reader picks in a directory (safetensors_read.pick_weights)."""
         top = {n for n in names if "/" not in n}
         if not any(n.endswith(".safetensors") for n in top):
             others = sorted(n for n in top if n.endswith((".bin", ".pt", ".pth", ".ckpt")))
@@ -288,18 +287,9 @@ class _Context:
         return [chosen, *shards]
 
     def _shards(self, index: str, path: Path) -> list[str]:
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise BitpackError(f"{self.where}: {index} is not a readable JSON index ({err})") from None
-        wmap = doc.get("weight_map") if isinstance(doc, dict) else None
-        if not isinstance(wmap, dict) or not all(isinstance(v, str) for v in wmap.values()):
-            raise BitpackError(f"{self.where}: {index} has no weight_map mapping tensor names to shard files")
-        shards = list(dict.fromkeys(wmap.values()))
-        for shard in shards:
-            if not shard_name_ok(shard):
-                raise BitpackError(f"{self.where}: {index} names shard {shard!r} outside the repo")
-        return shards
+        """The shard files the index names, in weight_map order (safetensors_read.read_index)."""
+        wmap, _ = read_index(path, f"{self.where}: {index}")
+        return list(dict.fromkeys(wmap.values()))
 
     def _snapshot(self, names: list[str], paths: list[Path], source: Path | None) -> HubSnapshot:
         first = PurePosixPath(names[0])

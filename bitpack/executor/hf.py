@@ -25,6 +25,7 @@ from ..models.conventions import LINEAR_CLASSES
 from ..models.floats import round_through
 from ..models.model import Float, Model, Ternary
 from .forward import Capture, Executor
+from .numerics import reciprocal_scale, token_absmax
 
 F32 = np.float32
 
@@ -68,16 +69,16 @@ class HFExecutor(Executor):
 
     def _ternary_linear(self, x: np.ndarray, name: str, t: Ternary) -> np.ndarray:
         codes = t.codes.astype(F32)
-        m = np.maximum(np.abs(x).max(axis=-1, keepdims=True), F32(1e-5))
+        m = token_absmax(x)
         if self.linear_class == "bitlinear":
             # activation_quant: the scale is a bf16 tensor; the product x * scale is not rounded
-            s_b = bf((F32(1) / m) * F32(127))
+            s_b = bf(reciprocal_scale(m))
             q = np.clip(np.rint(x * s_b), -128, 127).astype(F32)
             y = bf(q @ codes.T)
             ws = LINEAR_CLASSES["bitlinear"].stored(t.scale) if t.source_weight_scale is None \
                 else _bf16_value(t.source_weight_scale)
             return bf(y / (s_b * bf(np.array([ws], F32))[0]))
-        s_x = ((F32(1) / m) * F32(127)).astype(F32)  # 127/x lowered to reciprocal * 127 (§7.2)
+        s_x = reciprocal_scale(m).astype(F32)
         x_dq = bf(np.clip(np.rint(x * s_x), -128, 127) / s_x)
         if self.online:
             weight = codes * bf(np.array([t.scale], F32))[0]  # W_dq = bf16(t / s_q)

@@ -109,10 +109,24 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, n: Numerics) -> np.n
     return (x * scale) * weight
 
 
+ABSMAX_FLOOR = F32(1e-5)  # per-token absmax clamp before 127/m (BitNet's activation_quant)
+
+
+def token_absmax(x: np.ndarray) -> np.ndarray:
+    """m: each token's largest magnitude, floored at ABSMAX_FLOOR (float32, keepdims)."""
+    return np.maximum(np.abs(x).max(axis=-1, keepdims=True), ABSMAX_FLOOR)
+
+
+def reciprocal_scale(m: np.ndarray) -> np.ndarray:
+    """127/m as transformers lowers it, (1/m)*127 in float32 (architectures.md §7.2); rounding
+    the result (float32, bf16) is the caller's."""
+    return (F32(1) / m) * F32(127)
+
+
 def quantize_activations(x: np.ndarray, n: Numerics, f32_scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-token absmax int8 (held as float32 integers) and the activation scale s_x;
     ``f32_scale``: the weight type's kernels compute 127/m in float32 (bitnet.cpp's TL2)."""
-    m = np.maximum(np.abs(x).max(axis=-1, keepdims=True), F32(1e-5))
+    m = token_absmax(x)
     if n.scale_in_double and not f32_scale:
         s = 127.0 / m.astype(np.float64)
         q = np.clip(np.rint(x.astype(np.float64) * s), -128, 127).astype(F32)
@@ -120,7 +134,7 @@ def quantize_activations(x: np.ndarray, n: Numerics, f32_scale: bool = False) ->
     if n.scale_in_double:  # bitnet.cpp's TL2 path: 127/m in float32
         s_x = (F32(127) / m).astype(F32)
     else:  # bitpack's exact mode: the reciprocal form transformers uses (architectures.md §7.2)
-        s_x = ((F32(1) / m) * F32(127)).astype(F32)
+        s_x = reciprocal_scale(m).astype(F32)
     return np.clip(np.rint(x * s_x), -128, 127).astype(F32), s_x
 
 

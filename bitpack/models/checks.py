@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dtypes import FLOAT_STORAGE
 from ..parallel import ordered
 from .model import Entry, Model
 from .ternarize import ABSMEAN_FLOOR
 
-MASTER_DTYPES = ("F32", "F16", "BF16")
+MASTER_DTYPES = tuple(FLOAT_STORAGE)  # master weights are stored floats
 MARGIN = 2.0  # scales this close above the clamp are decoded to be sure
 REVISION_HINT = ("the current revisions of microsoft/bitnet-b1.58-2B-4T have all-zero MLP projections "
                  "(microsoft/BitNet#608): convert an earlier revision (--revision REV, or org/name@REV)")

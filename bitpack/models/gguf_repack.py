@@ -20,9 +20,9 @@ import numpy as np
 
 from .._version import __version__
 from ..codecs import get_codec
-from ..codecs._scales import coarsest, to_codec_scales
+from ..codecs._scales import coarsest, merge_scales, to_codec_scales
 from ..codecs.base import GGUFCodec
-from ..containers.gguf_file import GGUFFile, GGUFTensor
+from ..containers.gguf_read import GGUFFile, GGUFTensor
 from ..containers.gguf_types import DIALECTS, codec_dialects, file_type, types
 from ..errors import BitpackError, CodecError, ScaleError, ShapeError
 from .arch import ALIASES, ARCHITECTURES, architecture
@@ -36,7 +36,7 @@ OWN_PREFIX = "bitpack."
 
 def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
                 params: dict[str, Any] | None = None, allow_scale_rounding: bool = False,
-                source_info: dict[str, Any] | None = None) -> GGUFPlan:
+                allow_scale_merge: bool = False, source_info: dict[str, Any] | None = None) -> GGUFPlan:
     """Everything that can refuse, before anything is written."""
     codec0 = get_codec(codec_name, **(params or {}))
     if not isinstance(codec0, GGUFCodec):
@@ -56,7 +56,7 @@ def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
         src = get_codec(codec_name, **_tensor_params(codec_name, t.name, _rows(t.shape), source_params, None,
                                                       str(f.path)))
         try:
-            planned, note = _repacked(f, t, src, codec0, dialect, allow_scale_rounding)
+            planned, note = _repacked(f, t, src, codec0, dialect, allow_scale_rounding, allow_scale_merge)
         except (ShapeError, ScaleError, CodecError) as err:
             refused.append(f"{t.name}: {str(err).removeprefix(codec0.name + ' ')}")
             continue
@@ -66,7 +66,8 @@ def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
     if refused:
         raise BitpackError(f"{codec0.name} cannot hold {len(refused)} tensors of {f.path} exactly: "
                            + "; ".join(refused[:4]) + (f"; and {len(refused) - 4} more" if len(refused) > 4 else "")
-                           + ("" if allow_scale_rounding else ". --allow-scale-rounding rounds per-tensor scales"))
+                           + ". --allow-scale-rounding rounds per-tensor scales; --allow-scale-merge merges "
+                           "differing scales (both lossy, each tensor listed)")
     plan.notes.extend(lossy)
     plan.kv = [*_copied_kv(f), ("general.file_type", file_type(dialect, codec0.name), "u32"),
                ("bitpack.format_version", 1, "u32"), ("bitpack.dialect", dialect, "string"),
@@ -110,33 +111,41 @@ def _copied(f: GGUFFile, t: GGUFTensor, dialect: str) -> PlannedTensor:
                          done=lambda n=t.name: f.release(n))
 
 
-def _repacked(f: GGUFFile, t: GGUFTensor, src, codec: GGUFCodec, dialect: str,
-              allow_rounding: bool) -> tuple[PlannedTensor, str | None]:
+def _repacked(f: GGUFFile, t: GGUFTensor, src, codec: GGUFCodec, dialect: str, allow_rounding: bool,
+              allow_merge: bool) -> tuple[PlannedTensor, str | None]:
     """A ternary tensor re-encoded; its scale checked here, from a decode, so a refusal comes
     before any output exists."""
     rows = _rows(t.shape)
     bound = codec.for_shape(rows)
     codes, scale = src.decode(f.raw(t), rows)
-    note = None
+    note, merged = None, None
     try:
         to_codec_scales(scale, codes, bound.scale_granularity, bound.group_size, bound.scale_dtype, bound.name)
     except ScaleError:
-        if not (allow_rounding and np.ndim(scale) == 0):
+        if allow_rounding and np.ndim(scale) == 0:
+            rounded = _rounded(scale, bound.scale_dtype)
+            note = f"{t.name}: scale {float(scale)!r} rounded to {bound.scale_dtype} {float(rounded)!r}"
+        elif allow_merge and np.ndim(scale):
+            merged, error, ratio = merge_scales(scale, codes, bound.scale_granularity, bound.group_size,
+                                                bound.scale_dtype)
+            note = (f"{t.name}: scales merged (--allow-scale-merge): relative weight error {error:.2e}, "
+                    f"largest merged scale ratio {ratio:.3g}")
+        else:
             raise
-        rounded = _rounded(scale, bound.scale_dtype)
-        note = f"{t.name}: scale {float(scale)!r} rounded to {bound.scale_dtype} {float(rounded)!r}"
     bound.check_codes(codes)
     f.release(t.name)
     return PlannedTensor(t.name, t.shape, bound.ggml_name, bound.type_ids[dialect], bound.nbytes(rows),
-                         _producer(f, t.name, src, bound, rows, allow_rounding), bound.get_config(),
+                         _producer(f, t.name, src, bound, rows, allow_rounding, merged), bound.get_config(),
                          bound.bits_per_weight(rows), done=lambda n=t.name: f.release(n)), note
 
 
 def _producer(f: GGUFFile, name: str, src, codec: GGUFCodec, rows: tuple[int, int],
-              allow_rounding: bool) -> Callable[[], np.ndarray]:
+              allow_rounding: bool, merged: Any = None) -> Callable[[], np.ndarray]:
     def produce() -> np.ndarray:
         codes, scale = src.decode(f.raw(name), rows)
-        if np.ndim(scale) == 0 and allow_rounding:
+        if merged is not None:
+            scale = merged  # planned and listed in the notes
+        elif np.ndim(scale) == 0 and allow_rounding:
             scale = _rounded(scale, codec.scale_dtype)  # listed in the plan's notes
         return codec.encode(codes, scale)
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..codecs import codec_class, get_codec
-from ..containers.gguf_file import GGUFFile
+from ..containers.gguf_read import GGUFFile
 from ..errors import BitpackError
 from .arch import ARCHITECTURES, Architecture, Kind, architecture, qk_row_order, slots
 from .floats import STORAGE

@@ -21,7 +21,6 @@ from ..codecs._scales import merge_scales, to_codec_scales
 from ..codecs.base import GGUFCodec
 from ..codecs.tiles import Tiles
 from ..containers.files import check_output_file
-from ..containers.gguf_file import GGUFWriter
 from ..containers.gguf_kv import value_type
 from ..containers.gguf_types import (
     DEFAULT_ALIGNMENT,
@@ -32,6 +31,8 @@ from ..containers.gguf_types import (
     gguf_codecs,
     types,
 )
+from ..containers.gguf_write import GGUFWriter
+from ..dtypes import FLOAT_STORAGE
 from ..errors import BitpackError, CodecError, ScaleError
 from ..parallel import write_in_order
 from .arch import Kind, qk_row_order
@@ -46,7 +47,8 @@ from .model import (
 )
 from .tokenizer import tokenizer_kv
 
-EMBED_DTYPES = ("f16", "bf16", "f32")
+# --embed-dtype: the stored float dtypes (dtypes.FLOAT_STORAGE), spelled lower case, narrowest first
+EMBED_DTYPES = tuple(n.lower() for n in sorted(FLOAT_STORAGE, key=lambda n: FLOAT_STORAGE[n].itemsize))
 
 
 @dataclass
@@ -118,16 +120,29 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
     if embed_dtype is not None and embed_dtype not in EMBED_DTYPES:
         raise BitpackError(f"--embed-dtype must be one of {', '.join(EMBED_DTYPES)}")
 
-    # 1. every shape, all offenders at once; then every scale
-    codecs = fit_codec(model.ternary, codec0)
+    codecs = fit_codec(model.ternary, codec0)  # every shape, all offenders at once
     plan = GGUFPlan(dialect, codec0.name, [], [], warnings=list(model.warnings))
     if codec0.codes_restricted:
         _check_codes(model, codec0)
-    scale_modes = {}  # a per-tensor target of per-tensor sources needs no scale pass (GGUF sources decode for it)
-    if codec0.scale_granularity != "tensor" or any(_block_scaled(e.stored) for e in model.ternary):
-        scale_modes = _scale_modes(model, codec0, allow_scale_rounding, allow_scale_merge, plan)
+    scale_modes = _plan_scales(model, codec0, allow_scale_rounding, allow_scale_merge, plan)
+    _plan_tensors(model, plan, codecs, scale_modes, embed_dtype, allow_scale_rounding)
+    plan.kv = _plan_kv(model, plan, name, source_info)
+    return plan
 
-    # 2. the tensor table
+
+def _plan_scales(model: Model, codec0: GGUFCodec, allow_rounding: bool, allow_merge: bool,
+                 plan: GGUFPlan) -> dict[str, str]:
+    """Every projection's scale checked against what the codec can hold, and TQ's scale mode per
+    tensor. A per-tensor target of per-tensor sources needs no pass (GGUF sources decode for it)."""
+    if codec0.scale_granularity != "tensor" or any(_block_scaled(e.stored) for e in model.ternary):
+        return _scale_modes(model, codec0, allow_rounding, allow_merge, plan)
+    return {}
+
+
+def _plan_tensors(model: Model, plan: GGUFPlan, codecs: dict[str, Any], scale_modes: dict[str, str],
+                  embed_dtype: str | None, allow_scale_rounding: bool) -> None:
+    """The tensor table, in the model's order: each entry's type, size and producer of its bytes."""
+    dialect = plan.dialect
     order = {}
     if model.arch.permute_qk:
         hp = model.hparams
@@ -155,23 +170,25 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
             plan.tensors.append(PlannedTensor(e.name, e.shape, t.name, t.id, t.nbytes(e.shape),
                                               lambda e=e, d=t.name: stored_as(e.load(), d), done=e.release))
 
-    # 3. metadata
+
+def _plan_kv(model: Model, plan: GGUFPlan, name: str | None,
+             source_info: dict[str, Any] | None) -> list[tuple[str, Any, str]]:
+    """The file's metadata: general.*, the hyperparameters, the tokenizer, then bitpack.*."""
     arch = model.arch.name
-    plan.kv = [
+    return [
         ("general.architecture", arch, "string"),
         ("general.name", name or model.name, "string"),
-        ("general.file_type", file_type(dialect, codec0.name), "u32"),
+        ("general.file_type", file_type(plan.dialect, plan.codec), "u32"),
         ("general.quantization_version", 2, "u32"),
         *model.hparams.gguf_kv(arch),
         *gguf_tokenizer_kv(model, plan.warnings),
         ("bitpack.format_version", 1, "u32"),
-        ("bitpack.dialect", dialect, "string"),
-        ("bitpack.codec", codec0.name, "string"),
+        ("bitpack.dialect", plan.dialect, "string"),
+        ("bitpack.codec", plan.codec, "string"),
         ("bitpack.codec_params", json.dumps(_codec_params(plan), sort_keys=True), "string"),
         ("bitpack.source", json.dumps(source_info or {"path": model.source}, sort_keys=True), "string"),
         ("bitpack.version", __version__, "string"),
     ]
-    return plan
 
 
 def _codec_params(plan: GGUFPlan) -> dict[str, Any]:

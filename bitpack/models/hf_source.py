@@ -24,7 +24,7 @@ import numpy as np
 
 from ..codecs import get_codec
 from ..containers.hf_dir import read_config, tokenizer_files
-from ..containers.safetensors_file import Checkpoint
+from ..containers.safetensors_read import Checkpoint
 from ..errors import BitpackError
 from .arch import Architecture, Kind, decide, slots
 from .conventions import CONVENTIONS, DEFAULT, LINEAR_CLASSES, OWN, resolve_linear_class

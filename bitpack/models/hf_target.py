@@ -19,7 +19,8 @@ from .._version import __version__
 from ..codecs import get_codec
 from ..codecs.base import SafetensorsCodec
 from ..containers.hf_dir import ModelDirWriter, tokenizer_files
-from ..containers.safetensors_file import DTYPES
+from ..containers.safetensors_read import DTYPES
+from ..dtypes import FLOAT_STORAGE
 from ..errors import BitpackError
 from ..parallel import write_in_order
 from .arch import Kind, hf_name
@@ -82,7 +83,7 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
             dtype, value = stored_scales[e.name]
             plan.tensors.append(Planned(name + "_scale", dtype, (1,), lambda v=value: v))
         else:
-            dtype = e.stored if e.stored in ("F32", "F16", "BF16") else "F32"
+            dtype = e.stored if e.stored in FLOAT_STORAGE else "F32"
             plan.tensors.append(Planned(name, dtype, e.shape, lambda e=e, d=dtype: stored_as(e.load(), d),
                                         done=e.release))
     plan.metadata = {
@@ -143,7 +144,7 @@ def _config(model: Model, codec: str, linear_class: str) -> dict[str, Any]:
 
 
 def _scale_dtype(model: Model, linear_class: str, requested: str, packed: bool) -> str:
-    if packed and linear_class == "bitlinear" and model.source_scale_dtype in ("F32", "F16", "BF16") \
+    if packed and linear_class == "bitlinear" and model.source_scale_dtype in FLOAT_STORAGE \
             and model.linear_class == "bitlinear":
         return model.source_scale_dtype  # the source's own weight_scale bits are kept
     return "BF16" if requested == "bf16" and packed else "F32"  # bitpack's own layouts keep F32 (checkpoints.md §7)

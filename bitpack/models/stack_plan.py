@@ -12,6 +12,7 @@ import numpy as np
 
 from ..bitstack import avd
 from ..bitstack.order import check_order, check_ppl_cost, choose_order, uniform_order
+from ..bitstack.svd import SVD_METHODS
 from ..errors import BitpackError, ShapeError
 from .arch import Kind
 from .model import Entry, Model
@@ -127,8 +128,8 @@ def decompose_job(projections: list[Entry], blocks: int | None, rank: int | None
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= avd.MAX_COUNT:
             raise BitpackError(f"--{what} must be a whole number from 1 to {avd.MAX_COUNT}, got {v!r}")
     n_blocks, k = int(n_blocks), int(k)
-    if svd not in avd.SVD_METHODS:
-        raise BitpackError(f"svd must be one of {', '.join(avd.SVD_METHODS)}, got {svd!r}")
+    if svd not in SVD_METHODS:
+        raise BitpackError(f"svd must be one of {', '.join(SVD_METHODS)}, got {svd!r}")
     refused = []
     for e in projections:
         try:

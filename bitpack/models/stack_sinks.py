@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 
 from ..bitstack.budget import BudgetTable
-from ..containers.gguf_file import GGUFFile, GGUFWriter
 from ..containers.gguf_kv import U32, U64, ValueType, encode_string, value_type
+from ..containers.gguf_read import GGUFFile
 from ..containers.gguf_types import MAINLINE, types
+from ..containers.gguf_write import GGUFWriter
 from ..containers.hf_dir import COMPRESSION_CONFIG, ModelDirWriter
-from ..containers.safetensors_file import DTYPES, SINGLE_NAME
+from ..containers.safetensors_read import DTYPES, SINGLE_NAME
+from ..dtypes import FLOAT_STORAGE
 from ..errors import BitpackError
 from .stack_format import KEY_ORDER
 
@@ -126,7 +128,7 @@ def _patch(path: Path, offset: int, data: bytes, expect: bytes) -> None:
         raise BitpackError(f"{path}: cannot write the block order ({err.strerror or err})") from None
 
 
-_GGUF_DTYPE = {"U8": "I8", "F16": "F16", "F32": "F32", "BF16": "BF16"}
+_GGUF_DTYPE = {"U8": "I8", **{name: name for name in FLOAT_STORAGE}}  # GGUF spells stored floats alike
 
 
 class GGUFSink:

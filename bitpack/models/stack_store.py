@@ -11,8 +11,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..containers.gguf_file import GGUFFile
-from ..containers.safetensors_file import Checkpoint
+from ..containers.gguf_read import GGUFFile
+from ..containers.safetensors_read import Checkpoint
+from ..containers.sniff import has_gguf_magic
 from ..errors import BitpackError
 from .floats import STORAGE
 
@@ -89,11 +90,8 @@ class _GGUFStore(Store):
 
 def open_store(path: Path) -> Store:
     """The store of a stack: one GGUF file (by its magic), else safetensors files."""
-    if path.is_file():
-        with path.open("rb") as fh:
-            head = fh.read(4)
-        if head == b"GGUF":
-            return _GGUFStore(path)
+    if has_gguf_magic(path):
+        return _GGUFStore(path)
     return _SafetensorsStore(path)
 
 

@@ -17,8 +17,8 @@ from typing import Any, Callable
 from ..codecs import codec_class, get_codec
 from ..codecs.tiles import kernel_config_ini
 from ..containers.files import write_atomic
-from ..containers.gguf_file import GGUFFile
-from ..containers.safetensors_file import DTYPES
+from ..containers.gguf_read import GGUFFile
+from ..containers.safetensors_read import DTYPES
 from ..errors import BitpackError
 from ..models.arch import hf_name
 from ..models.checks import REVISION_HINT, degenerate_tensors, describe
@@ -59,6 +59,7 @@ class ConvertOptions:
     linear_class: str | None = None
     scale_convention: str | None = None
     allow_scale_rounding: bool = False
+    allow_scale_merge: bool = False  # coarsen differing scales into a target's groups (lossy, reported)
     tile_params: dict[str, Any] | None = None  # tiles of a foreign TL source
     revision: str | None = None  # of a Hub source
     allow_degenerate: bool = False  # convert all-zero projections anyway (checks.py)
@@ -154,7 +155,8 @@ def _repack(source: Source, codec: str, options: ConvertOptions, progress: Progr
         source_info = {**source.origin, "layout": f"gguf ({f.dialect})", "architecture": f.architecture,
                        "dialect": f.dialect}
         plan = plan_repack(f, codec, dialect=options.dialect, params=options.params,
-                           allow_scale_rounding=options.allow_scale_rounding, source_info=source_info)
+                           allow_scale_rounding=options.allow_scale_rounding,
+                           allow_scale_merge=options.allow_scale_merge, source_info=source_info)
         _notify(progress, "plan", len(plan.tensors), sum(t.nbytes for t in plan.tensors))
         written = write_gguf(plan, out, overwrite=options.overwrite, inputs=[source.path], progress=progress)
     tensors = [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),
@@ -171,6 +173,7 @@ def _write_gguf(model: Model, codec: str, out: Path, options: ConvertOptions, pr
                 source_info: dict[str, Any]) -> dict[str, Any]:
     plan = plan_gguf(model, codec, dialect=options.dialect, params=options.params,
                      embed_dtype=options.embed_dtype, allow_scale_rounding=options.allow_scale_rounding,
+                     allow_scale_merge=options.allow_scale_merge,
                      source_info=source_info)
     _notify(progress, "plan", len(plan.tensors), sum(t.nbytes for t in plan.tensors))
     written = write_gguf(plan, out, overwrite=options.overwrite, inputs=model.files, progress=progress)

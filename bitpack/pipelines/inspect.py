@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..codecs import get_codec, list_codecs
-from ..containers.gguf_file import GGUFFile
+from ..containers.gguf_read import GGUFFile
 from ..containers.gguf_types import DIALECTS
 from ..models.gguf_repack import knows_architecture
 from ..models.model import Float, Ternary

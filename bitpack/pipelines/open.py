@@ -1,6 +1,6 @@
-"""Opening a source: what a path is (sniffed, Pillow style: a directory with config.json, a
-GGUF magic, a safetensors header), a Hub repo id fetched into the cache, and the canonical
-model of either, which every pipeline starts from.
+"""Opening a source: what a path is (containers.sniff: a directory with config.json, a GGUF
+magic, a safetensors header), a Hub repo id fetched into the cache, and the canonical model of
+either, which every pipeline starts from.
 """
 
 from __future__ import annotations
@@ -10,28 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ..containers.hub import fetch, parse_repo_id
+from ..containers.sniff import sniff
 from ..errors import BitpackError
 from ..models.gguf_source import open_gguf
 from ..models.hf_source import open_hf
 from ..models.model import Model
 from ..models.stack_source import is_stack, open_stack
-
-
-def sniff(path: Path) -> str:
-    """"gguf" or "safetensors" for what ``path`` is; a clear error when it is neither."""
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return "safetensors"
-        raise BitpackError(f"{path} is a directory without config.json; not an HF model directory")
-    if not path.is_file():
-        raise BitpackError(f"{path} does not exist")
-    with path.open("rb") as fh:
-        head = fh.read(16)
-    if head[:4] == b"GGUF":
-        return "gguf"
-    if path.suffix == ".json" or (len(head) >= 9 and head[8:9] == b"{"):  # index, or safetensors header
-        return "safetensors"
-    raise BitpackError(f"{path} is neither a GGUF file, a safetensors file nor an HF model directory")
 
 
 @dataclass

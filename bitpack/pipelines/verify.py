@@ -16,7 +16,7 @@ import numpy as np
 
 from ..bitstack.budget import blocks_summary
 from ..codecs._scales import coarsest
-from ..containers.gguf_file import GGUFFile
+from ..containers.gguf_read import GGUFFile
 from ..errors import BitpackError
 from ..executor import executor
 from ..models.arch import Kind

@@ -1,4 +1,4 @@
-"""Safetensors files without torch: a hardened lazy reader, sharded checkpoints, a streaming writer.
+"""Safetensors files without torch: a hardened lazy reader and sharded checkpoints.
 
 Format (checkpoints.md §11): 8-byte little-endian header length N, N bytes of UTF-8 JSON mapping
 tensor names to ``{"dtype", "shape", "data_offsets": [begin, end]}`` (offsets relative to the
@@ -12,6 +12,7 @@ is one clear :class:`ContainerError`, never a crash, a huge allocation or a part
 reading a tensor touches only its bytes (P7).
 
 NumPy has no bfloat16: BF16 is read as uint16 bits and widened exactly (f32 bits = u16 << 16).
+The streaming writer is :mod:`.safetensors_write`.
 """
 
 from __future__ import annotations
@@ -20,25 +21,24 @@ import json
 import math
 import mmap
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn, Self
 
 import numpy as np
 
-from ..dtypes import bf16_bits, f32_from_bf16  # noqa: F401 - re-exported for the container API
+from ..dtypes import FLOAT_STORAGE, f32_from_bf16
 from ..errors import ContainerError
-from .files import StagedFile
 
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit against JSON bombs
 
-# Stored dtype -> NumPy dtype of the raw view (explicitly little-endian). BF16 is viewed as
-# its uint16 bit patterns; array() widens it.
+# Stored dtype -> NumPy dtype of the raw view (explicitly little-endian). The floats are
+# dtypes.FLOAT_STORAGE: BF16 is viewed as its uint16 bit patterns; array() widens it.
 DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_), "U8": np.dtype("u1"), "I8": np.dtype("i1"),
-    "U16": np.dtype("<u2"), "I16": np.dtype("<i2"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
-    "U32": np.dtype("<u4"), "I32": np.dtype("<i4"), "F32": np.dtype("<f4"),
+    "U16": np.dtype("<u2"), "I16": np.dtype("<i2"), "F16": FLOAT_STORAGE["F16"], "BF16": FLOAT_STORAGE["BF16"],
+    "U32": np.dtype("<u4"), "I32": np.dtype("<i4"), "F32": FLOAT_STORAGE["F32"],
     "U64": np.dtype("<u8"), "I64": np.dtype("<i8"), "F64": np.dtype("<f8"),
 }
 
@@ -296,6 +296,31 @@ def shard_name_ok(name: str) -> bool:
     return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
 
 
+def read_index(index: Path, label: str | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+    """(weight_map, metadata) of a sharded checkpoint's index JSON, checked: the one parser of
+    the index, used by :class:`Checkpoint` and by the Hub source choosing what to download.
+
+    The weight_map maps tensor names to shard file names, each inside the index's folder
+    (:func:`shard_name_ok`); a key named twice is refused. ``label`` prefixes the messages
+    (default: the index path).
+    """
+    where = str(index) if label is None else label
+    try:
+        doc = json.loads(index.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
+    except _Duplicate as dup:
+        raise ContainerError(f"{where}: key {str(dup)!r} appears twice") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ContainerError(f"{where}: not a readable JSON index ({err})") from None
+    wmap = doc.get("weight_map") if isinstance(doc, dict) else None
+    if not isinstance(wmap, dict) or not all(isinstance(v, str) for v in wmap.values()):
+        raise ContainerError(f"{where}: no weight_map object mapping tensor names to shard files")
+    for fname in sorted(set(wmap.values())):
+        if not shard_name_ok(fname):
+            raise ContainerError(f"{where}: shard {fname!r} lies outside {index.parent}")
+    metadata = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
+    return wmap, metadata
+
+
 class Checkpoint:
     """One safetensors file or a sharded set, read through one name -> tensor API.
 
@@ -328,24 +353,10 @@ class Checkpoint:
         return d / name
 
     def _open_index(self, index: Path) -> None:
-        try:
-            doc = json.loads(index.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
-        except _Duplicate as dup:
-            raise ContainerError(f"{index}: key {str(dup)!r} appears twice") from None
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise ContainerError(f"{index}: not a readable JSON index ({err})") from None
-        wmap = doc.get("weight_map") if isinstance(doc, dict) else None
-        if not isinstance(wmap, dict) or not all(isinstance(v, str) for v in wmap.values()):
-            raise ContainerError(f"{index}: no weight_map object mapping tensor names to shard files")
-        if isinstance(doc.get("metadata"), dict):
-            self.index_metadata = doc["metadata"]
+        wmap, self.index_metadata = read_index(index)
         base = index.parent
         by_file: dict[str, SafetensorsFile] = {}
         for fname in sorted(set(wmap.values())):
-            # The name must stay inside the folder: no absolute paths, no ../ parts. The file
-            # itself may be a symlink elsewhere (the Hub cache links every file into blobs/).
-            if not shard_name_ok(fname):
-                raise ContainerError(f"{index}: shard {fname!r} lies outside {base}")
             shard_path = base / fname
             if not shard_path.is_file():
                 raise ContainerError(f"{index}: shard {fname!r} does not exist")
@@ -422,137 +433,3 @@ class Checkpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --- writing ----------------------------------------------------------------------------------
-
-class SafetensorsWriter:
-    """Stream a safetensors file: declare every tensor with :meth:`add`, then :meth:`write` each.
-
-    The header is computed from the declared shapes alone (in declaration order), so tensors are
-    written one at a time and never held together in memory. Bytes go to a temporary
-    ``.<name>.<random>.part`` in the target folder, renamed over ``path`` by :meth:`close`; an
-    exception inside ``with`` (or :meth:`abort`) deletes it.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None,
-                 *, overwrite: bool = False):
-        self.path = Path(path)
-        if metadata is not None and not all(isinstance(k, str) and isinstance(v, str)
-                                            for k, v in metadata.items()):
-            raise ContainerError(f"{self.path}: __metadata__ must map strings to strings")
-        if not overwrite and self.path.exists():
-            raise ContainerError(f"{self.path} already exists (pass overwrite to replace it)")
-        self.metadata = None if metadata is None else dict(metadata)
-        self.overwrite = overwrite
-        self._decl: dict[str, TensorInfo] = {}
-        self._cursor = 0  # data bytes declared so far
-        self._order: list[str] = []
-        self._next = 0  # index into _order of the next tensor to write
-        self._out: StagedFile | None = StagedFile(self.path, overwrite=overwrite)
-        self._header_written = False
-
-    def add(self, name: str, dtype: str, shape: Iterable[int]) -> None:
-        if self._header_written:
-            raise ContainerError(f"{self.path}: cannot declare {name!r} after writing began")
-        shape = tuple(shape)
-        if not isinstance(name, str) or not name or name == "__metadata__":
-            raise ContainerError(f"{self.path}: invalid tensor name {name!r}")
-        if name in self._decl:
-            raise ContainerError(f"{self.path}: tensor {name!r} declared twice")
-        if dtype not in DTYPES:
-            raise ContainerError(f"{self.path}: tensor {name!r}: unsupported dtype {dtype!r}")
-        if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
-                   for d in shape):
-            raise ContainerError(f"{self.path}: tensor {name!r}: bad shape {shape!r}")
-        shape = tuple(int(d) for d in shape)
-        nbytes = math.prod(shape) * DTYPES[dtype].itemsize
-        self._decl[name] = TensorInfo(name, dtype, shape, nbytes, self._cursor)  # relative offset
-        self._order.append(name)
-        self._cursor += nbytes
-
-    def header_bytes(self) -> bytes:
-        """The 8-byte length and the JSON header, padded with spaces to a multiple of 8 as the
-        reference writer does (so the data section starts 8-byte aligned)."""
-        header: dict[str, Any] = {} if self.metadata is None else {"__metadata__": self.metadata}
-        for info in self._decl.values():
-            header[info.name] = {"dtype": info.dtype, "shape": list(info.shape),
-                                 "data_offsets": [info.offset, info.offset + info.nbytes]}
-        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        text += b" " * (-len(text) % 8)
-        return len(text).to_bytes(8, "little") + text
-
-    def _ensure_header(self) -> None:
-        if not self._header_written:
-            self._out.write(self.header_bytes())
-            self._header_written = True
-
-    def write(self, name: str, array: np.ndarray) -> None:
-        """Write the next declared tensor. BF16 takes uint16 bits or bf16-representable float32."""
-        if self._out is None:
-            raise ContainerError(f"{self.path}: writer is closed")
-        if self._next >= len(self._order) or self._order[self._next] != name:
-            expected = self._order[self._next] if self._next < len(self._order) else "nothing more"
-            raise ContainerError(f"{self.path}: tensor {name!r} written out of order "
-                                 f"(expected {expected!r})")
-        info = self._decl[name]
-        arr = np.asarray(array)
-        if tuple(arr.shape) != info.shape:
-            raise ContainerError(f"{self.path}: tensor {name!r}: shape {arr.shape} does not match "
-                                 f"the declared {list(info.shape)}")
-        target = DTYPES[info.dtype]
-        if info.dtype == "BF16" and arr.dtype == np.float32:
-            try:
-                arr = bf16_bits(arr)
-            except ContainerError as err:
-                raise ContainerError(f"{self.path}: tensor {name!r}: {err}") from None
-        elif arr.dtype.kind != target.kind or arr.dtype.itemsize != target.itemsize:
-            hint = " (uint16 bits or float32)" if info.dtype == "BF16" else ""
-            raise ContainerError(f"{self.path}: tensor {name!r}: got {arr.dtype}, declared "
-                                 f"{info.dtype}{hint}; bitpack never casts silently")
-        flat = np.ascontiguousarray(arr, dtype=target).reshape(-1).view(np.uint8)
-        try:
-            self._ensure_header()
-            self._out.write(flat.data)  # disk full and the like: one clear line, the temporary gone
-        except ContainerError as err:
-            self._out = None
-            raise ContainerError(f"{err}, while writing tensor {name!r}") from None
-        self._next += 1
-
-    def close(self) -> None:
-        """Check every declared tensor was written, flush, and rename into place."""
-        if self._out is None:
-            return
-        if self._next != len(self._order):
-            missing = self._order[self._next:]
-            self.abort()
-            raise ContainerError(f"{self.path}: {len(missing)} declared tensors never written "
-                                 f"(first: {missing[0]!r}); nothing was written")
-        try:
-            self._ensure_header()
-            self._out.commit()
-        except BaseException:
-            self.abort()
-            raise
-        self._out = None
-
-    def abort(self) -> None:
-        """Discard everything written; the target path is left untouched."""
-        if self._out is not None:
-            self._out.discard()
-            self._out = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def __del__(self) -> None:  # a forgotten writer must not leave a .part file behind
-        try:
-            self.abort()
-        except Exception:  # noqa: BLE001, S110 -- a finalizer must never raise
-            pass

@@ -1,0 +1,7 @@
+"""``python -m bitpack.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
