@@ -6,6 +6,7 @@ through the ``bitpack.codecs`` entry-point group (name = "module:Class").
 
 from __future__ import annotations
 
+import functools
 import importlib
 from importlib.metadata import entry_points
 from typing import Any
@@ -36,7 +37,11 @@ ALIASES: dict[str, str] = {"i2_naive": "int8"}
 _loaded: dict[str, type[Codec]] = {}
 
 
+@functools.cache
 def _external() -> dict[str, str]:
+    # Scanning the installed distributions costs milliseconds, and codec names are looked up
+    # per tensor and per matmul: read the entry points once per process (installing a plugin
+    # takes effect in the next run, as with any Python entry point).
     return {ep.name: ep.value for ep in entry_points(group="bitpack.codecs")}
 
 
