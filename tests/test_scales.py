@@ -56,3 +56,17 @@ def test_merge_is_least_squares_and_reports_its_error():
     exact, zero, one = merge_scales(np.repeat(g128, 2, axis=1), t, "group", 128, "f32")
     np.testing.assert_array_equal(exact, g128)
     assert (zero, one) == (0.0, 1.0)
+
+
+def test_which_layouts_hold_each_other_whatever_the_values():
+    from bitpack.codecs import codec_class
+    from bitpack.codecs._scales import always_exact
+
+    c = codec_class
+    assert always_exact(c("pq2_0"), c("q2_0"), 512)  # g128 -> g64, f16 -> f16: refining
+    assert always_exact(c("pq2_0"), c("ptq1_0"), 512)  # the same groups
+    assert always_exact(c("tq2_0"), c("q2_0"), 512)  # g256 -> g64
+    assert not always_exact(c("q2_0"), c("pq2_0"), 512)  # g64 -> g128 coarsens: the values decide
+    assert not always_exact(c("i2_s"), c("q2_0"), 512)  # f32 -> f16 narrows
+    assert always_exact(c("iq1_bn"), c("iq2_bn"), 512)  # row f16 -> row f32
+    assert not always_exact(c("iq2_bn"), c("i2_s"), 512)  # row -> tensor

@@ -239,3 +239,19 @@ def _round_to(values: np.ndarray, dtype: str) -> np.ndarray:
         bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
         return bits.astype(np.uint32).view(np.float32)
     return values.astype(np.float32)
+
+
+WIDER = {"f16": ("f16", "f32"), "bf16": ("bf16", "f32"), "f32": ("f32",)}  # dtypes that hold every value of a dtype
+
+
+def always_exact(source: Any, target: Any, k: int) -> bool:
+    """Does codec class ``target`` hold every scale codec class ``source`` can store, for rows
+    of ``k`` weights — the same or a finer granularity, a dtype at least as wide? Then a
+    conversion needs no look at the values to know it is exact (formats-2026.md §7.3)."""
+    if target.scale_dtype not in WIDER[source.scale_dtype]:
+        return False
+    if target.scale_granularity == "tensor":
+        return source.scale_granularity == "tensor"
+    if target.scale_granularity == "row":
+        return source.scale_granularity in ("tensor", "row")
+    return group_width(source.scale_granularity, source.group_size, k) % target.group_size == 0

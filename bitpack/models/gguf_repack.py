@@ -20,7 +20,7 @@ import numpy as np
 
 from .._version import __version__
 from ..codecs import get_codec
-from ..codecs._scales import coarsest, merge_scales, to_codec_scales
+from ..codecs._scales import always_exact, coarsest, merge_scales, to_codec_scales
 from ..codecs.base import GGUFCodec
 from ..containers.gguf_read import GGUFFile, GGUFTensor
 from ..containers.gguf_types import DIALECTS, codec_dialects, file_type, types
@@ -114,9 +114,14 @@ def _copied(f: GGUFFile, t: GGUFTensor, dialect: str) -> PlannedTensor:
 def _repacked(f: GGUFFile, t: GGUFTensor, src, codec: GGUFCodec, dialect: str, allow_rounding: bool,
               allow_merge: bool) -> tuple[PlannedTensor, str | None]:
     """A ternary tensor re-encoded; its scale checked here, from a decode, so a refusal comes
-    before any output exists."""
+    before any output exists -- unless the layouts alone say every scale and code fits."""
     rows = _rows(t.shape)
     bound = codec.for_shape(rows)
+    planned = PlannedTensor(t.name, t.shape, bound.ggml_name, bound.type_ids[dialect], bound.nbytes(rows),
+                            _producer(f, t.name, src, bound, rows, allow_rounding), bound.get_config(),
+                            bound.bits_per_weight(rows), done=lambda n=t.name: f.release(n))
+    if always_exact(src, bound, rows[1]) and (not bound.codes_restricted or src.codes_restricted):
+        return planned, None
     codes, scale = src.decode(f.raw(t), rows)
     note, merged = None, None
     try:
@@ -134,9 +139,9 @@ def _repacked(f: GGUFFile, t: GGUFTensor, src, codec: GGUFCodec, dialect: str, a
             raise
     bound.check_codes(codes)
     f.release(t.name)
-    return PlannedTensor(t.name, t.shape, bound.ggml_name, bound.type_ids[dialect], bound.nbytes(rows),
-                         _producer(f, t.name, src, bound, rows, allow_rounding, merged), bound.get_config(),
-                         bound.bits_per_weight(rows), done=lambda n=t.name: f.release(n)), note
+    if merged is not None:
+        planned.produce = _producer(f, t.name, src, bound, rows, allow_rounding, merged)
+    return planned, note
 
 
 def _producer(f: GGUFFile, name: str, src, codec: GGUFCodec, rows: tuple[int, int],
