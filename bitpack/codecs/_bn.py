@@ -59,7 +59,9 @@ class BNCodec(GGUFCodec):
     def _row_scales(self, codes: np.ndarray, scale: Any) -> np.ndarray:
         """The stored row scales, float32 (M,), +0 for -0; rows stored with scale 0 get codes
         +1 in ``codes`` (the validated, caller-independent uint8 codes), as ik writes them."""
-        s = to_codec_scales(scale, codes, "row", None, self.scale_dtype, self.name).reshape(-1)
+        if not (isinstance(scale, np.ndarray) and scale.shape == (codes.shape[0], 1)):  # arrays: converted by encode
+            scale = to_codec_scales(scale, codes, "row", None, self.scale_dtype, self.name)
+        s = scale.reshape(-1)
         s = s + np.float32(0)  # -0 -> +0: ik's amax is a fabs maximum
         zero = s == 0
         if zero.any():

@@ -56,7 +56,9 @@ class GroupCodec(GGUFCodec):
     def _encode(self, codes: np.ndarray, scale: Any, shape: Shape) -> np.ndarray:
         m, k = shape
         g = self.group_size
-        d = to_codec_scales(scale, codes, "group", g, "f16", self.name)  # (M, K // g), exact f16
+        if not (isinstance(scale, np.ndarray) and scale.shape == (m, k // g)):  # arrays: converted by encode
+            scale = to_codec_scales(scale, codes, "group", g, "f16", self.name)
+        d = scale  # (M, K // g), exact f16, +0 for zero groups
         zero = d == 0
         if zero.any():  # t x 0 is the all-zero group upstream: codes 0 (c = 1), d = +0
             codes.reshape(m, k // g, g)[zero] = 1

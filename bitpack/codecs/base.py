@@ -138,8 +138,9 @@ class Codec(abc.ABC):
         codes = np.asarray(codes)
         shape = self.check(codes.shape)
         codes = ternary_to_codes(codes, spare=self.spare_code_bytes)
-        if np.size(scale) > 1:  # per row or group: brought to this codec's granularity, exactly or refused
-            scale = to_codec_scales(scale, codes, self.scale_granularity, self.group_size, "f32", self.name)
+        if np.size(scale) > 1:  # per row or group: brought to this codec's own scales, exactly or refused
+            scale = to_codec_scales(scale, codes, self.scale_granularity, self.group_size, self.scale_dtype,
+                                    self.name)
         out = self._encode(codes, self._encode_scale(scale, shape), shape)
         assert out.nbytes == self.nbytes(shape), (self.name, out.nbytes, self.nbytes(shape))
         return out
