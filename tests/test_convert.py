@@ -401,3 +401,25 @@ def test_the_legacy_prism_dialect_is_read_never_written(tmp_path):
     with pytest.raises(BitpackError, match="never writes them.*pq2_0 \\(id 142"):
         convert(MODELS / "b158-packed", "pq2_0", ConvertOptions(output=tmp_path / "m.gguf", dialect="prism-legacy"))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["i2_s", "int8", "bitstack"])
+def test_outputs_record_no_local_path(tmp_path, target):
+    """bitpack.source says what the source was (its name and the files read), never where it sat
+    on this machine: a published output must not carry the converter's folders."""
+    import json
+
+    from bitpack.containers.gguf_read import GGUFFile
+    from bitpack.containers.safetensors_read import Checkpoint
+
+    src = MODELS / ("llama-f16" if target == "bitstack" else "b158-packed")
+    out = convert(src, target, ConvertOptions(output=tmp_path / ("o.gguf" if target == "i2_s" else "o"),
+                                              params={"blocks": 2} if target == "bitstack" else {}))["output"]
+    if target == "i2_s":
+        with GGUFFile(out) as f:
+            recorded = f.kv["bitpack.source"]
+    else:
+        recorded = Checkpoint(Path(out)).metadata["bitpack.source"]
+    source = json.loads(recorded)
+    assert str(MODELS) not in recorded and str(tmp_path) not in recorded and "path" not in source
+    assert source["name"] == src.name and "config.json" in source["files"]

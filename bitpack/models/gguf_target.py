@@ -186,7 +186,7 @@ def _plan_kv(model: Model, plan: GGUFPlan, name: str | None,
         ("bitpack.dialect", plan.dialect, "string"),
         ("bitpack.codec", plan.codec, "string"),
         ("bitpack.codec_params", json.dumps(_codec_params(plan), sort_keys=True), "string"),
-        ("bitpack.source", json.dumps(source_info or {"path": model.source}, sort_keys=True), "string"),
+        ("bitpack.source", json.dumps(source_info or {"name": Path(model.source).name}, sort_keys=True), "string"),
         ("bitpack.version", __version__, "string"),
     ]
 

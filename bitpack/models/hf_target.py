@@ -91,7 +91,7 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
         "bitpack.format_version": "1",
         "bitpack.codec": codec.name,
         "bitpack.shapes": json.dumps(shapes, sort_keys=True),
-        "bitpack.source": json.dumps(source_info or {"path": model.source}, sort_keys=True),
+        "bitpack.source": json.dumps(source_info or {"name": Path(model.source).name}, sort_keys=True),
         "bitpack.version": __version__,
     }
     if model.tokenizer_dir is not None:

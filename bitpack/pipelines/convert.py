@@ -30,7 +30,7 @@ from ..models.model import Model
 from ..models.stack_target import write_stack
 from ..models.text import encode_text
 from .calibrate import collect, plan, windows
-from .open import Source, open_model, resolve, sniff
+from .open import Source, open_model, provenance, resolve, sniff
 from .ppl import perplexity
 from .receipt import Hasher, receipt_path, write_receipt
 from .verify import verify
@@ -111,13 +111,13 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     hasher = Hasher(read) if options.receipt else None
     warnings = _check_source(model, options.allow_degenerate, hub="repo" in origin)
     out = options.output or default_output(source_path, cls.name, cls.container, origin.get("repo"))
-    source_info = {**origin, "layout": model.layout, "architecture": model.arch.name,
+    source_info = {**provenance(origin, model.files), "layout": model.layout, "architecture": model.arch.name,
                    "linear_class": model.linear_class, "dialect": model.dialect}
     write = _write_stack if cls.name == "bitstack" else _write_gguf if cls.container == "gguf" else _write_hf
     done = write(model, cls.name, out, options, progress, source_info)
     tensors, config, extra = done.pop("tensors"), done.pop("config"), done.pop("extra")
     report = {
-        "output": str(out), "format": cls.name, "source": source_info, "architecture": model.arch.name,
+        "output": str(out), "format": cls.name, "source": {**source_info, **origin}, "architecture": model.arch.name,
         "tensors": tensors, "bytes_written": done["bytes_written"], "seconds": round(time.perf_counter() - started, 3),
         "rounded": done["rounded"], "warnings": warnings + done["warnings"], **extra, "verify": None, "receipt": None,
     }
@@ -152,7 +152,8 @@ def _repack(source: Source, codec: str, options: ConvertOptions, progress: Progr
     hasher = Hasher([source.path]) if options.receipt else None
     out = options.output or default_output(source.path, codec, "gguf", source.origin.get("repo"))
     with GGUFFile(source.path, dialect=options.source_dialect) as f:
-        source_info = {**source.origin, "layout": f"gguf ({f.dialect})", "architecture": f.architecture,
+        source_info = {**provenance(source.origin, [source.path]), "layout": f"gguf ({f.dialect})",
+                       "architecture": f.architecture,
                        "dialect": f.dialect}
         plan = plan_repack(f, codec, dialect=options.dialect, params=options.params,
                            allow_scale_rounding=options.allow_scale_rounding,
@@ -161,7 +162,8 @@ def _repack(source: Source, codec: str, options: ConvertOptions, progress: Progr
         written = write_gguf(plan, out, overwrite=options.overwrite, inputs=[source.path], progress=progress)
     tensors = [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),
                 "bits_per_weight": t.bits_per_weight} for t in plan.tensors]
-    report = {"output": str(out), "format": codec, "source": source_info, "architecture": source_info["architecture"],
+    report = {"output": str(out), "format": codec, "source": {**source_info, **source.origin},
+              "architecture": source_info["architecture"],
               "tensors": tensors, "bytes_written": written, "seconds": round(time.perf_counter() - started, 3),
               "rounded": plan.notes, "warnings": plan.warnings, "dialect": plan.dialect, "verify": None,
               "receipt": None}

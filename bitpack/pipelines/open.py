@@ -25,6 +25,23 @@ class Source:
     hub: bool = False
 
 
+def provenance(origin: dict[str, Any], files: list[Path]) -> dict[str, Any]:
+    """What an output records of its source (``bitpack.source``): the Hub repo, revision and
+    commit, or the source's own name, and the names of the files read below it -- never a local
+    absolute path, which would publish the converting machine's folders with the model. The
+    receipt beside the output keeps the path and every file's sha256."""
+    root = Path(origin["path"]) if "path" in origin else None
+    names = []
+    for f in files:
+        f = Path(f)
+        try:
+            names.append(str(f.relative_to(root)) if root is not None and root.is_dir() else f.name)
+        except ValueError:
+            names.append(f.name)
+    hub = {k: origin[k] for k in ("repo", "revision", "commit") if k in origin}
+    return {**hub, "name": root.name if root is not None else None, "files": sorted(names)}
+
+
 def resolve(src: str | Path, revision: str | None = None, *, progress: bool = True) -> Source:
     """A local path as it is; an ``org/name[@rev]`` that is not a local path is fetched from
     the Hub (only the files bitpack reads, pinned to the resolved commit)."""
