@@ -5,6 +5,12 @@ it into one line on stderr and exit code 2. Anything else escaping is a bug.
 """
 
 
+class Terminated(BaseException):
+    """SIGTERM (kill, timeout, CI cancellation), raised in the main thread where Ctrl-C would
+    be, so every writer's cleanup runs: a killed conversion leaves no temporary behind. A
+    BaseException, like KeyboardInterrupt, so no ``except Exception`` swallows it."""
+
+
 class BitpackError(Exception):
     """Bad input, unsupported shape or usage error (exit code 2)."""
 

@@ -12,13 +12,16 @@ The package: ``root`` (the Typer app), ``commands`` (one function per command), 
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
-from ..errors import BitpackError
+from ..errors import BitpackError, Terminated
 from . import commands, render  # noqa: F401 - importing commands registers them on app
 from .root import app
 
@@ -41,6 +44,22 @@ def _usage_error(err: "UsageError") -> int:
     return err.exit_code
 
 
+@contextlib.contextmanager
+def _terminate_like_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The console script and ``python -m bitpack``: run the command line, return the exit code.
     ``argv`` defaults to sys.argv[1:]; tests pass it to run the command line in-process."""
@@ -53,8 +72,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             render.say(render.stderr, command.get_help(ctx))
         return 2
     try:
-        # typer.Exit raised by a command (and --help, --version) comes back as its code
-        code = app(args=args, prog_name="bitpack", standalone_mode=False)
+        with _terminate_like_interrupt():
+            # typer.Exit raised by a command (and --help, --version) comes back as its code
+            code = app(args=args, prog_name="bitpack", standalone_mode=False)
+    except Terminated:
+        render.say(render.stderr, "bitpack: terminated")
+        return 143
     except BitpackError as err:
         render.error(str(err))
         return err.exit_code

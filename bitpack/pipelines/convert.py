@@ -9,6 +9,7 @@ renamed at the end. The input is never written over.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..codecs.tiles import kernel_config_ini
 from ..containers.files import write_atomic
 from ..containers.gguf_read import GGUFFile
 from ..containers.safetensors_read import DTYPES
-from ..errors import BitpackError
+from ..errors import BitpackError, Terminated
 from ..models.arch import hf_name
 from ..models.checks import REVISION_HINT, degenerate_tensors, describe
 from ..models.floats import STORAGE
@@ -130,10 +131,14 @@ def _finish(report: dict[str, Any], source_path: Path, out: Path, origin: dict[s
     """What every conversion ends with: the optional verify, then the receipt."""
     if options.verify:
         _notify(progress, "stage", "verifying")
-        report["verify"] = verify(source_path, out, max_kl=options.max_kl, min_top1=options.min_top1,
-                                  reference_options={"scale_convention": options.scale_convention,
-                                                     "tile_params": options.tile_params,
-                                                     "dialect": options.source_dialect})
+        try:
+            report["verify"] = verify(source_path, out, max_kl=options.max_kl, min_top1=options.min_top1,
+                                      reference_options={"scale_convention": options.scale_convention,
+                                                         "tile_params": options.tile_params,
+                                                         "dialect": options.source_dialect})
+        except (KeyboardInterrupt, Terminated):  # an output asked to be verified and never was is not kept
+            _discard(out, report)
+            raise
     if hasher is not None:
         report["receipt"] = str(write_receipt(
             out, source=origin, inputs=hasher.result(), target={"format": report["format"], "config": config},
@@ -143,6 +148,17 @@ def _finish(report: dict[str, Any], source_path: Path, out: Path, origin: dict[s
         receipt_path(out).unlink(missing_ok=True)
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
+
+
+def _discard(out: Path, report: dict[str, Any]) -> None:
+    """Remove a finished output (a file, or a directory bitpack just wrote) and its companions."""
+    if out.is_dir():
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        out.unlink(missing_ok=True)
+    for companion in (report.get("kernel_config"), receipt_path(out)):
+        if companion:
+            Path(companion).unlink(missing_ok=True)
 
 
 def _repack(source: Source, codec: str, options: ConvertOptions, progress: Progress | None,
