@@ -18,7 +18,6 @@ import itertools
 import math
 import mmap
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -43,11 +42,7 @@ from .gguf_types import (
     types,
 )
 
-__all__ = ["GGUFFile", "GGUFTensor", "GGUFWarning"]
-
-
-class GGUFWarning(UserWarning):
-    """A tolerated irregularity (offsets in a bitnet-cpp-2024 file, gguf.md §1.7)."""
+__all__ = ["GGUFFile", "GGUFTensor"]
 
 
 @dataclass(frozen=True)
@@ -241,17 +236,19 @@ class GGUFFile:
                 raise cur.fail(f"tensor '{t.name}' data (offset {t.data_offset}, {nbytes} bytes) runs past "
                                f"the end of the file ({self.size} bytes)")
             problems = []
+            if expected is not None and t.offset < expected:  # llama.cpp refuses it, every fork included
+                raise cur.fail(f"tensor '{t.name}' has offset {t.offset}, inside the data of the tensor before it "
+                               f"(which ends at {expected}): tensors overlap or are out of order")
             if t.offset % self.alignment:
                 problems.append(f"tensor '{t.name}' has offset {t.offset}, not a multiple of the alignment "
                                 f"{self.alignment}")
             elif expected is not None and t.offset != expected:
                 problems.append(f"tensor '{t.name}' has offset {t.offset}, expected {expected} (the padded "
                                 "running sum of the preceding tensors' sizes)")
-            for msg in problems:
+            for msg in problems:  # a gap or misalignment: the 2024-25 fork tolerates it, so it is reported
                 if not lenient:
                     raise cur.fail(msg)
                 self.warnings.append(msg)
-                warnings.warn(f"{self._label}: {msg}", GGUFWarning, stacklevel=4)
             # an unknown size breaks the chain: the next offset cannot be predicted
             expected = None if nbytes is None else t.offset + pad(nbytes, self.alignment)
             self.tensors[i] = t = dataclasses.replace(t, nbytes=nbytes)
