@@ -549,3 +549,18 @@ def test_model_dir_writer_into_empty_or_missing_dir(tmp_path):
     for made in (empty / "sub" / "file.bin", empty):  # not left private (0600/0700) like mkstemp's
         want = (0o666 if made.is_file() else 0o777) & ~umask
         assert os.stat(made).st_mode & 0o777 == want
+
+
+@pytest.mark.parametrize("dtype", [["F32"], {"F32": 1}, 5, None])
+def test_a_dtype_that_is_not_a_string_is_one_clear_error(tmp_path, dtype):
+    import json
+    import struct
+
+    from bitpack.containers.safetensors_read import SafetensorsFile
+    from bitpack.errors import ContainerError
+
+    header = json.dumps({"w": {"dtype": dtype, "shape": [1], "data_offsets": [0, 4]}}).encode()
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
+    with pytest.raises(ContainerError, match="unsupported dtype"):
+        SafetensorsFile(path)

@@ -195,3 +195,23 @@ def test_non_tl_for_shape_is_the_same_codec():
     for name in ("int8", "i2_packed", "hf_packed", "i2_s", "tq2_0", "tq1_0"):
         codec = get_codec(name)
         assert codec.for_shape((32, 512)) == codec
+
+
+def test_the_tl2_tiling_search_is_bounded_whatever_k(tmp_path):
+    import time
+
+    from bitpack.codecs import get_codec
+    from bitpack.errors import ShapeError
+
+    started = time.perf_counter()
+    with pytest.raises(ShapeError):
+        get_codec("tl2").check((32, 10**9 + 7))  # no tiling fits: refused without a 40-million-step search
+    assert time.perf_counter() - started < 5
+
+
+def test_a_hostile_shape_never_needs_zero_bytes():
+    from bitpack.codecs import get_codec
+
+    huge = (2**40, 2**40)
+    assert get_codec("int8").nbytes(huge) == 2**80  # NumPy's int64 product would wrap to 0
+    assert get_codec("hf_packed").nbytes(huge) == 2**78

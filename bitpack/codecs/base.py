@@ -181,7 +181,8 @@ class SafetensorsCodec(Codec):
 
     def nbytes(self, shape: Shape) -> int:
         shape = self.check(shape)
-        return int(np.prod(self.stored_shape(shape))) * np.dtype(self.stored_dtype).itemsize
+        # math.prod, not np.prod: NumPy's int64 wraps for a hostile shape and would "need" 0 bytes
+        return math.prod(self.stored_shape(shape)) * np.dtype(self.stored_dtype).itemsize
 
     def decode(self, buf: Any, shape: Shape, scale: Any = None) -> tuple[np.ndarray, Any]:
         codes, _ = super().decode(buf, shape, None)

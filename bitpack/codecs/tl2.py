@@ -88,6 +88,9 @@ def _triplet_values(codes: np.ndarray, k3: int) -> np.ndarray:
     return w.astype(np.uint8).view(np.int8)
 
 
+MAX_BK = 3072  # the widest K tile the search tries
+
+
 def payload_limit(m: int, k: int) -> int:
     """F: the padded payload size, integer arithmetic left to right as in the converter."""
     return (k - 256) * m // 3 * 5 // 8 + 64 * m
@@ -127,7 +130,9 @@ class TL2(TLCodec):
     spare_code_bytes = 1  # _triplet_values reads one byte past the last triplet
 
     def _candidates(self, m: int, k: int) -> Iterator[Tiles]:
-        widths = [96, 192] + [bk for bk in range(24, k + 1, 24) if bk not in (96, 192)]
+        # The presets' widths first, then every multiple of 24 up to MAX_BK: a bounded search
+        # whatever K a file claims (kernels generated for wider tiles do not exist upstream)
+        widths = [96, 192] + [bk for bk in range(24, min(k, MAX_BK) + 1, 24) if bk not in (96, 192)]
         for BM in divisors_desc(m, 32, 256):  # noqa: N806
             for BK in widths:  # noqa: N806
                 yield Tiles(BM, BK, 32)

@@ -151,7 +151,7 @@ class SafetensorsFile:
         if not isinstance(entry, dict):
             self._fail("entry is not a JSON object", name)
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:  # a list or object is not hashable
             self._fail(f"unsupported dtype {dtype!r} (bitpack reads {', '.join(DTYPES)})", name)
         if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
             self._fail(f"shape {shape!r} is not a list of non-negative integers", name)
