@@ -21,6 +21,7 @@ from bitpack.errors import BitpackError
 from bitpack.models.arch import permute_rows
 from bitpack.pipelines.convert import ConvertOptions, convert, default_output
 from bitpack.pipelines.open import open_model
+from bitpack.pipelines.verify import verify
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 SOURCES = {
@@ -423,3 +424,13 @@ def test_outputs_record_no_local_path(tmp_path, target):
     source = json.loads(recorded)
     assert str(MODELS) not in recorded and str(tmp_path) not in recorded and "path" not in source
     assert source["name"] == src.name and "config.json" in source["files"]
+
+
+@pytest.mark.parametrize("layout", ["arm", "x86_1x4"])
+def test_an_i2_s_layout_is_recorded_and_read_back(tmp_path, layout):
+    """A published (x86) I2_S file converted for ARM builds: the layout is in the file's
+    bitpack.codec_params, so bitpack reads the codes back exactly (nothing in the bytes says it)."""
+    x86 = convert(MODELS / "b158-packed", "i2_s", ConvertOptions(output=tmp_path / "x86.gguf"))["output"]
+    arm = convert(x86, "i2_s", ConvertOptions(output=tmp_path / f"{layout}.gguf", params={"layout": layout}))["output"]
+    assert Path(arm).read_bytes() != Path(x86).read_bytes()
+    assert verify(x86, arm)["identical"] is True

@@ -112,8 +112,8 @@ def _tensor_params(codec: str, name: str, shape: tuple[int, int], params: dict[s
                    given: dict[str, Any] | None, where: str) -> dict[str, Any]:
     """Codec parameters for one tensor: explicit, then the file's own, then presets."""
     cls = codec_class(codec)
-    if not cls.tiled:  # only tiled layouts depend on parameters to decode
-        return {}
+    if not cls.tiled:  # parameters the file recorded (i2_s's layout: nothing in the bytes tells it)
+        return {k: v for k, v in params.get(name, {}).items() if k in cls.param_names}
     if given and "BM" not in given:  # a kernel_config.ini table: tiles per (M, K)
         tiles = given.get(tuple(shape))
         if tiles is None:
