@@ -295,8 +295,22 @@ def test_several_ggufs_are_listed_not_guessed(hub, packed_i2s):
     with pytest.raises(BitpackError) as e:
         fetch("org/ggufs", progress=False)
     msg = one_line_error(e)
-    assert "m-i2_s.gguf, m-tq2_0.gguf" in msg and "pass its path" in msg
+    assert "m-i2_s.gguf, m-tq2_0.gguf" in msg and "choose one as org/ggufs:FILE, e.g. org/ggufs:m-i2_s.gguf" in msg
     assert hub.content_downloads() == []
+
+
+def test_one_gguf_of_several_is_chosen_by_name(hub, packed_i2s, tmp_path):
+    """Prism's -gguf repos hold F16 and Q2_0 files: org/name[@rev]:FILE downloads that one."""
+    hub.add_repo("org/ggufs", {"main": {"m-i2_s.gguf": packed_i2s, "m-tq2_0.gguf": b"GGUF..."}})
+    report = bitpack.convert("org/ggufs:m-i2_s.gguf", "tq2_0",
+                             ConvertOptions(output=tmp_path / "o.gguf", show_downloads=False,
+                                            allow_scale_rounding=True))
+    assert hub.files_requested() == {"m-i2_s.gguf"}  # the other file is never fetched
+    assert report["source"]["file"] == "m-i2_s.gguf" and report["source"]["repo"] == "org/ggufs"
+    with pytest.raises(BitpackError) as e:
+        bitpack.convert("org/ggufs@main:nope.gguf", "tq2_0", ConvertOptions(output=tmp_path / "x.gguf"))
+    msg = one_line_error(e)
+    assert "has no file nope.gguf; its GGUF files: m-i2_s.gguf, m-tq2_0.gguf" in msg
 
 
 def test_private_repo_needs_a_token(hub, monkeypatch):

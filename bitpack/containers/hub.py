@@ -92,6 +92,17 @@ def parse_repo_id(text: str) -> tuple[str, str | None] | None:
     return repo, (revision if at else None)
 
 
+def split_file(text: str) -> tuple[str, str | None]:
+    """``org/name[@rev]:FILE.gguf`` -> (``org/name[@rev]``, ``FILE.gguf``): one GGUF file of a repo
+    that holds several (Prism's ``-gguf`` repos hold F16 and Q2_0 files); other text unchanged."""
+    head, sep, name = text.rpartition(":")
+    parts = PurePosixPath(name).parts
+    if sep and name.lower().endswith(".gguf") and not name.startswith("/") and ".." not in parts \
+            and parse_repo_id(head) is not None:
+        return head, name
+    return text, None
+
+
 @dataclass(frozen=True)
 class HubSnapshot:
     """A Hub revision fetched into huggingface_hub's cache (only the files bitpack reads)."""
@@ -105,18 +116,19 @@ class HubSnapshot:
 
 
 def fetch(repo: str, revision: str | None = None, *, progress: bool = True,
-          token: str | None = None) -> HubSnapshot:
+          token: str | None = None, filename: str | None = None) -> HubSnapshot:
     """Download (or find in the cache) what bitpack needs of ``repo`` at ``revision``.
 
     ``token`` overrides ``HF_TOKEN`` / the saved login. ``progress`` shows huggingface_hub's
     download bars on stderr (they switch themselves off when stderr is not a terminal).
     With ``HF_HUB_OFFLINE=1`` nothing goes to the network: the revision is looked up in the
-    cache's refs and every needed file must already be cached.
+    cache's refs and every needed file must already be cached. ``filename`` fetches that one
+    GGUF file of the repo and nothing else.
     """
     revision = revision or DEFAULT_REVISION
     ctx = _Context(repo=repo, revision=revision, endpoint=_endpoint(), cache=_hub_cache(),
                    token=token, offline=_offline(),
-                   tqdm_class=None if progress else _SilentTqdm)
+                   tqdm_class=None if progress else _SilentTqdm, filename=filename)
     try:
         validate_repo_id(repo)
         return ctx.fetch_cached() if ctx.offline else ctx.fetch_online()
@@ -177,6 +189,7 @@ class _Context:
     token: str | None
     offline: bool
     tqdm_class: type | None
+    filename: str | None = None  # one GGUF file chosen with org/name:FILE
     commit: str | None = None
     current: str | None = None  # the file being downloaded, for error messages
     got: dict[str, Path] = field(default_factory=dict)  # fetched while choosing (the index)
@@ -246,15 +259,21 @@ class _Context:
     # which files, in which order
     def _collect(self, names: set[str], get: Callable[[str], Path],
                  missing: Callable[[str], str]) -> HubSnapshot:
+        ggufs = sorted(n for n in names if n.lower().endswith(".gguf"))
+        if self.filename is not None:
+            if self.filename not in names:
+                raise BitpackError(missing(f"has no file {self.filename}; its GGUF files: "
+                                           f"{', '.join(ggufs) or 'none'}"))
+            path = get(self.filename)
+            return self._snapshot([self.filename], [path], source=path)
         if CONFIG_NAME not in names:
-            ggufs = sorted(n for n in names if n.lower().endswith(".gguf"))
             if len(ggufs) == 1:
                 path = get(ggufs[0])
                 return self._snapshot([ggufs[0]], [path], source=path)
             if ggufs:
                 raise BitpackError(
                     f"{self.where} has no config.json but {len(ggufs)} GGUF files ({', '.join(ggufs)}); "
-                    f"download the one you want (e.g. `hf download {self.repo} {ggufs[0]}`) and pass its path")
+                    f"choose one as {self.repo}:FILE, e.g. {self.repo}:{ggufs[0]}")
             raise BitpackError(missing("has neither config.json (an HF checkpoint) nor a .gguf file, "
                                        "so nothing bitpack can read"))
         weights = self._weights(names, get, missing)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..containers.hub import fetch, parse_repo_id
+from ..containers.hub import fetch, parse_repo_id, split_file
 from ..containers.sniff import sniff
 from ..errors import BitpackError
 from ..models.gguf_source import open_gguf
@@ -50,17 +50,20 @@ def resolve(src: str | Path, revision: str | None = None, *, progress: bool = Tr
         if revision is not None:
             raise BitpackError(f"--revision applies to Hub repo ids; {src} is a local path")
         return Source(path, {"path": str(path)})
-    parsed = parse_repo_id(str(src))
+    repo_text, filename = split_file(str(src))
+    parsed = parse_repo_id(repo_text)
     if parsed is None:
-        raise BitpackError(f"{src} does not exist (and is not a Hub repo id like org/name or org/name@revision)")
+        raise BitpackError(f"{src} does not exist (and is not a Hub repo id like org/name, org/name@revision "
+                           "or org/name:FILE.gguf)")
     repo, at = parsed
     if at is not None and revision is not None and at != revision:
         raise BitpackError(f"{src} names revision {at!r} but --revision says {revision!r}")
     try:
-        snap = fetch(repo, at or revision, progress=progress)
+        snap = fetch(repo, at or revision, progress=progress, filename=filename)
     except BitpackError as err:  # say why a Hub was asked at all: a mistyped local path lands here
         raise BitpackError(f"{src} is not a local path, and as a Hub repo id: {err}") from None
-    return Source(snap.source, {"repo": snap.repo, "revision": snap.revision, "commit": snap.commit,
+    chosen = {"file": filename} if filename else {}
+    return Source(snap.source, {"repo": snap.repo, "revision": snap.revision, "commit": snap.commit, **chosen,
                                 "path": str(snap.source)}, hub=True)
 
 
