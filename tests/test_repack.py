@@ -21,7 +21,7 @@ def ternary(shape):
     return RNG.integers(-1, 2, size=shape, dtype=np.int8)
 
 
-def foreign_gguf(path, *, uniform_rows=False):
+def foreign_gguf(path, *, uniform_rows=False, rotated=False):
     """A mainline-style qwen35 file: an F32 norm, a TQ2_0 projection with differing fp16 block
     scales, a 3-D TQ2_0 expert tensor (4 experts x 64 rows), and assorted metadata."""
     tq2 = get_codec("tq2_0")
@@ -37,6 +37,8 @@ def foreign_gguf(path, *, uniform_rows=False):
         w.add_kv("general.file_type", 37, V.UINT32)
         w.add_kv("qwen35.block_count", 1, V.UINT32)
         w.add_kv("qwen35.rope.freq_base", 1e6, V.FLOAT32)
+        if rotated:  # Bonsai 2: weights stored Hadamard-rotated (qwen3.md §9)
+            w.add_kv("prism.hadamard.block_size", 128, V.UINT32)
         w.add_kv("tokenizer.ggml.tokens", ["<s>", "a", "b"], V.ARRAY)
         w.add_kv("tokenizer.ggml.scores", np.array([0.0, -1.5, -2.0], dtype=np.float32), V.ARRAY)
         w.add_tensor("blk.0.attn_norm.weight", (512,), 0, 2048)
@@ -125,3 +127,28 @@ def test_merging_scales_is_explicit_reported_and_not_called_identical(tmp_path):
     np.testing.assert_allclose(scale[:, 0], want.astype(np.float32), rtol=0)
     result = verify(src, out)
     assert result["identical"] is False and result["differing_tensors"] == ["blk.0.attn_q.weight"]
+
+
+def test_rotated_weights_go_only_to_a_runtime_that_undoes_the_rotation(tmp_path):
+    src = foreign_gguf(tmp_path / "rot.gguf", rotated=True)
+    with GGUFFile(src) as f:
+        src_kv = dict(f.kv)
+    # q2_0 would default to mainline, which ignores the rotation: prism runs q2_0 too and undoes it
+    report = convert(src, "q2_0", ConvertOptions(output=tmp_path / "q.gguf"))
+    assert report["dialect"] == "prism"
+    with GGUFFile(tmp_path / "q.gguf") as f:
+        assert f.kv["prism.hadamard.block_size"] == src_kv["prism.hadamard.block_size"]  # carried
+    with pytest.raises(BitpackError, match=r"Hadamard-rotated \(key prism.hadamard.block_size\).*--allow-rotated"):
+        convert(src, "q2_0", ConvertOptions(output=tmp_path / "m.gguf", dialect="mainline"))
+    assert not (tmp_path / "m.gguf").exists()
+    forced = convert(src, "q2_0", ConvertOptions(output=tmp_path / "m.gguf", dialect="mainline", allow_rotated=True))
+    assert forced["dialect"] == "mainline"
+    with pytest.raises(BitpackError, match="Hadamard-rotated"):
+        convert(src, "iq2_bn", ConvertOptions(output=tmp_path / "ik.gguf", allow_scale_merge=True))
+
+
+def test_inspect_says_who_computes_a_rotated_file_correctly(tmp_path):
+    from bitpack.pipelines.inspect import inspect
+
+    report = inspect(foreign_gguf(tmp_path / "rot.gguf", rotated=True))
+    assert any("Hadamard-rotated (prism.hadamard.block_size)" in w and "PrismML" in w for w in report["warnings"])

@@ -29,6 +29,10 @@ from .arch import ALIASES, ARCHITECTURES, architecture
 from .gguf_source import _codec_params, _tensor_params
 from .gguf_target import GGUFPlan, PlannedTensor, _rounded
 
+# Keys that say the weights are stored rotated, and the dialects whose runtime undoes it
+# (qwen3.md §9.3): the PrismML fork from prism-v7 applies the inverse Hadamard transform.
+ROTATION_PREFIX = "prism.hadamard."
+ROTATING_DIALECTS = ("prism",)
 # Keys the new file states for itself; everything else is the source's, copied as it is.
 OWN_KEYS = ("general.file_type", "general.alignment")
 OWN_PREFIX = "bitpack."
@@ -36,12 +40,13 @@ OWN_PREFIX = "bitpack."
 
 def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
                 params: dict[str, Any] | None = None, allow_scale_rounding: bool = False,
-                allow_scale_merge: bool = False, source_info: dict[str, Any] | None = None) -> GGUFPlan:
+                allow_scale_merge: bool = False, allow_rotated: bool = False,
+                source_info: dict[str, Any] | None = None) -> GGUFPlan:
     """Everything that can refuse, before anything is written."""
     codec0 = get_codec(codec_name, **(params or {}))
     if not isinstance(codec0, GGUFCodec):
         raise BitpackError(f"{codec_name} is a safetensors layout; a GGUF source repacks to a GGUF codec")
-    dialect = _dialect(f, codec0, dialect)
+    dialect = _dialect(f, codec0, dialect, allow_rotated)
     plan = GGUFPlan(dialect, codec0.name, [], [], alignment=f.alignment)
     if not _known(f.architecture):
         plan.warnings.append(f"bitpack does not know architecture {f.architecture!r}: whether the {dialect} "
@@ -78,19 +83,35 @@ def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
     return plan
 
 
-def _dialect(f: GGUFFile, codec: GGUFCodec, dialect: str | None) -> str:
+def rotation_key(keys: Any) -> str | None:
+    """The first key saying the weights are stored rotated (qwen3.md §9), if any."""
+    return next((k for k in keys if k.startswith(ROTATION_PREFIX)), None)
+
+
+def _dialect(f: GGUFFile, codec: GGUFCodec, dialect: str | None, allow_rotated: bool = False) -> str:
     """The target dialect: the one asked for, else the codec's first that runs a known
-    architecture (any of the codec's for one bitpack does not know)."""
+    architecture (any of the codec's for one bitpack does not know). Hadamard-rotated weights
+    (Bonsai 2) are computed correctly only by a runtime that undoes the rotation: such a file
+    goes to one, or is refused unless ``allow_rotated``."""
     writable = codec_dialects(codec.name)
     arch = architecture(f.architecture).dialects if _known(f.architecture) else None
+    rotated = rotation_key(f.kv)
     if dialect is not None:
         if dialect not in DIALECTS or not DIALECTS[dialect].writable or dialect not in writable:
             raise BitpackError(f"{codec.name} is written in {', '.join(writable)}, not {dialect!r}")
-        return dialect
-    for d in writable:
-        if arch is None or d in arch:
-            return d
-    raise BitpackError(f"no runtime executes a {f.architecture} model stored as {codec.name}")
+        chosen = dialect
+    else:
+        runs = [d for d in writable if arch is None or d in arch]
+        if not runs:
+            raise BitpackError(f"no runtime executes a {f.architecture} model stored as {codec.name}")
+        chosen = next((d for d in runs if d in ROTATING_DIALECTS), runs[0]) if rotated else runs[0]
+    if rotated and chosen not in ROTATING_DIALECTS and not allow_rotated:
+        raise BitpackError(
+            f"{f.path} stores its weights Hadamard-rotated (key {rotated}); only {', '.join(ROTATING_DIALECTS)} "
+            f"runtimes undo the rotation, and the {chosen} runtime would run it and write fluent but wrong "
+            f"text. Write it for --dialect {ROTATING_DIALECTS[0]} (pq2_0, ptq1_0 or q2_0), or pass "
+            "--allow-rotated to write it anyway")
+    return chosen
 
 
 def _rows(shape: tuple[int, ...]) -> tuple[int, int]:

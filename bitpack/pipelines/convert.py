@@ -61,6 +61,7 @@ class ConvertOptions:
     scale_convention: str | None = None
     allow_scale_rounding: bool = False
     allow_scale_merge: bool = False  # coarsen differing scales into a target's groups (lossy, reported)
+    allow_rotated: bool = False  # write Hadamard-rotated weights for a runtime that does not undo it
     tile_params: dict[str, Any] | None = None  # tiles of a foreign TL source
     revision: str | None = None  # of a Hub source
     allow_degenerate: bool = False  # convert all-zero projections anyway (checks.py)
@@ -173,7 +174,8 @@ def _repack(source: Source, codec: str, options: ConvertOptions, progress: Progr
                        "dialect": f.dialect}
         plan = plan_repack(f, codec, dialect=options.dialect, params=options.params,
                            allow_scale_rounding=options.allow_scale_rounding,
-                           allow_scale_merge=options.allow_scale_merge, source_info=source_info)
+                           allow_scale_merge=options.allow_scale_merge, allow_rotated=options.allow_rotated,
+                           source_info=source_info)
         _notify(progress, "plan", len(plan.tensors), sum(t.nbytes for t in plan.tensors))
         written = write_gguf(plan, out, overwrite=options.overwrite, inputs=[source.path], progress=progress)
     tensors = [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),

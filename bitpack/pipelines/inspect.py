@@ -14,7 +14,7 @@ import numpy as np
 from ..codecs import get_codec, list_codecs
 from ..containers.gguf_read import GGUFFile
 from ..containers.gguf_types import DIALECTS
-from ..models.gguf_repack import knows_architecture
+from ..models.gguf_repack import ROTATING_DIALECTS, knows_architecture, rotation_key
 from ..models.model import Float, Ternary
 from ..models.stack_source import is_stack, stack_report
 from .open import open_model, resolve, sniff
@@ -87,7 +87,16 @@ def inspect_file(path: str | Path, local: Path, dialect: str | None) -> dict[str
                 "linear_class": None, "hparams": None, "tensors": tensors, "parameters": params,
                 "bits_per_weight": round(8 * local.stat().st_size / params, 4) if params else None,
                 "warnings": [*f.warnings, f"bitpack does not run architecture {f.architecture!r}: tensors are "
-                             "listed from the header; convert repacks it to other GGUF codecs"]}
+                             "listed from the header; convert repacks it to other GGUF codecs",
+                             *_rotation_warning(f.kv)]}
+
+
+def _rotation_warning(keys: Any) -> list[str]:
+    key = rotation_key(keys)
+    if key is None:
+        return []
+    return [f"weights are stored Hadamard-rotated ({key}): only {', '.join(DIALECTS[d].readers for d in ROTATING_DIALECTS)} "
+            "compute this file correctly; other runtimes produce fluent but wrong text"]
 
 
 def _ternary(e, t: Ternary, container: str, warnings: list[str]) -> dict[str, Any]:
