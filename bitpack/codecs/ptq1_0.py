@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CorruptDataError
 from ._group import GroupCodec
-from .tq1_0 import ENCODE_V2, VALID2, VALID_QH, VALID_QH2, _horner
+from .tq1_0 import ENCODE_V2, VALID_QH, horner, refuse_invalid_base3
 
 _CHUNK = 4096  # blocks per packing step
 _POW3 = [np.uint8(3**n) for n in range(5)]
@@ -61,13 +60,13 @@ class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
         cols = np.ascontiguousarray(blocks.view(np.uint64).T)  # (16 words, nblocks)
         packed = np.zeros((4, nblocks), dtype=np.uint64)
         out16 = packed.view(np.uint16)  # (4, 4 * nblocks)
-        v = _horner(cols[0:10].reshape(5, 2, nblocks))  # trit n of qs[0..15]: words 2n, 2n + 1
+        v = horner(cols[0:10].reshape(5, 2, nblocks))  # trit n of qs[0..15]: words 2n, 2n + 1
         np.take(ENCODE_V2, v.view(np.uint16), out=out16[0:2])
-        v = _horner(cols[10:15].reshape(5, 1, nblocks))  # trit n of qs[16..23]: word 10 + n
+        v = horner(cols[10:15].reshape(5, 1, nblocks))  # trit n of qs[16..23]: word 10 + n
         np.take(ENCODE_V2, v.view(np.uint16), out=out16[2:3])
         # Word 15 is weights 120..127; its uint16 n is (qh[0], qh[1]) trit n.
         tail = np.ascontiguousarray(cols[15].view(np.uint16).reshape(nblocks, 4).T)
-        out16[3].reshape(nblocks, 4)[:, 0] = ENCODE_V2[_horner(tail, extra=1)]  # fifth trit 0
+        out16[3].reshape(nblocks, 4)[:, 0] = ENCODE_V2[horner(tail, extra=1)]  # fifth trit 0
         return np.ascontiguousarray(packed.T).view(np.uint8)[:, :26]
 
     def _unpack_blocks(self, qs: np.ndarray) -> np.ndarray:
@@ -97,13 +96,4 @@ class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
         return np.ascontiguousarray(words.T).view(np.int8)
 
     def _refuse_invalid(self, qs: np.ndarray) -> None:
-        pairs = qs.view(np.uint16)  # (nblocks, 13)
-        for valid, lo, hi in ((VALID2, 0, 12), (VALID_QH2, 12, 13)):
-            ok = valid[pairs[:, lo:hi]]
-            if not ok.all():
-                block, pair = np.argwhere(~ok)[0]
-                raise CorruptDataError(
-                    f"{self.name} block {block} bytes {2 * (lo + pair)}-{2 * (lo + pair) + 1} "
-                    f"(0x{int(pairs[block, lo + pair]):04X}) are not a valid base-3 packing; "
-                    "no encoder writes them"
-                )
+        refuse_invalid_base3(qs, self.name, 12)  # 24 bytes of five trits, then 2 of the high trits

@@ -41,7 +41,7 @@ VALID2, VALID_QH2 = _pairwise(VALID), _pairwise(VALID_QH)
 TERNARY2 = [_pairwise((_TRITS[n] - 1).astype(np.int8).view(np.uint8)) for n in range(5)]
 
 
-def _horner(trits: np.ndarray, extra: int = 0) -> np.ndarray:
+def horner(trits: np.ndarray, extra: int = 0) -> np.ndarray:
     """sum(trits[n] * 3**(len - 1 - n)) * 3**extra, byte-wise on packed words."""
     acc = trits[0].copy()
     three = acc.dtype.type(3)
@@ -73,12 +73,12 @@ class TQ1_0(TQCodec):  # noqa: N801 - named after the GGML type
         for first, width, trits in _REGIONS[:2]:  # 32- and 16-byte regions: whole words
             w = width // 8
             region = cols[first // 8 : first // 8 + w * trits].reshape(trits, w, nblocks)
-            v = _horner(region)  # (w, nblocks) words of v
+            v = horner(region)  # (w, nblocks) words of v
             lut = ENCODE_V2[v.view(np.uint16).reshape(w, nblocks, 4)]
             qs16[:, at : at + 4 * w].reshape(nblocks, w, 4).transpose(1, 0, 2)[...] = lut
             at += 4 * w
         tail = cols[30:32].view(np.uint32).reshape(2, nblocks, 2).transpose(0, 2, 1)
-        v = _horner(tail.reshape(4, 1, nblocks), extra=1)  # four trits, fifth counts as 0
+        v = horner(tail.reshape(4, 1, nblocks), extra=1)  # four trits, fifth counts as 0
         qs16[:, at : at + 2] = ENCODE_V2[v.view(np.uint16).reshape(nblocks, 2)]
         return qs
 
@@ -102,13 +102,20 @@ class TQ1_0(TQCodec):  # noqa: N801 - named after the GGML type
         return np.ascontiguousarray(words.T).view(np.int8)
 
     def _refuse_invalid(self, qs: np.ndarray) -> None:
-        pairs = qs.view(np.uint16)  # (nblocks, 26)
-        for valid, lo, hi in ((VALID2, 0, 24), (VALID_QH2, 24, 26)):
-            ok = valid[pairs[:, lo:hi]]
-            if not ok.all():
-                block, pair = np.argwhere(~ok)[0]
-                raise CorruptDataError(
-                    f"{self.name} block {block} bytes {2 * (lo + pair)}-{2 * (lo + pair) + 1} "
-                    f"(0x{int(pairs[block, lo + pair]):04X}) are not a valid base-3 packing; "
-                    "no encoder writes them"
-                )
+        refuse_invalid_base3(qs, self.name, 24)  # 48 bytes of five trits, then 4 of the high trits
+
+
+def refuse_invalid_base3(qs: np.ndarray, codec: str, five_trit_pairs: int) -> None:
+    """Refuse a block (row of ``qs``) holding a byte pair no encoder writes: the first
+    ``five_trit_pairs`` uint16 pairs pack five trits a byte, the rest the high trits (TQ1_0's
+    layout, which PTQ1_0 reuses at group 128). Names the block and the bytes."""
+    pairs = qs.view(np.uint16)
+    for valid, lo, hi in ((VALID2, 0, five_trit_pairs), (VALID_QH2, five_trit_pairs, pairs.shape[1])):
+        ok = valid[pairs[:, lo:hi]]
+        if not ok.all():
+            block, pair = np.argwhere(~ok)[0]
+            raise CorruptDataError(
+                f"{codec} block {block} bytes {2 * (lo + pair)}-{2 * (lo + pair) + 1} "
+                f"(0x{int(pairs[block, lo + pair]):04X}) are not a valid base-3 packing; "
+                "no encoder writes them"
+            )
