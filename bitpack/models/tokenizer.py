@@ -143,6 +143,9 @@ def _tokenizer_kv(folder: Path, vocab_size: int) -> tuple[list[KV], list[str]]:
     if special.chat_template:
         template = special.chat_template
         if not isinstance(template, str):  # a list of named templates: keep the default one
+            if not isinstance(template, list) or not all(isinstance(t, dict) for t in template):
+                raise BitpackError(f"{folder}: chat_template is {repr(template)[:40]}; expected a string "
+                                   "or a list of named templates")
             template = next((t.get("template") for t in template
                              if isinstance(t, dict) and t.get("name") == "default"), None)
         if template is not None and not isinstance(template, str):
