@@ -267,12 +267,17 @@ def campaign(target: str, cases: int, seed: int, save: Path | None = None, repor
                 crashes.append({"case": i, "detail": result.detail})
                 if save is not None:
                     dest = save / f"{target}-{seed}-{i}"
-                    if path.is_dir():
-                        shutil.copytree(path, dest, symlinks=True, dirs_exist_ok=True)
+                    if path.is_dir():  # only the damaged files, over the fixture BASE names
+                        dest.mkdir(parents=True, exist_ok=True)
+                        (dest / "BASE").write_text(path.name + "\n")
+                        for f in path.iterdir():
+                            orig = MODELS / path.name / f.name
+                            if not f.is_symlink() and not (orig.is_file() and orig.read_bytes() == f.read_bytes()):
+                                shutil.copyfile(f, dest / f.name)
                     else:
                         dest.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(path, dest / "model.gguf")
-                    (dest / "CRASH.txt").write_text(result.detail)
+                    (dest / "CRASH.txt").write_text(result.detail.splitlines()[0] + "\n")
             if target == "gguf":
                 path.unlink()
             if report and (i + 1) % 1000 == 0:

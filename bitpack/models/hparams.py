@@ -94,7 +94,10 @@ def _checked(value: Any, kind: type, lo: float, hi: float, what: str) -> Any:
         return value
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise BitpackError(f"{what} is {_shown(value)}; expected a number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float range (config.json allows 1 followed by 400 digits)
+        raise BitpackError(f"{what} is {_shown(value)}; expected a finite number above {lo} and at most {hi:g}") from None
     if not (math.isfinite(value) and lo < value <= hi):
         raise BitpackError(f"{what} is {value!r}; expected a finite number above {lo} and at most {hi:g}")
     return value
