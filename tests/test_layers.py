@@ -24,7 +24,7 @@ LAYERS = [
     ("bitpack.containers",),
     ("bitpack.codecs",),
     ("bitpack.bitstack",),  # pure BitStack math, which the bitstack codec uses
-    ("bitpack.errors", "bitpack.dtypes", "bitpack.parallel", "bitpack._version"),
+    ("bitpack.errors", "bitpack.jsonsafe", "bitpack.dtypes", "bitpack.parallel", "bitpack._version"),
 ]
 
 

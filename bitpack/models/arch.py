@@ -10,6 +10,8 @@ Sources: spec/checkpoints.md §4.3 (architecture decision), §6 (HF names), spec
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -90,8 +92,38 @@ ARCHITECTURES = {
 ALIASES = {"bitnet-25": "bitnet-b1.58"}  # the first 2B-4T upload's name for the same graph
 
 
+# config.json names of the graphs above: every "architectures" class and "model_type" a
+# checkpoint bitpack reads may carry (1bitLLM spells its class "BitnetForCausalLM").
+HF_CLASSES = frozenset({c for a in ARCHITECTURES.values() for c in a.hf_architectures} | {"BitnetForCausalLM"})
+HF_MODEL_TYPES = frozenset(a.hf_model_type for a in ARCHITECTURES.values())
+
+
 def architecture(name: str) -> Architecture:
     return ARCHITECTURES[ALIASES.get(name, name)]
+
+
+def unknown_hf_names(config: dict) -> list[str]:
+    """The config.json ``architectures`` classes and ``model_type`` bitpack has no table for
+    (as shown to the user); a value of the wrong type is listed too."""
+    unknown = []
+    classes = config.get("architectures")
+    if classes is not None:
+        if not isinstance(classes, list):
+            classes = [classes]
+        unknown += [f"architectures {c!r}"[:80] for c in classes if not (isinstance(c, str) and c in HF_CLASSES)]
+    model_type = config.get("model_type")
+    if model_type is not None and not (isinstance(model_type, str) and model_type in HF_MODEL_TYPES):
+        unknown.append(f"model_type {model_type!r}"[:80])
+    return unknown
+
+
+_LAYER = re.compile(r"^(?:blk|model\.layers)\.(\d{1,9})\.")
+
+
+def layer_count(names: Iterable[str]) -> int:
+    """How many layers the tensor names back: one past the highest layer index present."""
+    found = [int(m.group(1)) for m in map(_LAYER.match, names) if m]
+    return max(found) + 1 if found else 0
 
 
 def decide(hidden_act: str, has_sub_norms: bool) -> Architecture | None:

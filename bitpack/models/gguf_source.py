@@ -9,7 +9,6 @@ with block scales of 1.0 and an F32 ``<name>.scale`` companion has that value as
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ import numpy as np
 from ..codecs import codec_class, get_codec
 from ..containers.gguf_read import GGUFFile
 from ..errors import BitpackError
-from .arch import ARCHITECTURES, Architecture, Kind, architecture, qk_row_order, slots
+from ..jsonsafe import loads
+from .arch import ARCHITECTURES, Architecture, Kind, architecture, layer_count, qk_row_order, slots
 from .floats import STORAGE
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
@@ -33,14 +33,27 @@ def gguf_architecture(name: str | None, where: str) -> Architecture:
         raise BitpackError(f"{where}: architecture {name!r} is not one bitpack converts ({known}, bitnet-25)") from None
 
 
-def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any] | None = None) -> Model:
+def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any] | None = None,
+              architecture: str | None = None) -> Model:
+    """The canonical model of a GGUF file, its hyper-parameters, tokenizer arrays and every
+    tensor's type and shape checked before any tensor is read. ``architecture`` names the graph
+    when general.architecture is missing or one bitpack does not know; the hyper-parameter keys
+    are still read under the file's own name."""
     f = GGUFFile(path, dialect=dialect)
     where = str(path)
     name = f.architecture
-    arch = gguf_architecture(name, where)
+    if name is not None and not isinstance(name, str):
+        raise BitpackError(f"{where}: general.architecture is {type(name).__name__}; expected a string")
+    arch = gguf_architecture(architecture or name, where)
+    name = name or arch.name
     present = {t.name for t in f.tensors}
     tied = "output.weight" not in present
     hp = HParams.from_gguf(f.kv, name, arch.hidden_act, tied, where)
+    backed = layer_count(present)
+    if hp.n_layers > backed:
+        raise BitpackError(f"{where}: {name}.block_count is {hp.n_layers} but the file holds tensors for "
+                           f"{backed} layer{'s' if backed != 1 else ''}")
+    _check_tokenizer_arrays(f.kv, where)
     params = _codec_params(f, where)
     used: set[str] = set()
     entries, missing = [], []
@@ -74,6 +87,7 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
                                      get_codec(c, **p).all_zero(f.raw(n), s)))
         else:
             type_name = f.type_name(tensor)
+            _check_float_tensor(f, canonical, slot.kind, type_name, hp, where)
             entries.append(Entry(canonical, slot.kind, f.shape(canonical), type_name,
                                  _float_loader(f, canonical, type_name, where), source_name=canonical,
                                  release=lambda n=canonical: f.release(n)))
@@ -95,16 +109,57 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
     )
 
 
+def _check_float_tensor(f: GGUFFile, name: str, kind: Kind, type_name: str, hp: HParams, where: str) -> None:
+    """A norm, embedding or head: its shape against the hyper-parameters, a norm's type a float."""
+    shape = tuple(f.shape(name))
+    if not hp.float_shape_fits(name, shape):
+        raise BitpackError(f"{where}: {name} has shape {list(shape)}, expected {list(hp.float_shape(name))} "
+                           "from the hyper-parameters")
+    if kind is Kind.NORM and type_name not in STORAGE:
+        raise BitpackError(f"{where}: {name} is {type_name}; a norm must be {', '.join(STORAGE)}")
+
+
+# tokenizer.* arrays bitpack carries over: (key, element check, what an element must be)
+TOKENIZER_ARRAYS = (
+    ("tokenizer.ggml.tokens", lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "strings"),
+    ("tokenizer.ggml.merges", lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "strings"),
+    ("tokenizer.ggml.token_type", lambda v: isinstance(v, np.ndarray) and v.dtype.kind in "iu", "integers"),
+    ("tokenizer.ggml.scores", lambda v: isinstance(v, np.ndarray) and v.dtype.kind == "f", "floats"),
+)
+
+
+def _check_tokenizer_arrays(kv: dict[str, Any], where: str) -> None:
+    for key, ok, what in TOKENIZER_ARRAYS:
+        if key in kv and not ok(kv[key]):
+            raise BitpackError(f"{where}: GGUF key '{key}' must be an array of {what}")
+    tokens = kv.get("tokenizer.ggml.tokens")
+    for key in ("tokenizer.ggml.token_type", "tokenizer.ggml.scores"):
+        if tokens is not None and key in kv and len(kv[key]) != len(tokens):
+            raise BitpackError(f"{where}: GGUF key '{key}' has {len(kv[key])} entries; "
+                               f"tokenizer.ggml.tokens has {len(tokens)}")
+    for key in ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.chat_template"):
+        if key in kv and not isinstance(kv[key], str):
+            raise BitpackError(f"{where}: GGUF key '{key}' must be a string")
+
+
 def _codec_params(f: GGUFFile, where: str) -> dict[str, Any]:
+    """bitpack.codec_params: a JSON object of {tensor name: {parameter: value}}."""
     text = f.kv.get("bitpack.codec_params")
     if text is None:
         return {}
-    try:
-        params = json.loads(text)
-    except ValueError:
-        raise BitpackError(f"{where}: bitpack.codec_params is not JSON") from None
+    if not isinstance(text, str):
+        raise BitpackError(f"{where}: GGUF key 'bitpack.codec_params' must be a string holding JSON")
+    params = loads(text, f"{where}: bitpack.codec_params")
     if not isinstance(params, dict):
         raise BitpackError(f"{where}: bitpack.codec_params must be a JSON object")
+    for name, value in params.items():
+        if not isinstance(value, dict) or not all(isinstance(v, (int, float, str)) for v in value.values()):
+            raise BitpackError(f"{where}: bitpack.codec_params['{name[:60]}'] must be an object of numbers "
+                               "and strings")
+        tiles = [value[k] for k in ("BM", "BK", "bm") if k in value]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 16 for v in tiles):
+            raise BitpackError(f"{where}: bitpack.codec_params['{name[:60]}'] tiles (BM, BK, bm) must be "
+                               "positive integers")
     return params
 
 

@@ -26,11 +26,13 @@ from ..codecs import get_codec
 from ..containers.hf_dir import read_config, tokenizer_files
 from ..containers.safetensors_read import Checkpoint
 from ..errors import BitpackError
-from .arch import Architecture, Kind, decide, slots
+from ..jsonsafe import load_file
+from .arch import ARCHITECTURES, Architecture, Kind, architecture, decide, layer_count, slots, unknown_hf_names
 from .conventions import CONVENTIONS, DEFAULT, LINEAR_CLASSES, OWN, resolve_linear_class
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
-from .ternarize import absmean_scale, absmean_stored
+from .ternarize import FORMATS, absmean_scale, absmean_stored
+from .tokenizer import check_tokenizer
 
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
@@ -47,8 +49,21 @@ def config_dir(path: Path) -> Path:
     return folder
 
 
-def hf_architecture(hp: HParams, names: Iterable[str], where: str) -> Architecture:
-    """The graph of an HF checkpoint: its hidden_act and whether it has sub-norms (by tensor name)."""
+def hf_architecture(hp: HParams, names: Iterable[str], where: str, config: dict[str, Any] | None = None,
+                    override: str | None = None) -> Architecture:
+    """The graph of an HF checkpoint: the one the user names, else its hidden_act and whether it
+    has sub-norms (by tensor name) -- once config.json's ``architectures`` and ``model_type``
+    name only models bitpack has a table for."""
+    if override is not None:
+        try:
+            return architecture(override)
+        except KeyError:
+            raise BitpackError(f"architecture {override!r} is not one bitpack knows "
+                               f"({', '.join(ARCHITECTURES)})") from None
+    unknown = unknown_hf_names(config or {})
+    if unknown:
+        raise BitpackError(f"{where}: config.json names {' and '.join(unknown)}, an architecture bitpack has no "
+                           f"table for; name the graph to read it as ({', '.join(ARCHITECTURES)}) if it is one of them")
     has_sub = any(".attn_sub_norm." in n or ".inner_attn_ln." in n for n in names)
     arch = decide(hp.hidden_act, has_sub)
     if arch is None:
@@ -60,13 +75,18 @@ def hf_architecture(hp: HParams, names: Iterable[str], where: str) -> Architectu
     return arch
 
 
-def open_hf(path: Path, scale_convention: str | None = None) -> Model:
+def open_hf(path: Path, scale_convention: str | None = None, architecture: str | None = None) -> Model:
+    """The canonical model of an HF checkpoint, every config field, tensor shape and dtype and
+    the tokenizer files checked before any tensor is read. ``architecture`` names the graph
+    (a key of ``arch.ARCHITECTURES``) for a config.json whose own names bitpack does not know."""
     folder = config_dir(path)
+    load_file(folder / "config.json")  # bounded nesting before the container's parser sees it
     config, duplicates = read_config(folder)
     warnings = [w.message for w in duplicates]
     for dup in duplicates:
         if dup.path == "quantization_config" and dup.differ and scale_convention is None:
             linear = [v.get("linear_class", DEFAULT) if isinstance(v, dict) else v for v in dup.values]
+            linear = [v if isinstance(v, str) else repr(v)[:40] for v in linear]
             if len(set(map(str, linear))) > 1:
                 raise BitpackError(
                     f"{folder}/config.json has quantization_config {len(dup.values)} times with different "
@@ -76,8 +96,12 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
     where = str(path)
     hp = HParams.from_config(config, where)
     names = set(ckpt.names())
-    arch = hf_architecture(hp, names, where)
+    arch = hf_architecture(hp, names, where, config, architecture)
     _refuse_biases(config, where)
+    backed = layer_count(names)
+    if hp.n_layers > backed:
+        raise BitpackError(f"{where}: config.json num_hidden_layers is {hp.n_layers} but the checkpoint holds "
+                           f"tensors for {backed} layer{'s' if backed != 1 else ''}")
     layout, linear_class, codec_name = _layout(config, ckpt, where, scale_convention, arch.name)
     if scale_convention is not None and layout == "packed":
         linear_class = CONVENTIONS[scale_convention]
@@ -100,11 +124,13 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
         elif slot.kind is Kind.TERNARY:
             shape = hp.ternary_shape(canonical)
             scale_name = found + "_scale"
+            _check_projection(ckpt, found, shape, layout, codec_name, where)
             if layout != "master":
                 if scale_name not in names:
                     missing.append(scale_name)
                     continue
                 used.add(scale_name)
+                _check_scale(ckpt, scale_name, where)
             entries.append(Entry(canonical, slot.kind, shape, codec_name or ckpt.info(found).dtype,
                                  _ternary_loader(ckpt, found, scale_name, shape, layout, linear_class, codec_name, where),
                                  source_name=found, scale=_scale_reader(ckpt, found, scale_name, layout, linear_class),
@@ -131,11 +157,14 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
         raise BitpackError(f"{where}: tensors bitpack does not know where to put: {', '.join(extra[:8])}"
                            + (f" and {len(extra) - 8} more" if len(extra) > 8 else ""))
     _check_shapes(entries, hp, where)
+    tokenizer_dir = folder if tokenizer_files(folder) else None
+    if tokenizer_dir is not None:
+        check_tokenizer(tokenizer_dir, hp.vocab_size)
     return Model(
         source=str(path), container="safetensors",
         layout=_layout_label(layout, linear_class, codec_name, entries),
         arch=arch, hparams=hp, entries=entries, files=_input_files(ckpt, folder),
-        config=config, tokenizer_dir=folder if tokenizer_files(folder) else None,
+        config=config, tokenizer_dir=tokenizer_dir,
         linear_class=linear_class, warnings=warnings,
         source_scale_dtype=_scale_dtype(ckpt, entries) if layout == "packed" else None,
         precision="float" if layout == "float" else "ternary",
@@ -144,7 +173,7 @@ def open_hf(path: Path, scale_convention: str | None = None) -> Model:
 
 def _refuse_biases(config: dict[str, Any], where: str) -> None:
     """Projection biases (attention_bias / mlp_bias) have no place in the canonical model."""
-    biased = [key for key in ("attention_bias", "mlp_bias") if config.get(key)]
+    biased = [key for key in ("attention_bias", "mlp_bias") if config.get(key) not in (None, False)]
     if biased:
         raise BitpackError(f"{where}: config.json sets {' and '.join(biased)} true; bitpack does not support "
                            "projection biases")
@@ -154,6 +183,8 @@ def _is_bitnet(config: dict[str, Any], arch: str) -> bool:
     """Whether float projections are BitNet master weights rather than an ordinary model."""
     if arch != "llama" or config.get("quantization_config"):
         return True
+    if not isinstance(config.get("architectures") or [], list):
+        return False
     if config.get("is_bitnet_config") or "weight_bits" in config or "input_bits" in config:
         return True
     return any("bitnet" in str(a).lower() for a in config.get("architectures") or ())
@@ -168,7 +199,12 @@ def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str,
         return "bitpack", None, codec
     if codec not in (None, "hf_packed"):  # hf_packed reads like any transformers checkpoint
         raise BitpackError(f"{where}: bitpack.codec {codec!r} is not a safetensors ternary layout")
-    qc = config.get("quantization_config") or {}
+    qc = config.get("quantization_config")
+    if qc is None:
+        qc = {}
+    if not isinstance(qc, dict):
+        raise BitpackError(f"{where}: config.json quantization_config is {type(qc).__name__} "
+                           f"{repr(qc)[:40]}; expected an object")
     method = qc.get("quant_method")
     if method not in (None, "bitnet", "bitpack"):
         raise BitpackError(f"{where}: quant_method {method!r} is not BitNet; bitpack reads ternary checkpoints")
@@ -187,11 +223,46 @@ def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str,
         raise BitpackError(f"{where}: projections are packed U8 but config.json has no quantization_config, so "
                            "what weight_scale means is unknown. Pass --scale-convention multiply "
                            "(autobitlinear, e.g. 2B-4T) or divide (bitlinear, e.g. HF1BitLLM, Falcon3)")
+    if not isinstance(qc.get("linear_class", ""), (str, type(None))):
+        raise BitpackError(f"{where}: config.json quantization_config.linear_class is {repr(qc['linear_class'])[:40]}; "
+                           "expected \"autobitlinear\" or \"bitlinear\"")
     linear_class = resolve_linear_class(qc.get("linear_class"), f"{where}: linear_class").name
     if qc.get("quantization_mode", "offline") != "offline":
         raise BitpackError(f"{where}: projections are packed U8 but quantization_mode is "
                            f"{qc.get('quantization_mode')!r}; the config contradicts the weights")
     return "packed", linear_class, "hf_packed"
+
+
+def _check_projection(ckpt, name: str, shape: tuple[int, int], layout: str, codec_name: str | None,
+                      where: str) -> None:
+    """A projection's stored dtype and shape against its layout and the hyper-parameters, before
+    any work (a master of the wrong shape or dtype would otherwise fail mid-way)."""
+    info = ckpt.info(name)
+    if layout == "master":
+        if info.dtype not in FORMATS:
+            raise BitpackError(f"{where}: {name} is {info.dtype}; master weights must be "
+                               f"{', '.join(FORMATS)} (like the checkpoint's other projections)")
+        if tuple(info.shape) != tuple(shape):
+            raise BitpackError(f"{where}: {name} has shape {list(info.shape)}; config.json implies {list(shape)}")
+        return
+    codec = get_codec(codec_name)
+    want = codec.stored_shape(shape)
+    if info.dtype != _ST_NAMES.get(np.dtype(codec.stored_dtype).str, info.dtype):
+        raise BitpackError(f"{where}: {name} is {info.dtype}; {codec_name} stores {np.dtype(codec.stored_dtype).name}")
+    if tuple(info.shape) != tuple(want):
+        raise BitpackError(f"{where}: {name} has shape {list(info.shape)}; {codec_name} of a "
+                           f"{shape[0]}x{shape[1]} weight (from config.json) is {list(want)}")
+
+
+_ST_NAMES = {"|u1": "U8", "|i1": "I8"}
+
+
+def _check_scale(ckpt, name: str, where: str) -> None:
+    """A packed projection's weight_scale: one float value."""
+    info = ckpt.info(name)
+    if info.dtype not in FLOAT_DTYPES or int(np.prod(info.shape)) != 1:
+        raise BitpackError(f"{where}: {name} is {info.dtype} {list(info.shape)}; expected one float value "
+                           "(F32, F16 or BF16, shape [1] or [])")
 
 
 def _ternary_loader(ckpt, name, scale_name, shape, layout, linear_class, codec_name, where):

@@ -63,16 +63,31 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
         raise BitpackError(f"--scale-dtype must be one of {', '.join(SCALE_DTYPES)}")
     fit_codec(model.ternary, codec)
     packed = codec.name == "hf_packed"
+    asked = linear_class is not None
     if linear_class is None:
         linear_class = model.linear_class or ("bitlinear" if model.arch.name == "llama" else "autobitlinear")
     linear_class = resolve_linear_class(linear_class, "--linear-class").name
 
-    plan = HFPlan(codec.name, _config(model, codec.name, linear_class), {}, [], [], warnings=list(model.warnings))
+    plan = HFPlan(codec.name, {}, {}, [], [], warnings=list(model.warnings))
     if model.arch.name == "bitnet" and packed:
         plan.warnings.append("transformers' BitNet model has not been verified with hidden_act silu (1bitLLM "
                              "graph); check its output before relying on it")
-    stored_scales = _weight_scales(model, linear_class if packed else "autobitlinear",
-                                   _scale_dtype(model, linear_class, scale_dtype, packed), allow_scale_rounding, plan)
+
+    def scales_as(linear: str, rounding: bool) -> dict[str, tuple[str, np.ndarray]]:
+        return _weight_scales(model, linear if packed else "autobitlinear",
+                              _scale_dtype(model, linear, scale_dtype, packed), rounding, plan)
+
+    if packed and not asked and linear_class == "bitlinear":
+        # the default class must hold every scale exactly: a 1/s that does not invert back
+        # (a chained conversion's scales) makes autobitlinear (multiply) the default instead
+        try:
+            stored_scales = scales_as(linear_class, False)
+        except BitpackError:
+            linear_class = "autobitlinear"
+            stored_scales = scales_as(linear_class, allow_scale_rounding)
+    else:
+        stored_scales = scales_as(linear_class, allow_scale_rounding)
+    plan.config = _config(model, codec.name, linear_class)
     shapes = {}
     for e in model.entries:
         name = hf_name(e.name)

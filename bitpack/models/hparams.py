@@ -5,8 +5,12 @@ Sources: spec/checkpoints.md §4.1 and §8, spec/gguf.md §5.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 from ..errors import BitpackError
 
@@ -27,6 +31,80 @@ TABLE = (
     ("head_dim", "rope.dimension_count", U32, "head_dim"),
     ("vocab_size", "vocab_size", U32, "vocab_size"),
 )
+
+
+# Bounds far above any published model and far below what would make bitpack allocate or loop
+# without limit; the tensors present must then back every count (the sources check that).
+MAX_WIDTH = 1 << 20  # hidden, intermediate, heads x head_dim
+MAX_HEADS = 1 << 12
+MAX_HEAD_DIM = 1 << 12
+MAX_LAYERS = 1 << 12
+MAX_VOCAB = 1 << 24
+MAX_CONTEXT = (1 << 32) - 1  # written as GGUF u32
+MAX_TOKEN_ID = (1 << 32) - 1
+_REQUIRED = object()
+
+# (attribute, config.json field, kind, low, high, default (_REQUIRED: the field must be there))
+CONFIG_FIELDS = (
+    ("hidden_size", "hidden_size", int, 1, MAX_WIDTH, _REQUIRED),
+    ("intermediate_size", "intermediate_size", int, 1, MAX_WIDTH, _REQUIRED),
+    ("n_layers", "num_hidden_layers", int, 1, MAX_LAYERS, _REQUIRED),
+    ("n_heads", "num_attention_heads", int, 1, MAX_HEADS, _REQUIRED),
+    ("n_kv_heads", "num_key_value_heads", int, 1, MAX_HEADS, None),
+    ("head_dim", "head_dim", int, 1, MAX_HEAD_DIM, None),
+    ("vocab_size", "vocab_size", int, 1, MAX_VOCAB, _REQUIRED),
+    ("context_length", "max_position_embeddings", int, 1, MAX_CONTEXT, 2048),
+    ("rms_norm_eps", "rms_norm_eps", float, 0.0, 1.0, _REQUIRED),
+    ("rope_theta", "rope_theta", float, 0.0, 1e30, 10000.0),
+)
+
+# The same for GGUF keys below "{arch}." (spec/gguf.md §5); the head dimension is
+# attention.key_length when present, else rope.dimension_count, else hidden / heads.
+GGUF_FIELDS = (
+    ("hidden_size", "embedding_length", int, 1, MAX_WIDTH, _REQUIRED),
+    ("intermediate_size", "feed_forward_length", int, 1, MAX_WIDTH, _REQUIRED),
+    ("n_layers", "block_count", int, 1, MAX_LAYERS, _REQUIRED),
+    ("n_heads", "attention.head_count", int, 1, MAX_HEADS, _REQUIRED),
+    ("n_kv_heads", "attention.head_count_kv", int, 1, MAX_HEADS, None),
+    ("head_dim", "rope.dimension_count", int, 1, MAX_HEAD_DIM, None),
+    ("vocab_size", "vocab_size", int, 1, MAX_VOCAB, None),
+    ("context_length", "context_length", int, 1, MAX_CONTEXT, _REQUIRED),
+    ("rms_norm_eps", "attention.layer_norm_rms_epsilon", float, 0.0, 1.0, _REQUIRED),
+    ("rope_theta", "rope.freq_base", float, 0.0, 1e30, 10000.0),
+)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _checked(value: Any, kind: type, lo: float, hi: float, what: str) -> Any:
+    """``value`` as ``kind`` when it is one (an integral float counts as an int) within
+    [lo, hi] -- floats: lo < value <= hi, finite -- else one BitpackError naming ``what``."""
+    if isinstance(value, (np.generic,)) and np.ndim(value) == 0:
+        value = value.item()
+    if kind is int:
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise BitpackError(f"{what} is {_shown(value)}; expected an integer from {lo} to {hi}")
+        if not lo <= value <= hi:
+            raise BitpackError(f"{what} is {value}; expected an integer from {lo} to {hi}")
+        return value
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise BitpackError(f"{what} is {_shown(value)}; expected a number")
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float range (config.json allows 1 followed by 400 digits)
+        raise BitpackError(f"{what} is {_shown(value)}; expected a finite number above {lo} and at most {hi:g}") from None
+    if not (math.isfinite(value) and lo < value <= hi):
+        raise BitpackError(f"{what} is {value!r}; expected a finite number above {lo} and at most {hi:g}")
+    return value
+
+
+def _token_id(value: Any, what: str) -> int | None:
+    return None if value is None else _checked(value, int, 0, MAX_TOKEN_ID, what)
 
 
 @dataclass
@@ -53,35 +131,66 @@ class HParams:
     # -- config.json -----------------------------------------------------------------
     @classmethod
     def from_config(cls, config: dict[str, Any], where: str) -> HParams:
-        def need(key: str) -> Any:
-            if key not in config or config[key] is None:
-                raise BitpackError(f"{where}: config.json has no '{key}'")
-            return config[key]
-
-        rope = config.get("rope_parameters") or {}
-        theta = config.get("rope_theta", rope.get("rope_theta", 10000.0))
+        """The hyper-parameters of config.json, every field checked against CONFIG_FIELDS and
+        against the others (heads divide hidden, kv heads divide heads) before use."""
+        where = f"{where}: config.json"
+        if not isinstance(config, dict):
+            raise BitpackError(f"{where} is not a JSON object")
+        rope = config.get("rope_parameters")
+        if rope is None:
+            rope = {}
+        if not isinstance(rope, dict):
+            raise BitpackError(f"{where}: 'rope_parameters' is {_shown(rope)}; expected an object")
         scaling = config.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
         if scaling:
-            raise BitpackError(f"{where}: rope scaling {scaling!r} is not supported (only the default RoPE)")
-        heads = int(need("num_attention_heads"))
-        hidden = int(need("hidden_size"))
-        bos, eos = config.get("bos_token_id"), config.get("eos_token_id")
-        return cls(
-            hidden_size=hidden,
-            intermediate_size=int(need("intermediate_size")),
-            n_layers=int(need("num_hidden_layers")),
-            n_heads=heads,
-            n_kv_heads=int(config.get("num_key_value_heads") or heads),
-            head_dim=int(config.get("head_dim") or hidden // heads),
-            vocab_size=int(need("vocab_size")),
-            context_length=int(config.get("max_position_embeddings") or 2048),
-            rms_norm_eps=float(need("rms_norm_eps")),
-            rope_theta=float(theta),
-            tied=bool(config.get("tie_word_embeddings", False)),
-            hidden_act=str(need("hidden_act")),
-            bos_token_id=bos if isinstance(bos, int) else None,
-            eos_token_id=eos[0] if isinstance(eos, list) and eos else (eos if isinstance(eos, int) else None),
-        )
+            raise BitpackError(f"{where}: rope scaling {_shown(scaling)} is not supported (only the default RoPE)")
+        values = {}
+        for attr, key, kind, lo, hi, default in CONFIG_FIELDS:
+            raw = config.get(key)
+            if raw is None and key == "rope_theta":
+                raw = rope.get("rope_theta")
+            if raw is None:
+                if default is _REQUIRED:
+                    raise BitpackError(f"{where} has no '{key}'")
+                values[attr] = default
+                continue
+            values[attr] = _checked(raw, kind, lo, hi, f"{where}: '{key}'")
+        heads, hidden = values["n_heads"], values["hidden_size"]
+        if values["n_kv_heads"] is None:
+            values["n_kv_heads"] = heads
+        if values["head_dim"] is None:
+            if hidden % heads:
+                raise BitpackError(f"{where}: hidden_size {hidden} is not a multiple of num_attention_heads "
+                                   f"{heads} and no head_dim is given")
+            values["head_dim"] = hidden // heads
+        tied = config.get("tie_word_embeddings", False)
+        if tied is None:
+            tied = False
+        if not isinstance(tied, bool):
+            raise BitpackError(f"{where}: 'tie_word_embeddings' is {_shown(tied)}; expected true or false")
+        hidden_act = config.get("hidden_act")
+        if hidden_act is None:
+            raise BitpackError(f"{where} has no 'hidden_act'")
+        if not isinstance(hidden_act, str):
+            raise BitpackError(f"{where}: 'hidden_act' is {_shown(hidden_act)}; expected a string like \"silu\"")
+        eos = config.get("eos_token_id")
+        if isinstance(eos, list):
+            eos = eos[0] if eos else None
+        hp = cls(**values, tied=tied, hidden_act=hidden_act,
+                 bos_token_id=_token_id(config.get("bos_token_id"), f"{where}: 'bos_token_id'"),
+                 eos_token_id=_token_id(eos, f"{where}: 'eos_token_id'"))
+        hp.check_consistent(where, {"n_heads": "num_attention_heads", "n_kv_heads": "num_key_value_heads",
+                                    "head_dim": "head_dim", "hidden_size": "hidden_size"})
+        return hp
+
+    def check_consistent(self, where: str, names: dict[str, str]) -> None:
+        """Relations between fields that each passed their own range check."""
+        if self.n_heads % self.n_kv_heads:
+            raise BitpackError(f"{where}: {names['n_kv_heads']} {self.n_kv_heads} does not divide "
+                               f"{names['n_heads']} {self.n_heads}")
+        if self.n_heads * self.head_dim > MAX_WIDTH:
+            raise BitpackError(f"{where}: {names['n_heads']} {self.n_heads} x {names['head_dim']} {self.head_dim} "
+                               f"is wider than {MAX_WIDTH}; expected heads x head_dim near {names['hidden_size']}")
 
     def to_config(self) -> dict[str, Any]:
         out = {cfg: getattr(self, attr) for attr, _, _, cfg in TABLE}
@@ -103,35 +212,42 @@ class HParams:
 
     @classmethod
     def from_gguf(cls, kv: dict[str, Any], arch: str, hidden_act: str, tied: bool, where: str) -> HParams:
-        def get(key: str, default: Any = None) -> Any:
-            value = kv.get(f"{arch}.{key}", default)
-            if value is None:
-                raise BitpackError(f"{where}: GGUF metadata has no '{arch}.{key}'")
-            return value
-
-        hidden = int(get("embedding_length"))
-        heads = int(get("attention.head_count"))
-        tokens = kv.get("tokenizer.ggml.tokens")
-        vocab = kv.get(f"{arch}.vocab_size") or (len(tokens) if tokens is not None else None)
-        if vocab is None:
-            raise BitpackError(f"{where}: GGUF metadata has neither '{arch}.vocab_size' nor tokenizer tokens")
-        bos, eos = kv.get("tokenizer.ggml.bos_token_id"), kv.get("tokenizer.ggml.eos_token_id")
-        return cls(
-            hidden_size=hidden,
-            intermediate_size=int(get("feed_forward_length")),
-            n_layers=int(get("block_count")),
-            n_heads=heads,
-            n_kv_heads=int(get("attention.head_count_kv", heads)),
-            head_dim=int(kv.get(f"{arch}.attention.key_length") or get("rope.dimension_count", hidden // heads)),
-            vocab_size=int(vocab),
-            context_length=int(get("context_length")),
-            rms_norm_eps=float(get("attention.layer_norm_rms_epsilon")),
-            rope_theta=float(get("rope.freq_base", 10000.0)),
-            tied=tied,
-            hidden_act=hidden_act,
-            bos_token_id=None if bos is None else int(bos),
-            eos_token_id=None if eos is None else int(eos),
-        )
+        """The hyper-parameters of GGUF metadata, every key's type and range checked (GGUF_FIELDS)."""
+        values = {}
+        for attr, key, kind, lo, hi, default in GGUF_FIELDS:
+            full = f"{arch}.{key}"
+            raw = kv.get(full)
+            if raw is None:
+                if default is _REQUIRED:
+                    raise BitpackError(f"{where}: GGUF metadata has no '{full}'")
+                values[attr] = default
+                continue
+            values[attr] = _checked(raw, kind, lo, hi, f"{where}: GGUF key '{full}'")
+        heads, hidden = values["n_heads"], values["hidden_size"]
+        if values["n_kv_heads"] is None:
+            values["n_kv_heads"] = heads
+        key_length = kv.get(f"{arch}.attention.key_length")
+        if key_length is not None:
+            values["head_dim"] = _checked(key_length, int, 1, MAX_HEAD_DIM, f"{where}: GGUF key '{arch}.attention.key_length'")
+        if values["head_dim"] is None:
+            if hidden % heads:
+                raise BitpackError(f"{where}: {arch}.embedding_length {hidden} is not a multiple of "
+                                   f"{arch}.attention.head_count {heads} and no head dimension is given")
+            values["head_dim"] = hidden // heads
+        if values["vocab_size"] is None:
+            tokens = kv.get("tokenizer.ggml.tokens")
+            if tokens is None:
+                raise BitpackError(f"{where}: GGUF metadata has neither '{arch}.vocab_size' nor tokenizer tokens")
+            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                raise BitpackError(f"{where}: GGUF key 'tokenizer.ggml.tokens' must be an array of strings")
+            values["vocab_size"] = _checked(len(tokens), int, 1, MAX_VOCAB, f"{where}: GGUF key 'tokenizer.ggml.tokens' (count)")
+        hp = cls(**values, tied=tied, hidden_act=hidden_act,
+                 bos_token_id=_token_id(kv.get("tokenizer.ggml.bos_token_id"), f"{where}: GGUF key 'tokenizer.ggml.bos_token_id'"),
+                 eos_token_id=_token_id(kv.get("tokenizer.ggml.eos_token_id"), f"{where}: GGUF key 'tokenizer.ggml.eos_token_id'"))
+        hp.check_consistent(where, {"n_heads": f"{arch}.attention.head_count",
+                                    "n_kv_heads": f"{arch}.attention.head_count_kv",
+                                    "head_dim": "head dimension", "hidden_size": f"{arch}.embedding_length"})
+        return hp
 
     # -- shapes ----------------------------------------------------------------------
     def ternary_shape(self, gguf_name: str) -> tuple[int, int]:

@@ -14,6 +14,7 @@ calibration text).
 from __future__ import annotations
 
 from ..errors import BitpackError
+from ..jsonsafe import load_file
 from .model import Model
 
 
@@ -28,17 +29,20 @@ def encode_text(model: Model, text: str) -> list[int]:
             from tokenizers import Tokenizer
         except ImportError as err:  # a dependency, but say so plainly if it is missing
             raise BitpackError(f"reading {folder / 'tokenizer.json'} needs the tokenizers package ({err})") from None
+        load_file(folder / "tokenizer.json")  # bounded nesting first
         try:
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as err:  # tokenizers raises its own Exception type for malformed files
             raise BitpackError(f"{folder / 'tokenizer.json'}: cannot load the tokenizer ({err})") from None
         return list(tokenizer.encode(text).ids)
     if (folder / "tokenizer.model").is_file():
-        import sentencepiece
-
+        try:
+            import sentencepiece
+        except ImportError as err:
+            raise BitpackError(f"reading {folder / 'tokenizer.model'} needs the sentencepiece package ({err})") from None
         try:
             processor = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
-        except (OSError, RuntimeError) as err:
+        except Exception as err:  # sentencepiece raises RuntimeError, OSError or its own for damaged files
             raise BitpackError(f"{folder / 'tokenizer.model'}: cannot load the tokenizer ({err})") from None
         return [int(i) for i in processor.encode(text)]
     raise BitpackError(f"{folder}: neither tokenizer.json nor tokenizer.model; bitpack cannot tokenize text "

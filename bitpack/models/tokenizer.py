@@ -10,12 +10,12 @@ one by its settings), else ``default`` with a warning.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from ..errors import BitpackError
+from ..jsonsafe import load_file
 
 # A GGUF KV triple: (key, value, value type name); array types are "[elem]".
 KV = tuple[str, Any, str]
@@ -35,10 +35,59 @@ GPT2_PRE = "gpt-2"
 PADDING_TYPE = 5  # gguf TokenType.UNUSED
 
 
-def tokenizer_kv(folder: Path, vocab_size: int) -> tuple[list[KV], list[str]]:
-    """GGUF tokenizer keys for the HF tokenizer files in ``folder``, plus warnings."""
+# The JSON files gguf-py and tokenizers read; each is parsed once here first, with bounded
+# nesting, and must be a JSON object.
+JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "added_tokens.json",
+              "special_tokens_map.json")
+
+# tokenizer_kv results of folders opened in this process, keyed by what the files are now:
+# a source's tokenizer is read (and so checked) when it is opened, and its GGUF keys reused.
+_CACHE: dict[tuple[Any, ...], tuple[list[KV], list[str]]] = {}
+
+
+def check_tokenizer(folder: Path, vocab_size: int) -> None:
+    """Read the tokenizer files in ``folder`` now, so that damage is refused when the model is
+    opened -- before any weight is processed or output written -- not half-way through."""
+    tokenizer_kv(folder, vocab_size, require=False)
+
+
+def tokenizer_kv(folder: Path, vocab_size: int, *, require: bool = True) -> tuple[list[KV], list[str]]:
+    """GGUF tokenizer keys for the HF tokenizer files in ``folder``, plus warnings. Any damage
+    in the files is one BitpackError naming the folder. ``require=False``: a folder with no
+    tokenizer bitpack can carry over gives no keys instead of an error."""
+    names = [n for n in (*JSON_FILES, "tokenizer.model", "merges.txt") if (folder / n).is_file()]
+    key = (str(Path(folder).resolve()), vocab_size, tuple((n, (folder / n).stat().st_mtime_ns,
+                                                           (folder / n).stat().st_size) for n in names))
+    if key not in _CACHE:
+        try:
+            _CACHE[key] = _tokenizer_kv(folder, vocab_size)
+        except _NoTokenizer as err:
+            if require:
+                raise BitpackError(str(err)) from None
+            return [], []
+        except BitpackError:
+            raise
+        except Exception as err:  # gguf-py and sentencepiece raise anything on damaged files
+            raise BitpackError(f"{folder}: cannot read the tokenizer ({type(err).__name__}: "
+                               f"{str(err)[:200]})") from None
+    kv, warnings = _CACHE[key]
+    return list(kv), list(warnings)
+
+
+class _NoTokenizer(Exception):
+    pass
+
+
+def _tokenizer_kv(folder: Path, vocab_size: int) -> tuple[list[KV], list[str]]:
     from gguf.vocab import BpeVocab, SentencePieceVocab, SpecialVocab
 
+    for name in JSON_FILES:
+        if (folder / name).is_file():
+            data = load_file(folder / name)
+            if not isinstance(data, dict):
+                raise BitpackError(f"{folder / name}: top level is a JSON {type(data).__name__}, not an object")
+    if vocab_size < 1:
+        raise BitpackError(f"{folder}: vocab_size is {vocab_size}; a tokenizer needs at least one token")
     warnings: list[str] = []
     tokenizer_json = folder / "tokenizer.json"
     logging.getLogger("gguf").setLevel(logging.ERROR)  # gguf-py logs at INFO; bitpack reports itself
@@ -51,16 +100,18 @@ def tokenizer_kv(folder: Path, vocab_size: int) -> tuple[list[KV], list[str]]:
         elif (folder / "tokenizer.model").is_file():
             vocab, model, pre = SentencePieceVocab(folder), "llama", "default"
         else:
-            raise BitpackError(f"{folder}: no tokenizer bitpack can carry over (a byte-level BPE "
+            raise _NoTokenizer(f"{folder}: no tokenizer bitpack can carry over (a byte-level BPE "
                                "tokenizer.json or a SentencePiece tokenizer.model)")
         special = SpecialVocab(folder, load_merges=model == "gpt2", n_vocab=vocab_size)
     except ImportError as err:
         raise BitpackError(f"{folder}: reading tokenizer.model needs the sentencepiece package ({err})") from None
-    except (OSError, ValueError, KeyError) as err:
-        raise BitpackError(f"{folder}: cannot read the tokenizer ({err})") from None
 
     tokens, scores, types = [], [], []
+    if vocab.vocab_size > vocab_size:
+        raise BitpackError(f"{folder}: the tokenizer has {vocab.vocab_size} tokens but vocab_size is {vocab_size}")
     for text, score, toktype in vocab.all_tokens():
+        if not isinstance(text, (str, bytes)):
+            raise BitpackError(f"{folder}: token {len(tokens)} is {repr(text)[:40]}; expected a string")
         tokens.append(text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text)
         scores.append(float(score))
         types.append(int(toktype))
@@ -80,6 +131,8 @@ def tokenizer_kv(folder: Path, vocab_size: int) -> tuple[list[KV], list[str]]:
     if model == "llama":
         kv.append(("tokenizer.ggml.scores", scores, "[f32]"))
     if special.merges:
+        if not all(isinstance(m, str) for m in special.merges):
+            raise BitpackError(f"{folder}: the BPE merges are not all strings")
         kv.append(("tokenizer.ggml.merges", list(special.merges), "[string]"))
     elif model == "gpt2":
         raise BitpackError(f"{folder}: the BPE tokenizer has no merges; the GGUF would not tokenize")
@@ -90,30 +143,35 @@ def tokenizer_kv(folder: Path, vocab_size: int) -> tuple[list[KV], list[str]]:
     if special.chat_template:
         template = special.chat_template
         if not isinstance(template, str):  # a list of named templates: keep the default one
-            template = next((t["template"] for t in template if t.get("name") == "default"), None)
+            if not isinstance(template, list) or not all(isinstance(t, dict) for t in template):
+                raise BitpackError(f"{folder}: chat_template is {repr(template)[:40]}; expected a string "
+                                   "or a list of named templates")
+            template = next((t.get("template") for t in template
+                             if isinstance(t, dict) and t.get("name") == "default"), None)
+        if template is not None and not isinstance(template, str):
+            raise BitpackError(f"{folder}: chat_template is {type(template).__name__}; expected a string")
         if template:
             kv.append(("tokenizer.chat_template", template, "string"))
     return kv, warnings
 
 
 def _is_byte_level_bpe(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise BitpackError(f"{path}: not readable JSON ({err})") from None
+    data = load_file(path)
     model = data.get("model") or {}
     decoder = data.get("decoder") or {}
+    if not isinstance(model, dict) or not isinstance(decoder, dict):
+        raise BitpackError(f"{path}: 'model' and 'decoder' must be JSON objects")
     return model.get("type") == "BPE" and not model.get("byte_fallback") and decoder.get("type") == "ByteLevel"
 
 
 def _pre_tokenizer(path: Path) -> tuple[str, str | None]:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = load_file(path)
     patterns = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             pattern = node.get("pattern")
-            if isinstance(pattern, dict) and "Regex" in pattern:
+            if isinstance(pattern, dict) and isinstance(pattern.get("Regex"), str):
                 patterns.append(pattern["Regex"])
             for value in node.values():
                 walk(value)
