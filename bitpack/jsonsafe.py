@@ -38,6 +38,15 @@ def depth(text: str) -> int:
     return deepest
 
 
+def check_depth(text: str, where: str, *, max_depth: int = MAX_DEPTH) -> str:
+    """``text`` unchanged, or a :class:`BitpackError` when it nests deeper than ``max_depth``
+    (for parsers that need their own hooks and messages)."""
+    found = depth(text)
+    if found > max_depth:
+        raise BitpackError(f"{where}: JSON nested {found} levels deep; bitpack reads at most {max_depth}")
+    return text
+
+
 def loads(text: str | bytes, where: str, *, max_depth: int = MAX_DEPTH,
           object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
     """``json.loads`` that raises one :class:`BitpackError` naming ``where`` for anything that is
@@ -47,9 +56,7 @@ def loads(text: str | bytes, where: str, *, max_depth: int = MAX_DEPTH,
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as err:
             raise BitpackError(f"{where}: not UTF-8 text ({err})") from None
-    found = depth(text)
-    if found > max_depth:
-        raise BitpackError(f"{where}: JSON nested {found} levels deep; bitpack reads at most {max_depth}")
+    check_depth(text, where, max_depth=max_depth)
     try:
         return json.loads(text, object_pairs_hook=object_pairs_hook)
     except (ValueError, RecursionError) as err:

@@ -3,10 +3,16 @@ row i*M/4 + r (spec/codecs.md §3)."""
 
 import numpy as np
 import pytest
+from codec_suite import (
+    CodecSuite,
+    F32ScaleChecks,
+    SafetensorsChecks,
+    TwoBitChecks,
+    make_ternary,
+)
 from hypothesis import strategies as st
 
 from bitpack.codecs import get_codec
-from codec_suite import CodecSuite, F32ScaleChecks, SafetensorsChecks, TwoBitChecks, make_ternary
 
 
 class TestHFPacked(SafetensorsChecks, F32ScaleChecks, TwoBitChecks, CodecSuite):

@@ -3,10 +3,17 @@
 
 import numpy as np
 import pytest
+from codec_suite import (
+    CodecSuite,
+    F32ScaleChecks,
+    SafetensorsChecks,
+    TwoBitChecks,
+    make_ternary,
+    pad,
+)
 from hypothesis import strategies as st
 
 from bitpack.codecs import CorruptDataError, get_codec
-from codec_suite import CodecSuite, F32ScaleChecks, SafetensorsChecks, TwoBitChecks, make_ternary, pad
 
 
 class TestI2Packed(SafetensorsChecks, F32ScaleChecks, TwoBitChecks, CodecSuite):

@@ -2,9 +2,6 @@
 
 import numpy as np
 import pytest
-from hypothesis import strategies as st
-
-from bitpack.codecs import CodecError, get_codec
 from codec_suite import (
     GOLDEN_2026,
     CodecSuite,
@@ -15,6 +12,9 @@ from codec_suite import (
     TwoBitChecks,
     make_ternary,
 )
+from hypothesis import strategies as st
+
+from bitpack.codecs import CodecError, get_codec
 
 
 class TestI2S(GGUFChecks, F32ScaleChecks, TrailerChecks, TwoBitChecks, CodecSuite):

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from codec_suite import CodecSuite, F32ScaleChecks, SafetensorsChecks, make_ternary
 from hypothesis import strategies as st
 
 from bitpack.codecs import CorruptDataError, get_codec
-from codec_suite import CodecSuite, F32ScaleChecks, SafetensorsChecks, make_ternary
 
 
 class TestInt8(SafetensorsChecks, F32ScaleChecks, CodecSuite):

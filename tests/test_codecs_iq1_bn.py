@@ -2,9 +2,6 @@
 
 import numpy as np
 import pytest
-from hypothesis import strategies as st
-
-from bitpack.codecs import CorruptDataError, ScaleError, get_codec
 from codec_suite import (
     GOLDEN_2026,
     POSITIVE_F16,
@@ -13,6 +10,9 @@ from codec_suite import (
     RowScaleChecks,
     make_ternary,
 )
+from hypothesis import strategies as st
+
+from bitpack.codecs import CorruptDataError, ScaleError, get_codec
 
 
 def byte_of(v: int) -> int:

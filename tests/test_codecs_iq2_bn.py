@@ -3,10 +3,17 @@ test_codecs_iq2_bn_r4.py."""
 
 import numpy as np
 import pytest
+from codec_suite import (
+    POSITIVE_F32,
+    CodecSuite,
+    Golden2026Checks,
+    RowScaleChecks,
+    TwoBitChecks,
+    make_ternary,
+)
 from hypothesis import strategies as st
 
 from bitpack.codecs import get_codec
-from codec_suite import POSITIVE_F32, CodecSuite, Golden2026Checks, RowScaleChecks, TwoBitChecks, make_ternary
 
 
 class IQ2Facts(TwoBitChecks, RowScaleChecks, Golden2026Checks):

@@ -1,11 +1,11 @@
 """iq2_bn_r4: ik_llama.cpp IQ2_BN_R4, GGML type 335 (formats/iq2_bn.md, "IQ2_BN_R4")."""
 
 import numpy as np
+from codec_suite import CodecSuite, make_ternary
 from hypothesis import strategies as st
+from test_codecs_iq2_bn import IQ2Facts
 
 from bitpack.codecs import get_codec
-from codec_suite import CodecSuite, make_ternary
-from test_codecs_iq2_bn import IQ2Facts
 
 
 class TestIQ2_BN_R4(IQ2Facts, CodecSuite):

@@ -2,9 +2,15 @@
 (formats/pq2_0.md, formats-2026.md §3)."""
 
 import numpy as np
+from codec_suite import (
+    CodecSuite,
+    GroupScaleChecks,
+    TwoBitChecks,
+    group_shapes,
+    make_ternary,
+)
 
 from bitpack.codecs import get_codec
-from codec_suite import CodecSuite, GroupScaleChecks, TwoBitChecks, group_shapes, make_ternary
 
 
 class TestPQ2_0(GroupScaleChecks, TwoBitChecks, CodecSuite):

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from codec_suite import CodecSuite, GroupScaleChecks, group_shapes, make_ternary
 
 from bitpack.codecs import CorruptDataError, get_codec
 from bitpack.codecs.tq1_0 import VALID, VALID_QH
-from codec_suite import CodecSuite, GroupScaleChecks, group_shapes, make_ternary
 
 
 class TestPTQ1_0(GroupScaleChecks, CodecSuite):

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from codec_suite import GOLDEN_2026, CodecSuite, GroupScaleChecks, group_shapes
 
 from bitpack.codecs import CodecError, get_codec
-from codec_suite import GOLDEN_2026, CodecSuite, GroupScaleChecks, group_shapes
 
 
 def make_binary(shape, kind="random", seed=0):

@@ -1,9 +1,15 @@
 """q2_0: mainline llama.cpp Q2_0, GGML type 42, group 64 (formats/q2_0.md, formats-2026.md §2)."""
 
 import numpy as np
+from codec_suite import (
+    CodecSuite,
+    GroupScaleChecks,
+    TwoBitChecks,
+    group_shapes,
+    make_ternary,
+)
 
 from bitpack.codecs import get_codec
-from codec_suite import CodecSuite, GroupScaleChecks, TwoBitChecks, group_shapes, make_ternary
 
 
 class TestQ2_0(GroupScaleChecks, TwoBitChecks, CodecSuite):

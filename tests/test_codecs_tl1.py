@@ -2,10 +2,17 @@
 
 import numpy as np
 import pytest
+from codec_suite import (
+    CodecSuite,
+    F32ScaleChecks,
+    GGUFChecks,
+    TrailerChecks,
+    f32_le,
+    make_ternary,
+)
 from hypothesis import strategies as st
 
 from bitpack.codecs import CorruptDataError, get_codec
-from codec_suite import CodecSuite, F32ScaleChecks, GGUFChecks, TrailerChecks, f32_le, make_ternary
 
 
 class TL1Facts(GGUFChecks, F32ScaleChecks, TrailerChecks):

@@ -2,10 +2,18 @@
 
 import numpy as np
 import pytest
+from codec_suite import (
+    CodecSuite,
+    F32ScaleChecks,
+    GGUFChecks,
+    TrailerChecks,
+    f32_le,
+    make_ternary,
+    pad,
+)
 from hypothesis import strategies as st
 
 from bitpack.codecs import CorruptDataError, ShapeError, get_codec
-from codec_suite import CodecSuite, F32ScaleChecks, GGUFChecks, TrailerChecks, f32_le, make_ternary, pad
 
 
 def payload_size(m: int, k: int) -> int:

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from codec_suite import CodecSuite, TQBakedChecks, TQSeparateChecks, make_ternary
 
 from bitpack.codecs import CorruptDataError, get_codec
-from codec_suite import CodecSuite, TQBakedChecks, TQSeparateChecks, make_ternary
 
 
 class TQ1Facts:

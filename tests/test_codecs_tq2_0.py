@@ -2,9 +2,15 @@
 
 import numpy as np
 import pytest
+from codec_suite import (
+    CodecSuite,
+    TQBakedChecks,
+    TQSeparateChecks,
+    TwoBitChecks,
+    make_ternary,
+)
 
 from bitpack.codecs import get_codec
-from codec_suite import CodecSuite, TQBakedChecks, TQSeparateChecks, TwoBitChecks, make_ternary
 
 
 class TQ2Facts(TwoBitChecks):

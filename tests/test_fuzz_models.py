@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from cli_runner import bitpack
 from fuzz_models import MODELS, campaign
 

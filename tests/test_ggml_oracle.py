@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oracles import require
 
 from bitpack.codecs import get_codec
-
-from oracles import require
 
 pytestmark = pytest.mark.oracle
 

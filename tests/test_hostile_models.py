@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bitpack.errors import BitpackError
 from cli_runner import bitpack
 from fuzz_models import MODELS, base_gguf, read_gguf
+
+from bitpack.errors import BitpackError
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

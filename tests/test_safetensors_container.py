@@ -564,3 +564,26 @@ def test_a_dtype_that_is_not_a_string_is_one_clear_error(tmp_path, dtype):
     path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
     with pytest.raises(ContainerError, match="unsupported dtype"):
         SafetensorsFile(path)
+
+
+def test_deeply_nested_json_is_refused_in_headers_indexes_and_configs(tmp_path):
+    import json
+    import struct
+
+    from bitpack.containers.hf_dir import read_config
+    from bitpack.containers.safetensors_read import SafetensorsFile, read_index
+    from bitpack.errors import BitpackError
+
+    deep = "[" * 100_000 + "]" * 100_000  # Python's own json would raise RecursionError
+    header = ('{"__metadata__": {"x": "y"}, "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], '
+              f'"extra": {deep}}}}}').encode()
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
+    with pytest.raises(BitpackError, match="nested 100002 levels deep"):
+        SafetensorsFile(path)
+    (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": ' + deep + "}")
+    with pytest.raises(BitpackError, match="levels deep"):
+        read_index(tmp_path / "model.safetensors.index.json")
+    (tmp_path / "config.json").write_text(json.dumps({"a": 1})[:-1] + ', "b": ' + deep + "}")
+    with pytest.raises(BitpackError, match="levels deep"):
+        read_config(tmp_path)

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Self
 
 from ..errors import ContainerError
+from ..jsonsafe import check_depth
 from .files import create_temp_sibling, fsync_dir
 from .safetensors_read import INDEX_NAME
 from .safetensors_write import SafetensorsWriter
@@ -73,7 +74,7 @@ def read_config(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Conf
         return obj
 
     try:
-        config = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=hook)
+        config = json.loads(check_depth(path.read_text(encoding="utf-8"), str(path)), object_pairs_hook=hook)
     except FileNotFoundError:
         raise ContainerError(f"{path}: no config.json (an HF model directory needs one)") from None
     except (OSError, UnicodeDecodeError, ValueError) as err:

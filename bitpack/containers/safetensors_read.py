@@ -30,6 +30,7 @@ import numpy as np
 
 from ..dtypes import FLOAT_STORAGE, f32_from_bf16
 from ..errors import ContainerError
+from ..jsonsafe import check_depth
 
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit against JSON bombs
 
@@ -112,7 +113,7 @@ class SafetensorsFile:
 
     def _parse_header(self, raw: bytes) -> None:
         try:
-            header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
+            header = json.loads(check_depth(raw.decode("utf-8"), str(self.path)), object_pairs_hook=_no_duplicates,
                                 parse_constant=_reject_constant)
         except _Duplicate as dup:
             self._fail(f"header names {str(dup)!r} twice (duplicate keys are not allowed)")
@@ -306,7 +307,7 @@ def read_index(index: Path, label: str | None = None) -> tuple[dict[str, str], d
     """
     where = str(index) if label is None else label
     try:
-        doc = json.loads(index.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
+        doc = json.loads(check_depth(index.read_text(encoding="utf-8"), where), object_pairs_hook=_no_duplicates)
     except _Duplicate as dup:
         raise ContainerError(f"{where}: key {str(dup)!r} appears twice") from None
     except (OSError, UnicodeDecodeError, ValueError) as err:

@@ -18,7 +18,15 @@ from ..codecs import codec_class, get_codec
 from ..containers.gguf_read import GGUFFile
 from ..errors import BitpackError
 from ..jsonsafe import loads
-from .arch import ARCHITECTURES, Architecture, Kind, architecture, layer_count, qk_row_order, slots
+from .arch import (
+    ARCHITECTURES,
+    Architecture,
+    Kind,
+    architecture,
+    layer_count,
+    qk_row_order,
+    slots,
+)
 from .floats import STORAGE
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary

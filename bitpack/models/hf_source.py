@@ -27,7 +27,16 @@ from ..containers.hf_dir import read_config, tokenizer_files
 from ..containers.safetensors_read import Checkpoint
 from ..errors import BitpackError
 from ..jsonsafe import load_file
-from .arch import ARCHITECTURES, Architecture, Kind, architecture, decide, layer_count, slots, unknown_hf_names
+from .arch import (
+    ARCHITECTURES,
+    Architecture,
+    Kind,
+    architecture,
+    decide,
+    layer_count,
+    slots,
+    unknown_hf_names,
+)
 from .conventions import CONVENTIONS, DEFAULT, LINEAR_CLASSES, OWN, resolve_linear_class
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary

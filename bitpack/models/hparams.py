@@ -6,7 +6,6 @@ Sources: spec/checkpoints.md §4.1 and §8, spec/gguf.md §5.
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass, field
 from typing import Any
 

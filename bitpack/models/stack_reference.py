@@ -14,6 +14,7 @@ from ..bitstack import avd
 from ..bitstack.budget import BudgetTable, table_from_configs
 from ..containers.hf_dir import COMPRESSION_CONFIG
 from ..errors import BitpackError
+from ..jsonsafe import check_depth
 from .hparams import HParams
 from .stack_format import Naming, projection_names
 from .stack_model import OpenStack
@@ -51,7 +52,7 @@ def reference_table(stack: OpenStack, cfg_path: Path, where: str) -> BudgetTable
         stack.warnings.append(f"{where}: no {COMPRESSION_CONFIG}; only explicit block counts can be loaded")
         return None
     try:
-        configs = json.loads(cfg_path.read_text(encoding="utf-8"))
+        configs = json.loads(check_depth(cfg_path.read_text(encoding="utf-8"), str(cfg_path)))
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise BitpackError(f"{cfg_path}: not readable JSON ({err})") from None
     if not isinstance(configs, list) or not all(isinstance(c, dict) and isinstance(c.get("layers"), dict)

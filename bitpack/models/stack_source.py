@@ -27,6 +27,7 @@ from ..bitstack.budget import BudgetTable
 from ..bitstack.order import check_order
 from ..containers.hf_dir import COMPRESSION_CONFIG, read_config, tokenizer_files
 from ..errors import BitpackError
+from ..jsonsafe import check_depth
 from .arch import Kind, slots
 from .gguf_source import gguf_architecture
 from .hf_source import hf_architecture
@@ -52,7 +53,7 @@ from .stack_store import Store, check_tensor, open_store
 
 def _json_param(meta: dict[str, Any], key: str, where: str) -> Any:
     try:
-        return json.loads(meta[key])
+        return json.loads(check_depth(meta[key], f"{where}: {key}"))
     except (TypeError, ValueError):
         raise BitpackError(f"{where}: {key} is not valid JSON") from None
 
@@ -260,7 +261,7 @@ def _bitpack_table(stack: OpenStack, require_order: bool, where: str) -> BudgetT
                 raise BitpackError(f"{where}: {KEY_ORDER} was never filled in (an interrupted writer?)")
             return None
         try:
-            order = json.loads(text)
+            order = json.loads(check_depth(text, f"{where}: {KEY_ORDER}"))
         except ValueError:
             raise BitpackError(f"{where}: {KEY_ORDER} is not a JSON list") from None
     else:  # GGUF: an INT32 array

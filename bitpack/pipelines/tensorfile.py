@@ -22,6 +22,7 @@ from .._version import __version__
 from ..codecs import Codec, get_codec, list_codecs
 from ..containers.files import check_output_file, write_atomic
 from ..errors import BitpackError
+from ..jsonsafe import check_depth
 
 EXAMPLE_SHAPE = (2560, 6912)  # ffn_down-like shape of BitNet b1.58 2B-4T
 
@@ -83,7 +84,7 @@ def encode_file(src: Path, to: str, out: Path | None, params: dict[str, Any],
 def decode_file(src: Path, out: Path | None, *, overwrite: bool = False) -> dict[str, Any]:
     meta_path = _sidecar(src)
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(check_depth(meta_path.read_text(), str(meta_path)))
         config, shape, scale = meta["codec"], tuple(meta["shape"]), meta["scale"]
     except FileNotFoundError:
         raise BitpackError(f"{meta_path} is missing; it records the codec and shape of {src}") from None
