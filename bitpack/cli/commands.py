@@ -54,7 +54,7 @@ def encode(
     src: Path = typer.Argument(..., metavar="SRC", help="A .npz with 'codes' (int8 M x K of -1/0/+1) and 'scale'."),
     to: str = typer.Option(..., "--to", help="Target codec (see `bitpack formats`)."),
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (default: SRC.<codec>)."),
-    params: Optional[str] = typer.Option(None, "--params", help="Codec parameters, e.g. BM=256,BK=96,bm=32."),
+    params: Optional[str] = typer.Option(None, "--params", help="Codec parameters KEY=VALUE, e.g. BM=256,BK=96,bm=32 (TL tiles) or scale_mode=separate (TQ)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -83,7 +83,7 @@ def convert(
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (GGUF) or directory (safetensors)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub source: branch, tag or commit (default main)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    params: Optional[str] = typer.Option(None, "--params", help="Codec parameters, e.g. BM=256,BK=96,bm=32."),
+    params: Optional[str] = typer.Option(None, "--params", help="Codec parameters KEY=VALUE, e.g. BM=256,BK=96,bm=32 (TL tiles) or scale_mode=separate (TQ)."),
     dialect: Optional[WrittenDialect] = typer.Option(None, "--dialect", help="GGUF dialect to write."),
     source_dialect: Optional[Dialect] = typer.Option(
         None, "--source-dialect", metavar="DIALECT",
