@@ -22,3 +22,22 @@ def test_encode_scale_advice_is_a_params_value_that_works(tmp_path):
     assert followed.returncode == 0, followed.stderr
     sidecar = json.loads((tmp_path / "w.json").read_text())
     assert sidecar["codec"]["scale_mode"] == "separate" and sidecar["scale"] == np.float32(0.1)
+
+
+def test_verify_of_a_stack_without_threshold_says_it_only_measured(tmp_path):
+    stack = tmp_path / "s"
+    made = bitpack("convert", MODELS / "llama-f16", "--to", "bitstack", "--blocks", "1", "--rank", "1", "-o", stack)
+    assert made.returncode == 0, made.stderr
+    measured = bitpack("verify", MODELS / "llama-f16", stack, "--n-tokens", "4")
+    assert measured.returncode == 0, measured.stderr
+    assert "measured, no threshold" in measured.stdout and "within tolerance" not in measured.stdout
+    assert "--max-kl" in measured.stdout  # how to make it a gate
+    report = json.loads(bitpack("verify", MODELS / "llama-f16", stack, "--n-tokens", "4", "--json").stdout)
+    assert report["verdict"] == "measured, no threshold" and report["kl"] > 0
+    missed = bitpack("verify", MODELS / "llama-f16", stack, "--n-tokens", "4", "--max-kl", "0.000001",
+                     "--min-top1", "0")
+    assert missed.returncode == 1
+    assert "exceeds --max-kl 1e-06" in missed.stderr and "--min-top1" not in missed.stderr
+    converted = bitpack("convert", MODELS / "llama-f16", "--to", "bitstack", "--blocks", "1", "--rank", "1",
+                        "-o", tmp_path / "t", "--verify", "--max-kl", "0.000001")
+    assert converted.returncode == 1 and "exceeds --max-kl 1e-06" in converted.stderr

@@ -135,7 +135,9 @@ def convert(
         render.render_convert(report)
     if report["verify"] is not None and not report["verify"]["passed"]:
         if not json_out:
-            render.say(render.stderr, "bitpack: verification failed: the output differs from the source (kept for inspection)")
+            missed = report["verify"].get("missed_thresholds")
+            why = "; ".join(missed) if missed else "the output differs from the source"
+            render.say(render.stderr, f"bitpack: verification failed: {why} (output kept for inspection)")
         raise typer.Exit(1)
 
 
@@ -202,6 +204,8 @@ def verify(
         render.emit_json(report)
     else:
         render.render_verify(report)
+        if report.get("missed_thresholds"):
+            render.say(render.stderr, "bitpack: verification failed: " + "; ".join(report["missed_thresholds"]))
     raise typer.Exit(0 if report["passed"] else 1)
 
 
