@@ -3,6 +3,7 @@ apply or are refused, outputs that never destroy what bitpack did not write, run
 """
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,37 @@ def test_verify_of_a_stack_without_threshold_says_it_only_measured(tmp_path):
     converted = bitpack("convert", MODELS / "llama-f16", "--to", "bitstack", "--blocks", "1", "--rank", "1",
                         "-o", tmp_path / "t", "--verify", "--max-kl", "0.000001")
     assert converted.returncode == 1 and "exceeds --max-kl 1e-06" in converted.stderr
+
+
+def test_save_logits_keeps_the_name_refuses_clobbering_and_directories(tmp_path):
+    model = MODELS / "b158-packed"
+    plain = bitpack("run", model, "--tokens", "1,2", "--save-logits", tmp_path / "mylogits")
+    assert plain.returncode == 2 and "must end in .npy" in plain.stderr
+    assert list(tmp_path.iterdir()) == []  # not renamed to mylogits.npy behind the user's back
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    assert bitpack("run", model, "--tokens", "1,2", "--save-logits", folder).returncode == 2
+    assert list(tmp_path.iterdir()) == [folder]
+    out = tmp_path / "l.npy"
+    assert bitpack("run", model, "--tokens", "1,2", "--save-logits", out).returncode == 0
+    first = np.load(out)
+    assert first.shape[0] == 2 and first.dtype == np.float32
+    again = bitpack("run", model, "--tokens", "3,4,5", "--save-logits", out)
+    assert again.returncode == 2 and "--overwrite" in again.stderr and np.load(out).shape[0] == 2
+    replaced = bitpack("run", model, "--tokens", "3,4,5", "--save-logits", out, "--overwrite")
+    assert replaced.returncode == 0 and np.load(out).shape[0] == 3
+
+
+def test_save_logits_into_a_read_only_folder_is_one_line(tmp_path):
+    # root writes through mode bits; /proc refuses every new file whoever asks
+    folder = Path("/proc") if os.geteuid() == 0 else tmp_path / "ro"
+    if folder != Path("/proc"):
+        folder.mkdir()
+        folder.chmod(0o555)
+    try:
+        done = bitpack("run", MODELS / "b158-packed", "--tokens", "1", "--save-logits", folder / "l.npy")
+    finally:
+        folder.chmod(0o755) if folder != Path("/proc") else None
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "l.npy" in done.stderr
+    assert not (folder / "l.npy").exists()

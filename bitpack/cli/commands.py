@@ -216,7 +216,8 @@ def run_model(
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Text, tokenized with the model's own tokenizer files (instead of --tokens)."),
     top_k: int = typer.Option(5, "--top-k", help="How many next-token candidates to show."),
     all_positions: bool = typer.Option(False, "--all", help="Show every position, not only the last."),
-    save_logits: Optional[Path] = typer.Option(None, "--save-logits", help="Write float32 logits (tokens x vocab) as .npy."),
+    save_logits: Optional[Path] = typer.Option(None, "--save-logits", help="Write float32 logits (tokens x vocab) to this .npy file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --save-logits file."),
     numerics: Numerics = typer.Option(Numerics("exact"), "--numerics", help="The logits' rounding rules."),
     tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL file."),
     budget: Optional[str] = typer.Option(None, "--budget", help="BitStack stack: load it within this many bytes (e.g. 300MB)."),
@@ -224,16 +225,18 @@ def run_model(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Run the reference executor and show the most likely next tokens."""
-    import numpy as np
-
     from ..executor import executor
     from ..pipelines.open import open_model
+    from ..pipelines.run import check_logits_path, top_tokens
+    from ..pipelines.run import save_logits as write_logits
 
     if tokens is not None and prompt is not None:
         raise BitpackError("--tokens and --prompt cannot be used together; give one of them")
     if tokens is None and prompt is None:
         raise BitpackError("give the input as --tokens 1,2,3 or --prompt TEXT")
     m = open_model(model, tile_params=tiles_option(tile_params) or None, budget=budget, blocks=stack_blocks)
+    if save_logits is not None:  # refused before the forward pass, not after it
+        check_logits_path(save_logits, overwrite=overwrite, inputs=[Path(f) for f in m.files])
     if prompt is not None:
         from ..models.text import encode_text
 
@@ -244,12 +247,8 @@ def run_model(
         ids = token_list(tokens)
     logits = executor(m, value(numerics)).forward(ids)
     if save_logits is not None:
-        np.save(save_logits, logits)
-    rows = range(len(ids)) if all_positions else [len(ids) - 1]
-    result = []
-    for i in rows:
-        top = np.argsort(-logits[i], kind="stable")[:top_k]
-        result.append({"position": i, "top": [{"id": int(t), "logit": float(logits[i, t])} for t in top]})
+        write_logits(save_logits, logits, overwrite=overwrite)
+    result = top_tokens(logits, list(range(len(ids))) if all_positions else [len(ids) - 1], top_k)
     if json_out:
         render.emit_json({"model": model, "tokens": ids, "numerics": value(numerics), "positions": result,
                     **({"prompt": prompt} if prompt is not None else {}),
