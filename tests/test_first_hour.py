@@ -76,3 +76,22 @@ def test_save_logits_into_a_read_only_folder_is_one_line(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "l.npy" in done.stderr
     assert not (folder / "l.npy").exists()
+
+
+def test_overwrite_replaces_only_a_directory_bitpack_wrote(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's own work")
+    kept = bitpack("convert", MODELS / "b158-packed", "--to", "int8", "-o", mine)
+    assert kept.returncode == 2 and "--overwrite" in kept.stderr and "pass overwrite" not in kept.stderr
+    refused = bitpack("convert", MODELS / "b158-packed", "--to", "int8", "-o", mine, "--overwrite")
+    assert refused.returncode == 2 and "only a directory bitpack wrote" in refused.stderr
+    assert (mine / "notes.txt").read_text() == "the user's own work"
+    # bitpack's own output is replaced, with its receipt and without one (its metadata)
+    ours = tmp_path / "ours"
+    for receipt in ("--receipt", "--no-receipt", "--no-receipt"):
+        done = bitpack("convert", MODELS / "b158-packed", "--to", "int8", "-o", ours, "--overwrite", receipt)
+        assert done.returncode == 0, done.stderr
+    assert (ours / "config.json").is_file()
+    help_text = bitpack("convert", "--help").stdout
+    assert "directory bitpack wrote" in " ".join(help_text.split())

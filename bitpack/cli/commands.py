@@ -82,7 +82,8 @@ def convert(
     to: str = typer.Option(..., "--to", help="Target format: " + ", ".join(list_codecs()) + "."),
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (GGUF) or directory (safetensors)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub source: branch, tag or commit (default main)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file, or an output "
+                                   "directory bitpack wrote (its receipt or metadata); any other directory is refused."),
     params: Optional[str] = typer.Option(None, "--params", help="Codec parameters KEY=VALUE, e.g. BM=256,BK=96,bm=32 (TL tiles) or scale_mode=separate (TQ)."),
     dialect: Optional[WrittenDialect] = typer.Option(None, "--dialect", help="GGUF dialect to write."),
     source_dialect: Optional[Dialect] = typer.Option(
