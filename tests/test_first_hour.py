@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from cli_runner import bitpack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +96,25 @@ def test_overwrite_replaces_only_a_directory_bitpack_wrote(tmp_path):
     assert (ours / "config.json").is_file()
     help_text = bitpack("convert", "--help").stdout
     assert "directory bitpack wrote" in " ".join(help_text.split())
+
+
+@pytest.mark.parametrize("to, option, named", [
+    ("int8", ("--dialect", "mainline"), "--dialect applies to gguf targets"),
+    ("i2_s", ("--linear-class", "bitlinear"), "--linear-class applies to --to hf_packed"),
+    ("int8", ("--scale-dtype", "bf16"), "--scale-dtype applies to --to hf_packed"),
+    ("i2_s", ("--blocks", "4"), "--blocks applies to --to bitstack"),
+    ("tq2_0", ("--svd", "full"), "--svd applies to --to bitstack"),
+    ("bitstack", ("--embed-dtype", "f16"), "--embed-dtype applies to gguf targets"),
+    ("hf_packed", ("--allow-scale-merge",), "--allow-scale-merge applies to gguf targets"),
+])
+def test_an_option_that_does_not_apply_is_refused_by_name(tmp_path, to, option, named):
+    done = bitpack("convert", MODELS / "b158-packed", "--to", to, *option, "-o", tmp_path / "out")
+    assert done.returncode == 2 and named in done.stderr, done.stderr
+    assert f"not --to {to}" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_options_that_apply_are_taken(tmp_path):
+    done = bitpack("convert", MODELS / "b158-packed", "--to", "hf_packed", "--linear-class", "bitlinear",
+                   "--scale-dtype", "f32", "-o", tmp_path / "hf")
+    assert done.returncode == 0, done.stderr

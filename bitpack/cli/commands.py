@@ -91,7 +91,7 @@ def convert(
         help=f"Dialect of a GGUF source whose type ids are ambiguous: {', '.join(DIALECTS)}."),
     tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles of a foreign TL1/TL2 source, e.g. BM=256,BK=96,bm=32."),
     embed_dtype: Optional[EmbedDtype] = typer.Option(None, "--embed-dtype", help="The GGUF embedding/output dtype (default: the narrowest exact one)."),
-    scale_dtype: ScaleDtype = typer.Option(ScaleDtype("f32"), "--scale-dtype", help="hf_packed weight_scale dtype: f32 (exact) or bf16 (as published)."),
+    scale_dtype: Optional[ScaleDtype] = typer.Option(None, "--scale-dtype", help="hf_packed weight_scale dtype: f32 (exact, default) or bf16 (as published)."),
     linear_class: Optional[LinearClass] = typer.Option(None, "--linear-class", help="hf_packed: autobitlinear (multiply) or bitlinear (divide)."),
     scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help="Override a packed source's weight_scale meaning."),
     allow_scale_rounding: bool = typer.Option(False, "--allow-scale-rounding", help="Accept scales the target cannot hold exactly; each is listed."),
@@ -104,7 +104,7 @@ def convert(
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="bitstack: a text file for activation-aware "
                                                "scaling and the output-error order (default: weight-only)."),
     order: Optional[Order] = typer.Option(None, "--order", help="bitstack block order (residual-norm = weight, average = ppl)."),
-    svd: Svd = typer.Option(Svd("randomized"), "--svd", help="bitstack: randomized (fast) or full (the reference's SVD)."),
+    svd: Optional[Svd] = typer.Option(None, "--svd", help="bitstack: randomized (fast, default) or full (the reference's SVD)."),
     check: bool = typer.Option(False, "--verify", help="Verify the output against the source (exit 1 when they differ)."),
     max_kl: Optional[float] = typer.Option(None, "--max-kl", help="With --verify, bitstack: pass only when KL <= this (nats)."),
     min_top1: Optional[float] = typer.Option(None, "--min-top1", help="With --verify, bitstack: pass only when top-1 agreement >= this."),
@@ -125,9 +125,8 @@ def convert(
         tile_params=tiles_option(tile_params) or None,
         revision=revision, allow_degenerate=allow_degenerate, receipt=receipt, verify=check,
         show_downloads=not json_out, calibration=calibration, order=value(order), svd=value(svd),
-        max_kl=max_kl, min_top1=min_top1,
+        max_kl=max_kl, min_top1=min_top1, blocks=blocks, rank=rank,
     )
-    options.params.update({k: v for k, v in (("blocks", blocks), ("rank", rank)) if v is not None})
     with render.ProgressDisplay(not json_out) as progress:
         report = run(src, to, options, progress=progress)
     if json_out:
