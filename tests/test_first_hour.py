@@ -118,3 +118,21 @@ def test_options_that_apply_are_taken(tmp_path):
     done = bitpack("convert", MODELS / "b158-packed", "--to", "hf_packed", "--linear-class", "bitlinear",
                    "--scale-dtype", "f32", "-o", tmp_path / "hf")
     assert done.returncode == 0, done.stderr
+
+
+def test_the_falcon3_fixture_opens_everywhere_without_a_convention_and_says_why(tmp_path):
+    llama = MODELS / "llama-packed"
+    looked = bitpack("inspect", llama)
+    assert looked.returncode == 0, looked.stderr
+    assert "quantization_config" in looked.stderr and "last one wins: bitlinear" in looked.stderr
+    ran = bitpack("run", llama, "--tokens", "1,2,3")
+    assert ran.returncode == 0 and "last one wins" in ran.stderr
+    out = tmp_path / "l.gguf"
+    assert bitpack("convert", llama, "--to", "i2_s", "-o", out).returncode == 0
+    checked = bitpack("verify", llama, out, "--n-tokens", "4")
+    assert checked.returncode == 0 and "identical" in checked.stdout and "last one wins" in checked.stderr
+    # the override is accepted by every command that opens a model, and changes what is read
+    for command in (("inspect", llama), ("run", llama, "--tokens", "1"), ("verify", llama, out, "--n-tokens", "4")):
+        done = bitpack(*command, "--scale-convention", "multiply")
+        assert "No such option" not in done.stderr and done.returncode in (0, 1), done.stderr
+    assert bitpack("verify", llama, out, "--n-tokens", "4", "--scale-convention", "multiply").returncode == 1

@@ -33,6 +33,9 @@ from .options import (
 )
 from .root import app
 
+SCALE_CONVENTION_HELP = ("What a packed HF source's weight_scale means: multiply (autobitlinear) or divide "
+                         "(bitlinear); overrides config.json.")
+
 
 @app.command()
 def formats(json_out: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
@@ -93,7 +96,7 @@ def convert(
     embed_dtype: Optional[EmbedDtype] = typer.Option(None, "--embed-dtype", help="The GGUF embedding/output dtype (default: the narrowest exact one)."),
     scale_dtype: Optional[ScaleDtype] = typer.Option(None, "--scale-dtype", help="hf_packed weight_scale dtype: f32 (exact, default) or bf16 (as published)."),
     linear_class: Optional[LinearClass] = typer.Option(None, "--linear-class", help="hf_packed: autobitlinear (multiply) or bitlinear (divide)."),
-    scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help="Override a packed source's weight_scale meaning."),
+    scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help=SCALE_CONVENTION_HELP),
     allow_scale_rounding: bool = typer.Option(False, "--allow-scale-rounding", help="Accept scales the target cannot hold exactly; each is listed."),
     allow_scale_merge: bool = typer.Option(False, "--allow-scale-merge", help="Merge differing scales into a coarser target's groups (lossy); each tensor and its error is listed."),
     allow_degenerate: bool = typer.Option(False, "--allow-degenerate", "--allow-zero-tensors",
@@ -148,12 +151,14 @@ def inspect(
         None, "--source-dialect", metavar="DIALECT",
         help=f"Dialect of a GGUF whose type ids are ambiguous: {', '.join(DIALECTS)}."),
     tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles of a foreign TL1/TL2 file."),
+    scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help=SCALE_CONVENTION_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Show codec, scale and bits per weight of every tensor, the architecture and warnings."""
     from ..pipelines.inspect import inspect as run
 
-    report = run(path, dialect=value(source_dialect), tile_params=tiles_option(tile_params) or None)
+    report = run(path, dialect=value(source_dialect), tile_params=tiles_option(tile_params) or None,
+                 scale_convention=value(scale_convention))
     if json_out:
         render.emit_json(report)
         return
@@ -191,6 +196,7 @@ def verify(
     min_top1: Optional[float] = typer.Option(None, "--min-top1", help="BitStack candidate: pass only when top-1 agreement >= this."),
     reference_tiles: Optional[str] = typer.Option(None, "--reference-tile-params", help="Tiles (or kernel_config.ini) of a foreign TL reference."),
     candidate_tiles: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL candidate."),
+    scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help=SCALE_CONVENTION_HELP + " Both sides."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Compare two models tensor by tensor, then their logits. Exit 0 identical, 1 different."""
@@ -198,8 +204,10 @@ def verify(
 
     report = run(reference, candidate, tokens=token_list(tokens), n_tokens=n_tokens, numerics=value(numerics), atol=atol,
                  budget=budget, blocks=stack_blocks, max_kl=max_kl, min_top1=min_top1,
-                 reference_options={"tile_params": tiles_option(reference_tiles, "--reference-tile-params") or None},
-                 candidate_options={"tile_params": tiles_option(candidate_tiles) or None})
+                 reference_options={"tile_params": tiles_option(reference_tiles, "--reference-tile-params") or None,
+                                    "scale_convention": value(scale_convention)},
+                 candidate_options={"tile_params": tiles_option(candidate_tiles) or None,
+                                    "scale_convention": value(scale_convention)})
     if json_out:
         render.emit_json(report)
     else:
@@ -222,6 +230,7 @@ def run_model(
     tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL file."),
     budget: Optional[str] = typer.Option(None, "--budget", help="BitStack stack: load it within this many bytes (e.g. 300MB)."),
     stack_blocks: Optional[int] = typer.Option(None, "--blocks", help="BitStack stack: load this many blocks of every matrix."),
+    scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help=SCALE_CONVENTION_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Run the reference executor and show the most likely next tokens."""
@@ -234,7 +243,10 @@ def run_model(
         raise BitpackError("--tokens and --prompt cannot be used together; give one of them")
     if tokens is None and prompt is None:
         raise BitpackError("give the input as --tokens 1,2,3 or --prompt TEXT")
-    m = open_model(model, tile_params=tiles_option(tile_params) or None, budget=budget, blocks=stack_blocks)
+    m = open_model(model, tile_params=tiles_option(tile_params) or None, budget=budget, blocks=stack_blocks,
+                   scale_convention=value(scale_convention))
+    for line in m.warnings:
+        render.say(render.stderr, f"warning: {line}")
     if save_logits is not None:  # refused before the forward pass, not after it
         check_logits_path(save_logits, overwrite=overwrite, inputs=[Path(f) for f in m.files])
     if prompt is not None:

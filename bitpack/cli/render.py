@@ -123,6 +123,8 @@ def render_verify(report: dict) -> None:
         say(stderr, f"metadata differs: {line}")
     for t in report["tensor_differences"]:
         say(stderr, f"tensor differs: {t['name']}: {t['reason']}")
+    for line in report.get("warnings") or []:
+        say(stderr, f"warning: {line}")
 
 
 def render_budget_table(rows: list[dict], shown: int = 12) -> None:

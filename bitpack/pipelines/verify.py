@@ -155,7 +155,9 @@ def verify(reference: str | Path | Model, candidate: str | Path | Model, *, toke
     report: dict[str, Any] = {"reference": ref.source, "candidate": cand.source, "tokens": tokens,
                               "numerics": numerics, "metadata_differences": meta,
                               "differing_tensors": [t["name"] for t in tensors][:20],
-                              "tensor_differences": tensors[:20]}
+                              "tensor_differences": tensors[:20],
+                              # what reading either side assumed (e.g. a duplicate config key resolved)
+                              "warnings": list(dict.fromkeys([*ref.warnings, *cand.warnings]))}
     if ref.arch.name == cand.arch.name and not any("missing" in m or "only in" in m for m in meta):
         report.update(logits_report(executor(ref, numerics).forward(tokens),
                                     executor(cand, numerics).forward(tokens)))
