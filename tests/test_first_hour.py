@@ -136,3 +136,20 @@ def test_the_falcon3_fixture_opens_everywhere_without_a_convention_and_says_why(
         done = bitpack(*command, "--scale-convention", "multiply")
         assert "No such option" not in done.stderr and done.returncode in (0, 1), done.stderr
     assert bitpack("verify", llama, out, "--n-tokens", "4", "--scale-convention", "multiply").returncode == 1
+
+
+def test_run_prompt_works_on_a_gguf_bitpack_wrote_and_speaks_text(tmp_path):
+    gguf = tmp_path / "b.gguf"
+    assert bitpack("convert", MODELS / "b158-packed", "--to", "i2_s", "-o", gguf).returncode == 0
+    prompt = "the house where"
+    from_gguf = bitpack("run", gguf, "--prompt", prompt, "--json")
+    assert from_gguf.returncode == 0, from_gguf.stderr
+    from_hf = json.loads(bitpack("run", MODELS / "b158-packed", "--prompt", prompt, "--json").stdout)
+    ran = json.loads(from_gguf.stdout)
+    assert ran["tokens"] == from_hf["tokens"] and ran["tokens"][0] == 298  # the same ids, BOS as the file says
+    assert ran["positions"] == from_hf["positions"]
+    top = ran["positions"][0]["top"]
+    assert all(isinstance(t["text"], str) for t in top) and 0 < top[0]["prob"] <= 1
+    shown = bitpack("run", gguf, "--prompt", prompt)
+    assert "logit" in shown.stdout.splitlines()[0] and "probability" in shown.stdout.splitlines()[0]
+    assert repr(top[0]["text"]) in shown.stdout

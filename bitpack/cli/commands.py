@@ -236,6 +236,7 @@ def run_model(
     """Run the reference executor and show the most likely next tokens."""
     from ..executor import executor
     from ..pipelines.open import open_model
+    from ..models.text import encode_text, token_texts
     from ..pipelines.run import check_logits_path, top_tokens
     from ..pipelines.run import save_logits as write_logits
 
@@ -250,7 +251,6 @@ def run_model(
     if save_logits is not None:  # refused before the forward pass, not after it
         check_logits_path(save_logits, overwrite=overwrite, inputs=[Path(f) for f in m.files])
     if prompt is not None:
-        from ..models.text import encode_text
 
         ids = encode_text(m, prompt)
         if not ids:
@@ -261,6 +261,13 @@ def run_model(
     if save_logits is not None:
         write_logits(save_logits, logits, overwrite=overwrite)
     result = top_tokens(logits, list(range(len(ids))) if all_positions else [len(ids) - 1], top_k)
+    texts = token_texts(m, sorted({t["id"] for row in result for t in row["top"]} | set(ids)))
+    if texts is not None:  # the model carries a tokenizer: every id gets its text
+        by_id = dict(zip(sorted({t["id"] for row in result for t in row["top"]} | set(ids)), texts))
+        for row in result:
+            row["input"] = by_id[ids[row["position"]]]
+            for t in row["top"]:
+                t["text"] = by_id[t["id"]]
     if json_out:
         render.emit_json({"model": model, "tokens": ids, "numerics": value(numerics), "positions": result,
                     **({"prompt": prompt} if prompt is not None else {}),
@@ -269,5 +276,10 @@ def run_model(
     if m.stack is not None:
         render.say(render.stderr, f"loaded {m.stack.bytes_loaded:,} bytes (configuration of {m.stack.config_bytes:,} bytes"
              + (f" within a budget of {m.stack.budget_bytes:,}" if m.stack.budget_bytes else "") + ")")
+    render.say(render.stdout, f"top {top_k} next tokens: id" + (" 'text'" if texts is not None else "")
+               + " logit (probability, softmax over all logits)")
     for row in result:
-        render.say(render.stdout, f"position {row['position']}: " + ", ".join(f"{t['id']} ({t['logit']:.4f})" for t in row["top"]))
+        after = f" after {row['input']!r}" if "input" in row else ""
+        render.say(render.stdout, f"position {row['position']}{after}: " + ", ".join(
+            f"{t['id']}" + (f" {t['text']!r}" if "text" in t else "") + f" {t['logit']:.4f} ({t['prob']:.3f})"
+            for t in row["top"]))
