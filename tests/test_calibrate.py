@@ -55,10 +55,10 @@ def test_tokenizer_model_is_run_by_sentencepiece():
     assert sp.decode(ids) == SAMPLE
 
 
-def test_a_gguf_without_tokenizer_files_cannot_encode_text(tmp_path):
+def test_a_gguf_encodes_text_with_its_own_vocabulary_as_its_source_does(tmp_path):
     out = convert(MODELS / "b158-packed", "tq2_0", ConvertOptions(output=tmp_path / "m.gguf"))
-    with pytest.raises(BitpackError, match="no tokenizer files"):
-        encode_text(open_model(out["output"]), "hello")
+    text = TEXT[:2000]
+    assert encode_text(open_model(out["output"]), text) == encode_text(open_model(MODELS / "b158-packed"), text)
 
 
 def test_calibration_text_size(tokens):

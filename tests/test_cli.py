@@ -82,7 +82,7 @@ def test_tile_parameters_are_honoured_and_recorded(tmp_path):
         (("encode", FIXTURE, "--to", "nope"), "unknown codec 'nope'"),
         (("encode", FIXTURE, "--to", "tq2_0", "--params", "BM=3"), "tq2_0 has no parameter BM"),
         (("encode", FIXTURE, "--to", "tl2", "--params", "BK=100"), "BK = 100 is not a multiple of 24"),
-        (("encode", FIXTURE, "--to", "tl2", "--params", "BK"), "--params expects KEY=INT"),
+        (("encode", FIXTURE, "--to", "tl2", "--params", "BK"), "--params expects KEY=VALUE"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):

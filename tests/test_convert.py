@@ -263,9 +263,12 @@ def test_config_json_as_source_says_to_give_its_folder(tmp_path):
     assert "weight_map" not in message
 
 
-def test_ambiguous_duplicate_quantization_config_is_refused():
-    with pytest.raises(BitpackError, match="--scale-convention"):
-        open_model(MODELS / "llama-packed")
+def test_duplicate_quantization_config_reads_as_transformers_does_and_says_so():
+    # transformers' json keeps the last quantization_config, which has no linear_class: bitlinear
+    model = open_model(MODELS / "llama-packed")
+    assert model.linear_class == "bitlinear"
+    assert any("last one wins: bitlinear (divide" in w and "--scale-convention" in w for w in model.warnings)
+    assert_same(canonical(model), canonical(open_model(MODELS / "llama-packed", scale_convention="divide")))
 
 
 def test_duplicate_quantization_config_is_warned_about_once_the_convention_is_given():

@@ -499,6 +499,9 @@ def test_model_dir_writer_refuses_and_preserves(tmp_path):
     (out / "keep.txt").write_text("old")
     with pytest.raises(ContainerError, match="not empty"):
         ModelDirWriter(out)
+    with pytest.raises(ContainerError, match="only a directory bitpack wrote"):
+        ModelDirWriter(out, overwrite=True)
+    (tmp_path / "out.receipt.json").write_text('{"bitpack_version": "0"}')  # now it is bitpack's output
     # overwrite=True, but an error before commit: the old directory is intact.
     with pytest.raises(RuntimeError), ModelDirWriter(out, overwrite=True) as w:
         w.write_json("config.json", {})
@@ -519,6 +522,7 @@ def test_model_dir_writer_never_replaces_its_source(tmp_path):
     src = tmp_path / "model"
     src.mkdir()
     (src / "tokenizer.json").write_text("{}")
+    (tmp_path / "model.receipt.json").write_text('{"bitpack_version": "0"}')  # so overwrite=True may replace it
     with pytest.raises(ContainerError, match="replace the source"):
         ModelDirWriter(src, overwrite=True, protect=[src / "tokenizer.json"])
     with pytest.raises(ContainerError, match="replace the source"):

@@ -33,6 +33,9 @@ from .options import (
 )
 from .root import app
 
+SCALE_CONVENTION_HELP = ("What a packed HF source's weight_scale means: multiply (autobitlinear) or divide "
+                         "(bitlinear); overrides config.json.")
+
 
 @app.command()
 def formats(json_out: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
@@ -54,7 +57,7 @@ def encode(
     src: Path = typer.Argument(..., metavar="SRC", help="A .npz with 'codes' (int8 M x K of -1/0/+1) and 'scale'."),
     to: str = typer.Option(..., "--to", help="Target codec (see `bitpack formats`)."),
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (default: SRC.<codec>)."),
-    params: Optional[str] = typer.Option(None, "--params", help="Codec parameters, e.g. BM=256,BK=96,bm=32."),
+    params: Optional[str] = typer.Option(None, "--params", help="Codec parameters KEY=VALUE, e.g. BM=256,BK=96,bm=32 (TL tiles) or scale_mode=separate (TQ)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -82,17 +85,18 @@ def convert(
     to: str = typer.Option(..., "--to", help="Target format: " + ", ".join(list_codecs()) + "."),
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (GGUF) or directory (safetensors)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub source: branch, tag or commit (default main)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    params: Optional[str] = typer.Option(None, "--params", help="Codec parameters, e.g. BM=256,BK=96,bm=32."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file, or an output "
+                                   "directory bitpack wrote (its receipt or metadata); any other directory is refused."),
+    params: Optional[str] = typer.Option(None, "--params", help="Codec parameters KEY=VALUE, e.g. BM=256,BK=96,bm=32 (TL tiles) or scale_mode=separate (TQ)."),
     dialect: Optional[WrittenDialect] = typer.Option(None, "--dialect", help="GGUF dialect to write."),
     source_dialect: Optional[Dialect] = typer.Option(
         None, "--source-dialect", metavar="DIALECT",
         help=f"Dialect of a GGUF source whose type ids are ambiguous: {', '.join(DIALECTS)}."),
     tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles of a foreign TL1/TL2 source, e.g. BM=256,BK=96,bm=32."),
     embed_dtype: Optional[EmbedDtype] = typer.Option(None, "--embed-dtype", help="The GGUF embedding/output dtype (default: the narrowest exact one)."),
-    scale_dtype: ScaleDtype = typer.Option(ScaleDtype("f32"), "--scale-dtype", help="hf_packed weight_scale dtype: f32 (exact) or bf16 (as published)."),
+    scale_dtype: Optional[ScaleDtype] = typer.Option(None, "--scale-dtype", help="hf_packed weight_scale dtype: f32 (exact, default) or bf16 (as published)."),
     linear_class: Optional[LinearClass] = typer.Option(None, "--linear-class", help="hf_packed: autobitlinear (multiply) or bitlinear (divide)."),
-    scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help="Override a packed source's weight_scale meaning."),
+    scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help=SCALE_CONVENTION_HELP),
     allow_scale_rounding: bool = typer.Option(False, "--allow-scale-rounding", help="Accept scales the target cannot hold exactly; each is listed."),
     allow_scale_merge: bool = typer.Option(False, "--allow-scale-merge", help="Merge differing scales into a coarser target's groups (lossy); each tensor and its error is listed."),
     allow_rotated: bool = typer.Option(False, "--allow-rotated", help="Write Hadamard-rotated weights (prism.hadamard.*) for a runtime that does not undo the rotation."),
@@ -104,7 +108,7 @@ def convert(
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="bitstack: a text file for activation-aware "
                                                "scaling and the output-error order (default: weight-only)."),
     order: Optional[Order] = typer.Option(None, "--order", help="bitstack block order (residual-norm = weight, average = ppl)."),
-    svd: Svd = typer.Option(Svd("randomized"), "--svd", help="bitstack: randomized (fast) or full (the reference's SVD)."),
+    svd: Optional[Svd] = typer.Option(None, "--svd", help="bitstack: randomized (fast, default) or full (the reference's SVD)."),
     check: bool = typer.Option(False, "--verify", help="Verify the output against the source (exit 1 when they differ)."),
     max_kl: Optional[float] = typer.Option(None, "--max-kl", help="With --verify, bitstack: pass only when KL <= this (nats)."),
     min_top1: Optional[float] = typer.Option(None, "--min-top1", help="With --verify, bitstack: pass only when top-1 agreement >= this."),
@@ -125,9 +129,8 @@ def convert(
         tile_params=tiles_option(tile_params) or None,
         revision=revision, allow_degenerate=allow_degenerate, receipt=receipt, verify=check,
         show_downloads=not json_out, calibration=calibration, order=value(order), svd=value(svd),
-        max_kl=max_kl, min_top1=min_top1,
+        max_kl=max_kl, min_top1=min_top1, blocks=blocks, rank=rank,
     )
-    options.params.update({k: v for k, v in (("blocks", blocks), ("rank", rank)) if v is not None})
     with render.ProgressDisplay(not json_out) as progress:
         report = run(src, to, options, progress=progress)
     if json_out:
@@ -136,7 +139,9 @@ def convert(
         render.render_convert(report)
     if report["verify"] is not None and not report["verify"]["passed"]:
         if not json_out:
-            render.say(render.stderr, "bitpack: verification failed: the output differs from the source (kept for inspection)")
+            missed = report["verify"].get("missed_thresholds")
+            why = "; ".join(missed) if missed else "the output differs from the source"
+            render.say(render.stderr, f"bitpack: verification failed: {why} (output kept for inspection)")
         raise typer.Exit(1)
 
 
@@ -147,12 +152,14 @@ def inspect(
         None, "--source-dialect", metavar="DIALECT",
         help=f"Dialect of a GGUF whose type ids are ambiguous: {', '.join(DIALECTS)}."),
     tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles of a foreign TL1/TL2 file."),
+    scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help=SCALE_CONVENTION_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Show codec, scale and bits per weight of every tensor, the architecture and warnings."""
     from ..pipelines.inspect import inspect as run
 
-    report = run(path, dialect=value(source_dialect), tile_params=tiles_option(tile_params) or None)
+    report = run(path, dialect=value(source_dialect), tile_params=tiles_option(tile_params) or None,
+                 scale_convention=value(scale_convention))
     if json_out:
         render.emit_json(report)
         return
@@ -190,6 +197,7 @@ def verify(
     min_top1: Optional[float] = typer.Option(None, "--min-top1", help="BitStack candidate: pass only when top-1 agreement >= this."),
     reference_tiles: Optional[str] = typer.Option(None, "--reference-tile-params", help="Tiles (or kernel_config.ini) of a foreign TL reference."),
     candidate_tiles: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL candidate."),
+    scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help=SCALE_CONVENTION_HELP + " Both sides."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Compare two models tensor by tensor, then their logits. Exit 0 identical, 1 different."""
@@ -197,12 +205,16 @@ def verify(
 
     report = run(reference, candidate, tokens=token_list(tokens), n_tokens=n_tokens, numerics=value(numerics), atol=atol,
                  budget=budget, blocks=stack_blocks, max_kl=max_kl, min_top1=min_top1,
-                 reference_options={"tile_params": tiles_option(reference_tiles, "--reference-tile-params") or None},
-                 candidate_options={"tile_params": tiles_option(candidate_tiles) or None})
+                 reference_options={"tile_params": tiles_option(reference_tiles, "--reference-tile-params") or None,
+                                    "scale_convention": value(scale_convention)},
+                 candidate_options={"tile_params": tiles_option(candidate_tiles) or None,
+                                    "scale_convention": value(scale_convention)})
     if json_out:
         render.emit_json(report)
     else:
         render.render_verify(report)
+        if report.get("missed_thresholds"):
+            render.say(render.stderr, "bitpack: verification failed: " + "; ".join(report["missed_thresholds"]))
     raise typer.Exit(0 if report["passed"] else 1)
 
 
@@ -213,26 +225,33 @@ def run_model(
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Text, tokenized with the model's own tokenizer files (instead of --tokens)."),
     top_k: int = typer.Option(5, "--top-k", help="How many next-token candidates to show."),
     all_positions: bool = typer.Option(False, "--all", help="Show every position, not only the last."),
-    save_logits: Optional[Path] = typer.Option(None, "--save-logits", help="Write float32 logits (tokens x vocab) as .npy."),
+    save_logits: Optional[Path] = typer.Option(None, "--save-logits", help="Write float32 logits (tokens x vocab) to this .npy file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --save-logits file."),
     numerics: Numerics = typer.Option(Numerics("exact"), "--numerics", help="The logits' rounding rules."),
     tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles (or kernel_config.ini) of a foreign TL file."),
     budget: Optional[str] = typer.Option(None, "--budget", help="BitStack stack: load it within this many bytes (e.g. 300MB)."),
     stack_blocks: Optional[int] = typer.Option(None, "--blocks", help="BitStack stack: load this many blocks of every matrix."),
+    scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help=SCALE_CONVENTION_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Run the reference executor and show the most likely next tokens."""
-    import numpy as np
-
     from ..executor import executor
     from ..pipelines.open import open_model
+    from ..models.text import encode_text, token_texts
+    from ..pipelines.run import check_logits_path, top_tokens
+    from ..pipelines.run import save_logits as write_logits
 
     if tokens is not None and prompt is not None:
         raise BitpackError("--tokens and --prompt cannot be used together; give one of them")
     if tokens is None and prompt is None:
         raise BitpackError("give the input as --tokens 1,2,3 or --prompt TEXT")
-    m = open_model(model, tile_params=tiles_option(tile_params) or None, budget=budget, blocks=stack_blocks)
+    m = open_model(model, tile_params=tiles_option(tile_params) or None, budget=budget, blocks=stack_blocks,
+                   scale_convention=value(scale_convention))
+    for line in m.warnings:
+        render.say(render.stderr, f"warning: {line}")
+    if save_logits is not None:  # refused before the forward pass, not after it
+        check_logits_path(save_logits, overwrite=overwrite, inputs=[Path(f) for f in m.files])
     if prompt is not None:
-        from ..models.text import encode_text
 
         ids = encode_text(m, prompt)
         if not ids:
@@ -241,12 +260,15 @@ def run_model(
         ids = token_list(tokens)
     logits = executor(m, value(numerics)).forward(ids)
     if save_logits is not None:
-        np.save(save_logits, logits)
-    rows = range(len(ids)) if all_positions else [len(ids) - 1]
-    result = []
-    for i in rows:
-        top = np.argsort(-logits[i], kind="stable")[:top_k]
-        result.append({"position": i, "top": [{"id": int(t), "logit": float(logits[i, t])} for t in top]})
+        write_logits(save_logits, logits, overwrite=overwrite)
+    result = top_tokens(logits, list(range(len(ids))) if all_positions else [len(ids) - 1], top_k)
+    texts = token_texts(m, sorted({t["id"] for row in result for t in row["top"]} | set(ids)))
+    if texts is not None:  # the model carries a tokenizer: every id gets its text
+        by_id = dict(zip(sorted({t["id"] for row in result for t in row["top"]} | set(ids)), texts))
+        for row in result:
+            row["input"] = by_id[ids[row["position"]]]
+            for t in row["top"]:
+                t["text"] = by_id[t["id"]]
     if json_out:
         render.emit_json({"model": model, "tokens": ids, "numerics": value(numerics), "positions": result,
                     **({"prompt": prompt} if prompt is not None else {}),
@@ -255,5 +277,10 @@ def run_model(
     if m.stack is not None:
         render.say(render.stderr, f"loaded {m.stack.bytes_loaded:,} bytes (configuration of {m.stack.config_bytes:,} bytes"
              + (f" within a budget of {m.stack.budget_bytes:,}" if m.stack.budget_bytes else "") + ")")
+    render.say(render.stdout, f"top {top_k} next tokens: id" + (" 'text'" if texts is not None else "")
+               + " logit (probability, softmax over all logits)")
     for row in result:
-        render.say(render.stdout, f"position {row['position']}: " + ", ".join(f"{t['id']} ({t['logit']:.4f})" for t in row["top"]))
+        after = f" after {row['input']!r}" if "input" in row else ""
+        render.say(render.stdout, f"position {row['position']}{after}: " + ", ".join(
+            f"{t['id']}" + (f" {t['text']!r}" if "text" in t else "") + f" {t['logit']:.4f} ({t['prob']:.3f})"
+            for t in row["top"]))

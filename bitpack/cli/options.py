@@ -49,16 +49,20 @@ def value(option: Optional[Enum]) -> Optional[str]:
     return None if option is None else option.value
 
 
-def params_option(text: Optional[str], option: str = "--params") -> dict[str, int]:
-    """'BM=256,BK=96,bm=32' -> {'BM': 256, ...}"""
+def params_option(text: Optional[str], option: str = "--params", *, words: bool = True) -> dict[str, int | str]:
+    """'BM=256,BK=96,bm=32' -> {'BM': 256, ...}; with ``words``, a value that is not a number
+    stays a string ('scale_mode=separate'): the codec checks it against its own choices."""
     if not text:
         return {}
-    params = {}
+    params: dict[str, int | str] = {}
+    example = "BM=256,BK=96,bm=32 or scale_mode=separate" if words else "BM=256,BK=96,bm=32"
     for item in text.split(","):
-        key, sep, number = item.partition("=")
-        if not sep or not number.strip().isdigit():
-            raise BitpackError(f"{option} expects KEY=INT pairs like BM=256,BK=96,bm=32; got {item!r}")
-        params[key.strip()] = int(number)
+        key, sep, raw = item.partition("=")
+        raw = raw.strip()
+        if not sep or not key.strip() or not (raw.isdigit() or (words and raw.isidentifier())):
+            kind = "KEY=VALUE" if words else "KEY=INT"
+            raise BitpackError(f"{option} expects {kind} pairs like {example}; got {item!r}")
+        params[key.strip()] = int(raw) if raw.isdigit() else raw
     return params
 
 
@@ -71,7 +75,7 @@ def tiles_option(text: Optional[str], option: str = "--tile-params") -> dict:
         if not path.is_file():
             raise BitpackError(f"{option}: {text} is neither BM=..,BK=..,bm=.. nor a kernel_config.ini file")
         return read_kernel_config(path.read_text())
-    return params_option(text, option)
+    return params_option(text, option, words=False)  # tiles are numbers only
 
 
 def token_list(text: Optional[str]) -> Optional[list[int]]:

@@ -102,9 +102,14 @@ def render_convert(report: dict) -> None:
 
 
 def render_verify(report: dict) -> None:
-    verdict = Text("identical", "bold green") if report["identical"] else (
-        Text("within tolerance", "bold green") if report["passed"] else Text("DIFFERENT", "bold red"))
-    rows: list[tuple[str, Cell]] = [("result", verdict)]
+    verdict = report["verdict"]
+    style = "bold green" if verdict in ("identical", "within tolerance") else \
+        "bold yellow" if report["passed"] else "bold red"
+    rows: list[tuple[str, Cell]] = [("result", Text(verdict.upper() if verdict == "different" else verdict, style))]
+    if verdict == "measured, no threshold":  # a lossy stack: nothing was asked of it, so nothing failed
+        rows.append(("note", "a BitStack stack is lossy; pass --max-kl and/or --min-top1 to make this a gate"))
+    for line in report.get("missed_thresholds") or []:
+        rows.append(("missed", line))
     for key in ("max_abs_diff", "max_rel_diff", "top1_agreement", "kl", "budget_bytes", "config_bytes",
                 "bytes_loaded", "numerics", "seconds"):
         if report.get(key) is not None:
@@ -118,6 +123,8 @@ def render_verify(report: dict) -> None:
         say(stderr, f"metadata differs: {line}")
     for t in report["tensor_differences"]:
         say(stderr, f"tensor differs: {t['name']}: {t['reason']}")
+    for line in report.get("warnings") or []:
+        say(stderr, f"warning: {line}")
 
 
 def render_budget_table(rows: list[dict], shown: int = 12) -> None:

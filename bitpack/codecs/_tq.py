@@ -143,7 +143,7 @@ def _exact_f16(scale: np.ndarray, codec: str) -> np.ndarray:
         bad = float(f32.reshape(-1)[int(np.flatnonzero(lost.reshape(-1))[0])])
         raise ScaleError(
             f"{codec} block scales are fp16 and cannot hold the scale {bad!r} exactly; "
-            "use scale_mode='separate' (exact f32 '.scale' tensor) or pass the fp16-rounded "
+            "use scale_mode=separate (exact f32 '.scale' tensor; on the command line --params scale_mode=separate) or pass the fp16-rounded "
             "scale if rounding is acceptable"
         )
     return f16

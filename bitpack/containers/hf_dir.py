@@ -18,7 +18,7 @@ from typing import Any, Self
 from ..errors import ContainerError
 from ..jsonsafe import check_depth
 from .files import create_temp_sibling, fsync_dir
-from .safetensors_read import INDEX_NAME
+from .safetensors_read import INDEX_NAME, SafetensorsFile
 from .safetensors_write import SafetensorsWriter
 
 # Files a runtime needs besides the weights; copied unchanged (checkpoints.md §7).
@@ -108,6 +108,32 @@ def tokenizer_files(model_dir: str | os.PathLike[str]) -> list[Path]:
     return [model_dir / name for name in TOKENIZER_FILES if (model_dir / name).is_file()]
 
 
+# What marks an output directory as bitpack's (so --overwrite may delete it): the receipt
+# convert writes beside it (pipelines/receipt.py: <output>.receipt.json with "bitpack_version"),
+# or a "bitpack.*" key in a safetensors header, which every safetensors target writes
+# (models/hf_target.py, models/stack_target.py); --no-receipt outputs are known by the latter.
+RECEIPT_SUFFIX = ".receipt.json"
+METADATA_PREFIX = "bitpack."
+
+
+def written_by_bitpack(folder: Path) -> bool:
+    """Whether ``folder`` is an output bitpack wrote: its receipt, or bitpack's safetensors metadata."""
+    receipt = folder.with_name(folder.name + RECEIPT_SUFFIX)
+    try:
+        if receipt.is_file() and "bitpack_version" in json.loads(receipt.read_text(encoding="utf-8")):
+            return True
+    except (OSError, ValueError, TypeError):
+        pass  # an unreadable receipt is no evidence; the metadata may still be
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with SafetensorsFile(path) as f:
+                if any(k.startswith(METADATA_PREFIX) for k in f.metadata):
+                    return True
+        except ContainerError:
+            continue
+    return False
+
+
 def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
@@ -141,12 +167,20 @@ class ModelDirWriter:
             raise ContainerError(f"{out} is a symbolic link; name the real directory")
         if out.exists() and not out.is_dir():
             raise ContainerError(f"{out} exists and is not a directory")
-        if out.is_dir() and any(out.iterdir()) and not self.overwrite:
-            raise ContainerError(f"{out} exists and is not empty (pass overwrite to replace it)")
         real = out.resolve()
         for src in self._protect:
             if _inside(src, real):
                 raise ContainerError(f"refusing to write {out}: it would replace the source {src}")
+        if out.is_dir() and any(out.iterdir()):
+            if not self.overwrite:
+                raise ContainerError(f"{out} exists and is not empty; pass --overwrite to replace it "
+                                     "(only a directory bitpack wrote is replaced)")
+            if not written_by_bitpack(out):
+                # --overwrite deletes the whole directory: never one holding files bitpack did not write
+                raise ContainerError(
+                    f"refusing to replace {out}: --overwrite replaces only a directory bitpack wrote (a receipt "
+                    f"{out.name}.receipt.json beside it, or bitpack metadata in its safetensors), and this one "
+                    "has neither; choose another output or empty it yourself")
 
     def path_for(self, filename: str) -> Path:
         """Where to write ``filename`` (relative, no ``..``) inside the staging directory."""

@@ -38,7 +38,7 @@ class SafetensorsWriter:
                                             for k, v in metadata.items()):
             raise ContainerError(f"{self.path}: __metadata__ must map strings to strings")
         if not overwrite and self.path.exists():
-            raise ContainerError(f"{self.path} already exists (pass overwrite to replace it)")
+            raise ContainerError(f"{self.path} already exists (pass --overwrite to replace it)")
         self.metadata = None if metadata is None else dict(metadata)
         self.overwrite = overwrite
         self._decl: dict[str, TensorInfo] = {}

@@ -97,10 +97,13 @@ def open_hf(path: Path, scale_convention: str | None = None, architecture: str |
             linear = [v.get("linear_class", DEFAULT) if isinstance(v, dict) else v for v in dup.values]
             linear = [v if isinstance(v, str) else repr(v)[:40] for v in linear]
             if len(set(map(str, linear))) > 1:
-                raise BitpackError(
+                # Read what the runtime defining the layout reads: transformers' json keeps the last
+                # key, and a missing linear_class is its default (bitlinear: divide). Said, not silent.
+                warnings.append(
                     f"{folder}/config.json has quantization_config {len(dup.values)} times with different "
-                    f"linear_class ({', '.join(map(str, linear))}); the scale convention is ambiguous. "
-                    "Pass --scale-convention multiply (autobitlinear) or divide (bitlinear)")
+                    f"linear_class ({', '.join(map(str, linear))}); read as transformers reads it, the last one "
+                    f"wins: {linear[-1]} ({getattr(LINEAR_CLASSES.get(str(linear[-1])), 'convention', '?')} weight_scale). Pass "
+                    "--scale-convention multiply or divide if the weights were made for the other")
     ckpt = Checkpoint(path)
     where = str(path)
     hp = HParams.from_config(config, where)

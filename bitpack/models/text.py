@@ -7,11 +7,14 @@ calibration text).
 * ``tokenizer.model`` (SentencePiece: LLaMA-2, 1bitLLM) runs through ``sentencepiece``,
   which adds no BOS (transformers' LlamaTokenizer adds it from tokenizer_config.json's
   ``add_bos_token``; bitpack does not).
-* A GGUF source carries its vocabulary as metadata only, and bitpack does not run it: use
-  the HF model directory the GGUF came from.
+* A GGUF source's vocabulary (``tokenizer.ggml.*``) is rebuilt as a ``tokenizers`` tokenizer
+  (models/gguf_vocab.py); BOS follows its ``add_bos_token``.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
 
 from ..errors import BitpackError
 from ..jsonsafe import load_file
@@ -20,7 +23,37 @@ from .model import Model
 
 def encode_text(model: Model, text: str) -> list[int]:
     """Token ids of ``text`` under ``model``'s tokenizer (see the module docstring for BOS)."""
+    return list(_tokenizer(model).encode(text).ids)
+
+
+def token_texts(model: Model, ids: list[int]) -> list[str] | None:
+    """The text of each id under ``model``'s tokenizer; None when the model carries none."""
+    try:
+        tokenizer = _tokenizer(model)
+    except BitpackError:
+        return None
+    return [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
+
+
+class _SentencePiece:
+    """sentencepiece behind the two calls bitpack makes of a tokenizers.Tokenizer."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+
+    def encode(self, text: str) -> Any:
+        return SimpleNamespace(ids=[int(i) for i in self.processor.encode(text)])
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        return "".join(self.processor.id_to_piece(int(i)).replace("\u2581", " ") for i in ids)
+
+
+def _tokenizer(model: Model) -> Any:
     folder = model.tokenizer_dir
+    if folder is None and model.tokenizer_kv:
+        from .gguf_vocab import gguf_tokenizer
+
+        return gguf_tokenizer(model.tokenizer_kv, str(model.source))
     if folder is None:
         raise BitpackError(f"{model.source} has no tokenizer files (tokenizer.json or tokenizer.model); bitpack "
                            "tokenizes text only with them. Use the HF model directory, or pass token ids")
@@ -34,7 +67,7 @@ def encode_text(model: Model, text: str) -> list[int]:
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as err:  # tokenizers raises its own Exception type for malformed files
             raise BitpackError(f"{folder / 'tokenizer.json'}: cannot load the tokenizer ({err})") from None
-        return list(tokenizer.encode(text).ids)
+        return tokenizer
     if (folder / "tokenizer.model").is_file():
         try:
             import sentencepiece
@@ -44,6 +77,6 @@ def encode_text(model: Model, text: str) -> list[int]:
             processor = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
         except Exception as err:  # sentencepiece raises RuntimeError, OSError or its own for damaged files
             raise BitpackError(f"{folder / 'tokenizer.model'}: cannot load the tokenizer ({err})") from None
-        return [int(i) for i in processor.encode(text)]
+        return _SentencePiece(processor)
     raise BitpackError(f"{folder}: neither tokenizer.json nor tokenizer.model; bitpack cannot tokenize text "
                        "for this model. Pass token ids instead")

@@ -56,7 +56,7 @@ class ConvertOptions:
     dialect: str | None = None  # GGUF dialect of the target
     source_dialect: str | None = None
     embed_dtype: str | None = None
-    scale_dtype: str = "f32"
+    scale_dtype: str | None = None  # hf_packed weight_scale dtype (default f32, exact)
     linear_class: str | None = None
     scale_convention: str | None = None
     allow_scale_rounding: bool = False
@@ -73,9 +73,51 @@ class ConvertOptions:
     # BitStack targets (spec/bitstack.md §6): blocks and rank go in ``params``
     calibration: Path | None = None  # a text file; without it the decomposition is weight-only
     order: str | None = None  # output | weight | uniform | ppl (default: output with calibration, else weight)
-    svd: str = "randomized"  # or "full", the reference's exact thin SVD
+    svd: str | None = None  # "randomized" (default) or "full", the reference's exact thin SVD
+    blocks: int | None = None  # residual blocks per matrix (default 16); also accepted in ``params``
+    rank: int | None = None  # rank of each block's magnitude (default 16); also accepted in ``params``
     n_samples: int | None = None  # calibration windows (default: up to 256, as the text allows)
     seqlen: int | None = None  # calibration window length (default: min(2048, context length))
+
+
+# Which targets each target option applies to: a kind of target ("gguf": the GGUF codecs,
+# "safetensors": the HF directory codecs, "bitstack") or one codec's name. An option given for a
+# target it does not apply to is refused, naming the option and its targets -- never ignored,
+# because an ignored option is a conversion the user did not ask for. Options about the source
+# (--source-dialect, --tile-params, --scale-convention, --revision) apply to every target.
+OPTION_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {  # field: (command-line flag, targets)
+    "dialect": ("--dialect", ("gguf",)),
+    "embed_dtype": ("--embed-dtype", ("gguf",)),
+    "allow_scale_merge": ("--allow-scale-merge", ("gguf",)),
+    "allow_scale_rounding": ("--allow-scale-rounding", ("gguf", "safetensors")),
+    "scale_dtype": ("--scale-dtype", ("hf_packed",)),
+    "linear_class": ("--linear-class", ("hf_packed",)),
+    "blocks": ("--blocks", ("bitstack",)),
+    "rank": ("--rank", ("bitstack",)),
+    "calibration": ("--calibration", ("bitstack",)),
+    "order": ("--order", ("bitstack",)),
+    "svd": ("--svd", ("bitstack",)),
+    "max_kl": ("--max-kl", ("bitstack",)),
+    "min_top1": ("--min-top1", ("bitstack",)),
+}
+
+
+def target_kind(cls: Any) -> str:
+    """"bitstack", or the container of a ternary codec ("gguf" or "safetensors")."""
+    return "bitstack" if cls.name == "bitstack" else cls.container
+
+
+def check_target_options(options: ConvertOptions, cls: Any) -> None:
+    """Refuse every option set (not None, not False) that does not apply to target ``cls``."""
+    kind = target_kind(cls)
+    given = {k: getattr(options, k) for k in OPTION_TARGETS}
+    given.update({k: options.params[k] for k in ("blocks", "rank") if k in options.params})
+    for field_name, set_to in given.items():
+        flag, targets = OPTION_TARGETS[field_name]
+        if set_to is None or set_to is False or kind in targets or cls.name in targets:
+            continue
+        names = [f"{t} targets" if t in ("gguf", "safetensors") else f"--to {t}" for t in targets]
+        raise BitpackError(f"{flag} applies to {' and '.join(names)}, not --to {cls.name}; leave it out")
 
 
 def default_output(src: Path, codec: str, container: str, hub_repo: str | None = None) -> Path:
@@ -99,6 +141,7 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     options = options or ConvertOptions()
     started = time.perf_counter()
     cls = codec_class(to)
+    check_target_options(options, cls)
     if model is None and cls.container == "gguf" and not cls.lossy:
         source = resolve(src, options.revision, progress=options.show_downloads)
         if sniff(source.path) == "gguf" and not knows_architecture(source.path, options.source_dialect):
@@ -213,7 +256,8 @@ def _write_gguf(model: Model, codec: str, out: Path, options: ConvertOptions, pr
 
 def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, progress: Progress | None,
               source_info: dict[str, Any]) -> dict[str, Any]:
-    plan = plan_hf(model, codec, scale_dtype=options.scale_dtype, linear_class=options.linear_class,
+    scale_dtype = options.scale_dtype or "f32"
+    plan = plan_hf(model, codec, scale_dtype=scale_dtype, linear_class=options.linear_class,
                    allow_scale_rounding=options.allow_scale_rounding, source_info=source_info)
     _notify(progress, "plan", len(plan.tensors),
             sum(math.prod(t.shape) * DTYPES[t.dtype].itemsize for t in plan.tensors))
@@ -226,7 +270,7 @@ def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, prog
                      "bits_per_weight": round(get_codec(t.codec).bits_per_weight(logical[t.name]), 4)
                      if t.codec else 8 * STORAGE[t.dtype].itemsize if t.dtype in STORAGE else None}
                     for t in plan.tensors],
-        "config": {"linear_class": linear_class, "scale_dtype": options.scale_dtype},
+        "config": {"linear_class": linear_class, "scale_dtype": scale_dtype},
         "extra": {"linear_class": linear_class}, "bytes_written": written, "rounded": plan.notes,
         "warnings": plan.warnings,
     }
@@ -235,7 +279,9 @@ def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, prog
 def _write_stack(model: Model, codec: str, out: Path, options: ConvertOptions, progress: Progress | None,
                  source_info: dict[str, Any]) -> dict[str, Any]:
     """Decompose ``model`` into a BitStack stack (spec/bitstack.md), calibrated when a text is given."""
-    unknown = sorted(set(options.params) - {"blocks", "rank"})
+    params = {**options.params, **{k: v for k, v in (("blocks", options.blocks), ("rank", options.rank))
+                                   if v is not None}}
+    unknown = sorted(set(params) - {"blocks", "rank"})
     if unknown:
         raise BitpackError(f"bitstack takes --blocks and --rank, not {', '.join(unknown)}")
     calibration = evaluate = None
@@ -254,8 +300,8 @@ def _write_stack(model: Model, codec: str, out: Path, options: ConvertOptions, p
             evaluate = lambda m: perplexity(m, scoring)  # noqa: E731
     elif options.order == "ppl":
         raise BitpackError("--order ppl scores blocks by perplexity on text: pass --calibration FILE")
-    stack = write_stack(model, out, blocks=options.params.get("blocks"), rank=options.params.get("rank"),
-                        calibration=calibration, order=options.order, svd=options.svd,
+    stack = write_stack(model, out, blocks=params.get("blocks"), rank=params.get("rank"),
+                        calibration=calibration, order=options.order, svd=options.svd or "randomized",
                         overwrite=options.overwrite, progress=progress, evaluate=evaluate, source_info=source_info)
     extra = {k: stack[k] for k in ("container", "files", "blocks", "rank", "scaled", "order", "order_how",
                                    "min_bytes", "max_bytes", "errors") if k in stack}

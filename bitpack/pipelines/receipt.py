@@ -24,6 +24,7 @@ from typing import Any
 
 from .._version import __version__
 from ..containers.files import write_atomic
+from ..containers.hf_dir import RECEIPT_SUFFIX  # also how --overwrite recognises a directory bitpack wrote
 
 CHUNK = 8 << 20
 SCHEMA = 1
@@ -122,7 +123,7 @@ def output_digest(out: Path) -> dict[str, Any]:
 
 
 def receipt_path(out: Path) -> Path:
-    return out.with_name(out.name + ".receipt.json")
+    return out.with_name(out.name + RECEIPT_SUFFIX)
 
 
 def write_receipt(out: Path, *, source: dict[str, Any], inputs: list[dict[str, str]], target: dict[str, Any],

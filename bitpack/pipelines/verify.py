@@ -155,7 +155,9 @@ def verify(reference: str | Path | Model, candidate: str | Path | Model, *, toke
     report: dict[str, Any] = {"reference": ref.source, "candidate": cand.source, "tokens": tokens,
                               "numerics": numerics, "metadata_differences": meta,
                               "differing_tensors": [t["name"] for t in tensors][:20],
-                              "tensor_differences": tensors[:20]}
+                              "tensor_differences": tensors[:20],
+                              # what reading either side assumed (e.g. a duplicate config key resolved)
+                              "warnings": list(dict.fromkeys([*ref.warnings, *cand.warnings]))}
     if ref.arch.name == cand.arch.name and not any("missing" in m or "only in" in m for m in meta):
         report.update(logits_report(executor(ref, numerics).forward(tokens),
                                     executor(cand, numerics).forward(tokens)))
@@ -163,16 +165,41 @@ def verify(reference: str | Path | Model, candidate: str | Path | Model, *, toke
         report.update(identical=False, max_abs_diff=None, max_rel_diff=None, top1_agreement=None, kl=None)
     within = report["identical"] or (atol is not None and report["max_abs_diff"] is not None
                                      and report["max_abs_diff"] <= atol)
+    missed: list[str] = []
     if lossy:
         report.update(lossy=True, **_stack_keys(cand))
         measured = report["identical"] or all(
             report[k] is not None and np.isfinite(report[k]) for k in ("kl", "max_abs_diff"))
-        within = measured and (max_kl is None or (report["kl"] or 0.0) <= max_kl) and \
-            (min_top1 is None or report["top1_agreement"] >= min_top1)
+        missed = _missed_thresholds(report, max_kl, min_top1) if measured else []
+        within = measured and not missed
         report["thresholds"] = {"max_kl": max_kl, "min_top1": min_top1}
+    report["missed_thresholds"] = missed
     report["passed"] = bool(within and not meta and (not tensors or atol is not None))
+    report["verdict"] = _verdict(report, lossy and max_kl is None and min_top1 is None)
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
+
+
+def _missed_thresholds(report: dict[str, Any], max_kl: float | None, min_top1: float | None) -> list[str]:
+    """Each threshold a lossy candidate missed, as the user wrote it: a failure names its gate."""
+    missed = []
+    kl = report["kl"] or 0.0  # None when the logits are identical
+    if max_kl is not None and kl > max_kl:
+        missed.append(f"KL {kl:.6g} nats exceeds --max-kl {max_kl:g}")
+    if min_top1 is not None and report["top1_agreement"] < min_top1:
+        missed.append(f"top-1 agreement {report['top1_agreement']:.6g} is below --min-top1 {min_top1:g}")
+    return missed
+
+
+# What a verify report concluded, in words. A lossy (BitStack) candidate with no threshold is
+# measured, not judged: it exits 0 because nothing was asked of it, and says so rather than
+# "within tolerance" (there was no tolerance).
+def _verdict(report: dict[str, Any], unjudged: bool) -> str:
+    if report["identical"] and report["passed"]:
+        return "identical"
+    if not report["passed"]:
+        return "different"
+    return "measured, no threshold" if unjudged else "within tolerance"
 
 
 def _unknown_architecture(reference: Any, candidate: Any, *options: dict[str, Any] | None) -> str | None:
@@ -204,6 +231,7 @@ def _verify_files(reference: Any, candidate: Any, arch: str, ref_opts: dict[str,
             "metadata_differences": meta, "differing_tensors": [t["name"] for t in tensors][:20],
             "tensor_differences": tensors[:20], "identical": identical, "max_abs_diff": None,
             "max_rel_diff": None, "top1_agreement": None, "kl": None, "logits_compared": False,
+            "missed_thresholds": [], "verdict": "identical" if identical else "different",
             "note": f"logits were not compared: bitpack's executor does not run architecture {arch!r}; "
                     "every tensor was compared instead",
             "passed": identical, "seconds": round(time.perf_counter() - started, 3)}

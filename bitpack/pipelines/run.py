@@ -1,0 +1,42 @@
+"""``bitpack run``: the reference executor's logits for a few tokens, the most likely next
+tokens (with their text when the model carries a tokenizer), and the logits saved as .npy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..containers.files import StagedFile, check_output_file
+from ..errors import BitpackError
+
+
+def check_logits_path(path: Path, *, overwrite: bool, inputs: list[Path]) -> None:
+    """Refuse, before the forward pass, a --save-logits path bitpack would not write as given:
+    numpy appends .npy to any other name, so the file would land elsewhere than asked."""
+    if path.suffix != ".npy":
+        raise BitpackError(f"--save-logits {path}: the name must end in .npy (it is a NumPy array file); "
+                           f"e.g. {path.name}.npy")
+    check_output_file(path, overwrite=overwrite, inputs=inputs)
+
+
+def save_logits(path: Path, logits: np.ndarray, *, overwrite: bool) -> None:
+    """Write ``logits`` to exactly ``path`` all at once or not at all (a .part sibling renamed)."""
+    with StagedFile(path, overwrite=overwrite) as out:
+        np.save(out.file, np.asarray(logits, dtype=np.float32))
+
+
+def top_tokens(logits: np.ndarray, positions: list[int], k: int) -> list[dict[str, Any]]:
+    """The ``k`` highest logits at each position (ties in id order), with their softmax
+    probability over the whole vocabulary."""
+    rows = []
+    for i in positions:
+        row = logits[i].astype(np.float64)
+        probs = np.exp(row - row.max())
+        probs /= probs.sum()
+        top = np.argsort(-logits[i], kind="stable")[:k]
+        rows.append({"position": i, "top": [{"id": int(t), "logit": float(logits[i, t]), "prob": float(probs[t])}
+                                            for t in top]})
+    return rows
