@@ -237,3 +237,15 @@ def test_default_linear_class_holds_scales_exactly(tmp_path):
     assert plan.config["quantization_config"]["linear_class"] == "autobitlinear"
     with pytest.raises(BitpackError, match="bitlinear"):
         plan_hf(model, "hf_packed", linear_class="bitlinear")
+
+
+def test_the_command_line_names_the_architecture_of_an_unknown_class(tmp_path):
+    from cli_runner import bitpack
+
+    src = hf_dir(tmp_path, architectures=["FooBarForCausalLM"], model_type="foobar")
+    refused_once = bitpack("inspect", src)
+    assert refused_once.returncode == 2 and "FooBarForCausalLM" in refused_once.stderr
+    shown = bitpack("inspect", src, "--architecture", "bitnet-b1.58", "--json")
+    assert shown.returncode == 0, shown.stderr
+    done = bitpack("convert", src, "--to", "i2_s", "-o", tmp_path / "o.gguf", "--architecture", "bitnet-b1.58")
+    assert done.returncode == 0, done.stderr

@@ -17,6 +17,7 @@ from ..errors import BitpackError
 from ..pipelines.tensorfile import decode_file, encode_file, formats_table
 from . import render
 from .options import (
+    Architecture,
     Dialect,
     EmbedDtype,
     LinearClass,
@@ -35,6 +36,7 @@ from .root import app
 
 SCALE_CONVENTION_HELP = ("What a packed HF source's weight_scale means: multiply (autobitlinear) or divide "
                          "(bitlinear); overrides config.json.")
+ARCHITECTURE_HELP = "The graph of a source whose config names an architecture bitpack does not know."
 
 
 @app.command()
@@ -100,6 +102,7 @@ def convert(
     allow_scale_rounding: bool = typer.Option(False, "--allow-scale-rounding", help="Accept scales the target cannot hold exactly; each is listed."),
     allow_scale_merge: bool = typer.Option(False, "--allow-scale-merge", help="Merge differing scales into a coarser target's groups (lossy); each tensor and its error is listed."),
     allow_rotated: bool = typer.Option(False, "--allow-rotated", help="Write Hadamard-rotated weights (prism.hadamard.*) for a runtime that does not undo the rotation."),
+    architecture: Optional[Architecture] = typer.Option(None, "--architecture", help=ARCHITECTURE_HELP),
     allow_degenerate: bool = typer.Option(False, "--allow-degenerate", "--allow-zero-tensors",
                                           help="Convert all-zero projections (or non-positive scales) instead of refusing."),
     receipt: bool = typer.Option(True, "--receipt/--no-receipt", help="Write <output>.receipt.json (default: on)."),
@@ -126,6 +129,7 @@ def convert(
         source_dialect=value(source_dialect), embed_dtype=value(embed_dtype), scale_dtype=value(scale_dtype),
         linear_class=value(linear_class), scale_convention=value(scale_convention),
         allow_scale_rounding=allow_scale_rounding, allow_scale_merge=allow_scale_merge, allow_rotated=allow_rotated,
+        architecture=value(architecture),
         tile_params=tiles_option(tile_params) or None,
         revision=revision, allow_degenerate=allow_degenerate, receipt=receipt, verify=check,
         show_downloads=not json_out, calibration=calibration, order=value(order), svd=value(svd),
@@ -153,13 +157,14 @@ def inspect(
         help=f"Dialect of a GGUF whose type ids are ambiguous: {', '.join(DIALECTS)}."),
     tile_params: Optional[str] = typer.Option(None, "--tile-params", help="Tiles of a foreign TL1/TL2 file."),
     scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help=SCALE_CONVENTION_HELP),
+    architecture: Optional[Architecture] = typer.Option(None, "--architecture", help=ARCHITECTURE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Show codec, scale and bits per weight of every tensor, the architecture and warnings."""
     from ..pipelines.inspect import inspect as run
 
     report = run(path, dialect=value(source_dialect), tile_params=tiles_option(tile_params) or None,
-                 scale_convention=value(scale_convention))
+                 scale_convention=value(scale_convention), architecture=value(architecture))
     if json_out:
         render.emit_json(report)
         return
@@ -232,12 +237,13 @@ def run_model(
     budget: Optional[str] = typer.Option(None, "--budget", help="BitStack stack: load it within this many bytes (e.g. 300MB)."),
     stack_blocks: Optional[int] = typer.Option(None, "--blocks", help="BitStack stack: load this many blocks of every matrix."),
     scale_convention: Optional[ScaleConvention] = typer.Option(None, "--scale-convention", help=SCALE_CONVENTION_HELP),
+    architecture: Optional[Architecture] = typer.Option(None, "--architecture", help=ARCHITECTURE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Run the reference executor and show the most likely next tokens."""
     from ..executor import executor
-    from ..pipelines.open import open_model
     from ..models.text import encode_text, token_texts
+    from ..pipelines.open import open_model
     from ..pipelines.run import check_logits_path, top_tokens
     from ..pipelines.run import save_logits as write_logits
 
@@ -246,7 +252,7 @@ def run_model(
     if tokens is None and prompt is None:
         raise BitpackError("give the input as --tokens 1,2,3 or --prompt TEXT")
     m = open_model(model, tile_params=tiles_option(tile_params) or None, budget=budget, blocks=stack_blocks,
-                   scale_convention=value(scale_convention))
+                   scale_convention=value(scale_convention), architecture=value(architecture))
     for line in m.warnings:
         render.say(render.stderr, f"warning: {line}")
     if save_logits is not None:  # refused before the forward pass, not after it

@@ -17,6 +17,7 @@ from ..bitstack.svd import SVD_METHODS
 from ..containers.gguf_types import DIALECTS
 from ..errors import BitpackError
 from ..executor import NUMERICS
+from ..models.arch import ARCHITECTURES
 from ..models.conventions import LINEAR_CLASSES
 from ..models.gguf_target import EMBED_DTYPES
 from ..models.hf_target import SCALE_DTYPES
@@ -28,6 +29,7 @@ def choice(name: str, values: Iterable[str]) -> type[Enum]:
 
 
 Dialect = choice("Dialect", DIALECTS)  # what a source may be read as
+Architecture = choice("Architecture", ARCHITECTURES)
 WrittenDialect = choice("WrittenDialect", [d for d, spec in DIALECTS.items() if spec.writable])
 EmbedDtype = choice("EmbedDtype", EMBED_DTYPES)
 ScaleDtype = choice("ScaleDtype", SCALE_DTYPES)

@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BitpackError
-from .tokenizer import LLAMA3_PATTERN  # the split regex tokenizer.py writes as "llama-bpe"
+from .tokenizer import (
+    LLAMA3_PATTERN,  # the split regex tokenizer.py writes as "llama-bpe"
+)
 
 
 def _value(kv: dict[str, Any], key: str, default: Any = None) -> Any:
@@ -34,7 +36,14 @@ def gguf_tokenizer(kv: dict[str, Any], where: str) -> Any:
         raise BitpackError(f"{where}: tokenizer.ggml.model {model!r} is not one bitpack rebuilds from GGUF keys "
                            "(byte-level BPE 'gpt2' only); use the HF model directory, or pass token ids")
     try:
-        from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+        from tokenizers import (
+            Regex,
+            Tokenizer,
+            decoders,
+            models,
+            pre_tokenizers,
+            processors,
+        )
     except ImportError as err:
         raise BitpackError(f"tokenizing for {where} needs the tokenizers package ({err})") from None
     tokens = [str(t) for t in _value(kv, "tokenizer.ggml.tokens", [])]

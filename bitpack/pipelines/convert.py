@@ -62,6 +62,7 @@ class ConvertOptions:
     allow_scale_rounding: bool = False
     allow_scale_merge: bool = False  # coarsen differing scales into a target's groups (lossy, reported)
     allow_rotated: bool = False  # write Hadamard-rotated weights for a runtime that does not undo it
+    architecture: str | None = None  # the graph of a source whose config names an unknown class
     tile_params: dict[str, Any] | None = None  # tiles of a foreign TL source
     revision: str | None = None  # of a Hub source
     allow_degenerate: bool = False  # convert all-zero projections anyway (checks.py)
@@ -89,6 +90,7 @@ OPTION_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {  # field: (command-li
     "dialect": ("--dialect", ("gguf",)),
     "embed_dtype": ("--embed-dtype", ("gguf",)),
     "allow_scale_merge": ("--allow-scale-merge", ("gguf",)),
+    "allow_rotated": ("--allow-rotated", ("gguf",)),
     "allow_scale_rounding": ("--allow-scale-rounding", ("gguf", "safetensors")),
     "scale_dtype": ("--scale-dtype", ("hf_packed",)),
     "linear_class": ("--linear-class", ("hf_packed",)),
@@ -148,6 +150,7 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
             return _repack(source, cls.name, options, progress, started)
     if model is None:
         model = open_model(src, dialect=options.source_dialect, tile_params=options.tile_params,
+                           architecture=options.architecture,
                            scale_convention=options.scale_convention, revision=options.revision,
                            progress=options.show_downloads)
     origin = model.origin or {"path": str(src)}

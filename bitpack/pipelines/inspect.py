@@ -27,13 +27,14 @@ _CODECS = set(list_codecs())
 
 
 def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[str, Any] | None = None,
-            scale_convention: str | None = None) -> dict[str, Any]:
+            scale_convention: str | None = None, architecture: str | None = None) -> dict[str, Any]:
     source = resolve(path)  # a Hub repo id becomes its snapshot, so a Hub stack is seen as one
     if is_stack(source.path):
         return inspect_stack(source.path)
     if sniff(source.path) == "gguf" and not knows_architecture(source.path, dialect):
         return inspect_file(path, source.path, dialect)
-    model = open_model(source.path, dialect=dialect, tile_params=tile_params, scale_convention=scale_convention)
+    model = open_model(source.path, dialect=dialect, tile_params=tile_params, scale_convention=scale_convention,
+                       architecture=architecture)
     warnings = list(model.warnings)
     tensors = []
     params = 0

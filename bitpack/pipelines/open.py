@@ -69,9 +69,11 @@ def resolve(src: str | Path, revision: str | None = None, *, progress: bool = Tr
 
 def open_model(path: str | Path, *, dialect: str | None = None, tile_params: dict[str, Any] | None = None,
                scale_convention: str | None = None, revision: str | None = None, progress: bool = True,
-               budget: int | str | None = None, blocks: int | dict[str, int] | None = None) -> Model:
+               budget: int | str | None = None, blocks: int | dict[str, int] | None = None,
+               architecture: str | None = None) -> Model:
     """The canonical model of a local file or folder, or of a Hub repo id. A BitStack stack
-    loads at ``budget`` (bytes or "300MB") or with ``blocks`` per matrix; by default all blocks."""
+    loads at ``budget`` (bytes or "300MB") or with ``blocks`` per matrix; by default all blocks.
+    ``architecture`` names the graph of a source whose config names a class bitpack does not know."""
     source = resolve(path, revision, progress=progress)
     if is_stack(source.path) or budget is not None or blocks is not None:
         # with a budget, open it as a stack whatever it looks like: a damaged stack then
@@ -80,8 +82,8 @@ def open_model(path: str | Path, *, dialect: str | None = None, tile_params: dic
         model.origin = source.origin
         return model
     if sniff(source.path) == "gguf":
-        model = open_gguf(source.path, dialect=dialect, tile_params=tile_params)
+        model = open_gguf(source.path, dialect=dialect, tile_params=tile_params, architecture=architecture)
     else:
-        model = open_hf(source.path, scale_convention=scale_convention)
+        model = open_hf(source.path, scale_convention=scale_convention, architecture=architecture)
     model.origin = source.origin
     return model

@@ -24,7 +24,9 @@ from typing import Any
 
 from .._version import __version__
 from ..containers.files import write_atomic
-from ..containers.hf_dir import RECEIPT_SUFFIX  # also how --overwrite recognises a directory bitpack wrote
+from ..containers.hf_dir import (
+    RECEIPT_SUFFIX,  # also how --overwrite recognises a directory bitpack wrote
+)
 
 CHUNK = 8 << 20
 SCHEMA = 1
