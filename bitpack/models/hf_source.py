@@ -17,6 +17,7 @@ are never ternarized.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,19 +92,7 @@ def open_hf(path: Path, scale_convention: str | None = None, architecture: str |
     folder = config_dir(path)
     load_file(folder / "config.json")  # bounded nesting before the container's parser sees it
     config, duplicates = read_config(folder)
-    warnings = [w.message for w in duplicates]
-    for dup in duplicates:
-        if dup.path == "quantization_config" and dup.differ and scale_convention is None:
-            linear = [v.get("linear_class", DEFAULT) if isinstance(v, dict) else v for v in dup.values]
-            linear = [v if isinstance(v, str) else repr(v)[:40] for v in linear]
-            if len(set(map(str, linear))) > 1:
-                # Read what the runtime defining the layout reads: transformers' json keeps the last
-                # key, and a missing linear_class is its default (bitlinear: divide). Said, not silent.
-                warnings.append(
-                    f"{folder}/config.json has quantization_config {len(dup.values)} times with different "
-                    f"linear_class ({', '.join(map(str, linear))}); read as transformers reads it, the last one "
-                    f"wins: {linear[-1]} ({getattr(LINEAR_CLASSES.get(str(linear[-1])), 'convention', '?')} weight_scale). Pass "
-                    "--scale-convention multiply or divide if the weights were made for the other")
+    warnings = [w.message for w in duplicates] + _duplicate_linear_class(folder, duplicates, scale_convention)
     ckpt = Checkpoint(path)
     where = str(path)
     hp = HParams.from_config(config, where)
@@ -117,57 +106,10 @@ def open_hf(path: Path, scale_convention: str | None = None, architecture: str |
     layout, linear_class, codec_name = _layout(config, ckpt, where, scale_convention, arch.name)
     if scale_convention is not None and layout == "packed":
         linear_class = CONVENTIONS[scale_convention]
-    used: set[str] = set()
-    entries = []
-    missing = []
-    for canonical, slot, layer in slots(arch, hp.n_layers, hp.tied):
-        found = next((n.format(i=layer) for n in slot.hf if n.format(i=layer) in names), None)
-        if found is None:
-            missing.append(slot.hf[0].format(i=layer))
-            continue
-        used.add(found)
-        if slot.kind is Kind.TERNARY and layout == "float":
-            shape = hp.ternary_shape(canonical)
-            info = ckpt.info(found)
-            if tuple(info.shape) != shape:
-                raise BitpackError(f"{where}: {found} has shape {list(info.shape)}; config.json implies {list(shape)}")
-            entries.append(Entry(canonical, slot.kind, shape, info.dtype, _float_loader(ckpt, found),
-                                 source_name=found, release=lambda n=found: ckpt.release(n)))
-        elif slot.kind is Kind.TERNARY:
-            shape = hp.ternary_shape(canonical)
-            scale_name = found + "_scale"
-            _check_projection(ckpt, found, shape, layout, codec_name, where)
-            if layout != "master":
-                if scale_name not in names:
-                    missing.append(scale_name)
-                    continue
-                used.add(scale_name)
-                _check_scale(ckpt, scale_name, where)
-            entries.append(Entry(canonical, slot.kind, shape, codec_name or ckpt.info(found).dtype,
-                                 _ternary_loader(ckpt, found, scale_name, shape, layout, linear_class, codec_name, where),
-                                 source_name=found, scale=_scale_reader(ckpt, found, scale_name, layout, linear_class),
-                                 release=lambda n=found: ckpt.release(n),
-                                 source_scale=None if layout == "master" else (lambda n=scale_name: ckpt.raw(n).copy()),
-                                 all_zero=None if layout == "master" else (
-                                     lambda n=found, s=shape: get_codec(codec_name).all_zero(ckpt.raw(n), s))))
-        else:
-            info = ckpt.info(found)
-            if info.dtype not in FLOAT_DTYPES:
-                raise BitpackError(f"{where}: {found} is {info.dtype}; expected a float tensor")
-            entries.append(Entry(canonical, slot.kind, tuple(info.shape), info.dtype,
-                                 _float_loader(ckpt, found), source_name=found,
-                                 release=lambda n=found: ckpt.release(n)))
-    if missing:
-        raise BitpackError(f"{where}: missing tensors: {', '.join(missing[:8])}"
-                           + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
-    extra = sorted(names - used)
-    if hp.tied and "lm_head.weight" in extra:
-        _check_tied_head(ckpt, where)
-        extra.remove("lm_head.weight")
-        warnings.append("tied model carries an lm_head.weight equal to the embedding; it was dropped")
-    if extra:
-        raise BitpackError(f"{where}: tensors bitpack does not know where to put: {', '.join(extra[:8])}"
-                           + (f" and {len(extra) - 8} more" if len(extra) > 8 else ""))
+    read = _Reading(ckpt, names, where, hp, layout, linear_class, codec_name)
+    entries = [entry for canonical, slot, layer in slots(arch, hp.n_layers, hp.tied)
+               if (entry := read.entry(canonical, slot, layer)) is not None]
+    warnings += _leftovers(read, hp)
     _check_shapes(entries, hp, where)
     tokenizer_dir = folder if tokenizer_files(folder) else None
     if tokenizer_dir is not None:
@@ -181,6 +123,105 @@ def open_hf(path: Path, scale_convention: str | None = None, architecture: str |
         source_scale_dtype=_scale_dtype(ckpt, entries) if layout == "packed" else None,
         precision="float" if layout == "float" else "ternary",
     )
+
+
+def _duplicate_linear_class(folder: Path, duplicates: list, scale_convention: str | None) -> list[str]:
+    """A config.json that names quantization_config twice with different linear classes is read
+    as transformers reads it -- the last key wins, a missing linear_class is its default
+    (bitlinear: divide) -- and said so, not silently."""
+    out = []
+    for dup in duplicates:
+        if dup.path != "quantization_config" or not dup.differ or scale_convention is not None:
+            continue
+        linear = [v.get("linear_class", DEFAULT) if isinstance(v, dict) else v for v in dup.values]
+        linear = [v if isinstance(v, str) else repr(v)[:40] for v in linear]
+        if len(set(map(str, linear))) > 1:
+            convention = getattr(LINEAR_CLASSES.get(str(linear[-1])), "convention", "?")
+            out.append(
+                f"{folder}/config.json has quantization_config {len(dup.values)} times with different "
+                f"linear_class ({', '.join(map(str, linear))}); read as transformers reads it, the last one "
+                f"wins: {linear[-1]} ({convention} weight_scale). "
+                "Pass --scale-convention multiply or divide if the weights were made for the other")
+    return out
+
+
+@dataclass
+class _Reading:
+    """Turning a checkpoint's tensors into entries, one slot at a time, remembering what was used
+    and what was missing (all of it reported at once)."""
+
+    ckpt: Any
+    names: set[str]
+    where: str
+    hp: HParams
+    layout: str
+    linear_class: str | None
+    codec_name: str | None
+    used: set[str] = field(default_factory=set)
+    missing: list[str] = field(default_factory=list)
+
+    def entry(self, canonical: str, slot: Any, layer: int | None) -> Entry | None:
+        found = next((n.format(i=layer) for n in slot.hf if n.format(i=layer) in self.names), None)
+        if found is None:
+            self.missing.append(slot.hf[0].format(i=layer))
+            return None
+        self.used.add(found)
+        if slot.kind is Kind.TERNARY and self.layout == "float":
+            return self._float_projection(canonical, slot, found)
+        if slot.kind is Kind.TERNARY:
+            return self._ternary(canonical, slot, found)
+        info = self.ckpt.info(found)
+        if info.dtype not in FLOAT_DTYPES:
+            raise BitpackError(f"{self.where}: {found} is {info.dtype}; expected a float tensor")
+        return Entry(canonical, slot.kind, tuple(info.shape), info.dtype, _float_loader(self.ckpt, found),
+                     source_name=found, release=lambda n=found: self.ckpt.release(n))
+
+    def _float_projection(self, canonical: str, slot: Any, found: str) -> Entry:
+        shape = self.hp.ternary_shape(canonical)
+        info = self.ckpt.info(found)
+        if tuple(info.shape) != shape:
+            raise BitpackError(f"{self.where}: {found} has shape {list(info.shape)}; config.json implies {list(shape)}")
+        return Entry(canonical, slot.kind, shape, info.dtype, _float_loader(self.ckpt, found),
+                     source_name=found, release=lambda n=found: self.ckpt.release(n))
+
+    def _ternary(self, canonical: str, slot: Any, found: str) -> Entry | None:
+        ckpt, layout, codec_name = self.ckpt, self.layout, self.codec_name
+        shape = self.hp.ternary_shape(canonical)
+        scale_name = found + "_scale"
+        _check_projection(ckpt, found, shape, layout, codec_name, self.where)
+        if layout != "master":
+            if scale_name not in self.names:
+                self.missing.append(scale_name)
+                return None
+            self.used.add(scale_name)
+            _check_scale(ckpt, scale_name, self.where)
+        return Entry(canonical, slot.kind, shape, codec_name or ckpt.info(found).dtype,
+                     _ternary_loader(ckpt, found, scale_name, shape, layout, self.linear_class, codec_name,
+                                     self.where),
+                     source_name=found, scale=_scale_reader(ckpt, found, scale_name, layout, self.linear_class),
+                     release=lambda n=found: ckpt.release(n),
+                     source_scale=None if layout == "master" else (lambda n=scale_name: ckpt.raw(n).copy()),
+                     all_zero=None if layout == "master" else (
+                         lambda n=found, s=shape: get_codec(codec_name).all_zero(ckpt.raw(n), s)))
+
+
+def _leftovers(read: _Reading, hp: HParams) -> list[str]:
+    """Refuse missing tensors and tensors bitpack does not know where to put (all named); a tied
+    model's lm_head equal to its embedding is dropped, and said so."""
+    where = read.where
+    if read.missing:
+        raise BitpackError(f"{where}: missing tensors: {', '.join(read.missing[:8])}"
+                           + (f" and {len(read.missing) - 8} more" if len(read.missing) > 8 else ""))
+    extra = sorted(read.names - read.used)
+    warnings = []
+    if hp.tied and "lm_head.weight" in extra:
+        _check_tied_head(read.ckpt, where)
+        extra.remove("lm_head.weight")
+        warnings.append("tied model carries an lm_head.weight equal to the embedding; it was dropped")
+    if extra:
+        raise BitpackError(f"{where}: tensors bitpack does not know where to put: {', '.join(extra[:8])}"
+                           + (f" and {len(extra) - 8} more" if len(extra) > 8 else ""))
+    return warnings
 
 
 def _refuse_biases(config: dict[str, Any], where: str) -> None:
