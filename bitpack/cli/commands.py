@@ -80,6 +80,7 @@ def decode(
     render.render_report(report, json_out)
 
 
+# Long only in its signature: typer declares every option as a parameter.
 @app.command()
 def convert(
     src: str = typer.Argument(..., metavar="SRC", help="HF model directory, .safetensors file (config.json beside it), .gguf file, "
@@ -223,6 +224,7 @@ def verify(
     raise typer.Exit(0 if report["passed"] else 1)
 
 
+# Long only in its signature: typer declares every option as a parameter.
 @app.command("run")
 def run_model(
     model: str = typer.Argument(..., metavar="MODEL", help="Any model bitpack reads."),

@@ -70,31 +70,10 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
             missing.append(canonical)
             continue
         used.add(canonical)
-        tensor = f.tensor(canonical)
         if slot.kind is Kind.TERNARY:
-            codec_name = f.codec_name(tensor)
-            if codec_name is None:
-                raise BitpackError(f"{where}: {canonical} is {f.type_name(tensor)}, not a ternary type; "
-                                   "bitpack converts ternary GGUF files")
-            shape = hp.ternary_shape(canonical)
-            if f.shape(canonical) != shape:
-                raise BitpackError(f"{where}: {canonical} has shape {list(f.shape(canonical))}, "
-                                   f"expected {list(shape)} from the hyper-parameters")
-            scale_name = canonical.removesuffix(".weight") + ".scale"
-            if scale_name in present:
-                used.add(scale_name)
-            tensor_params = _tensor_params(codec_name, canonical, shape, params, tile_params, where)
-            if scale_name in present:  # TQ with unit block scales and an exact F32 companion
-                tensor_params = {**tensor_params, "scale_mode": "separate"}
-            entries.append(Entry(canonical, slot.kind, shape, codec_name,
-                                 _ternary_loader(f, canonical, shape, codec_name, tensor_params,
-                                                 scale_name if scale_name in present else None, arch, hp, where),
-                                 source_name=canonical, source_params=tensor_params,
-                                 release=lambda n=canonical: f.release(n),
-                                 all_zero=lambda n=canonical, c=codec_name, p=tensor_params, s=shape:
-                                     get_codec(c, **p).all_zero(f.raw(n), s)))
+            entries.append(_ternary_entry(f, canonical, slot, hp, arch, params, tile_params, used, where))
         else:
-            type_name = f.type_name(tensor)
+            type_name = f.type_name(canonical)
             _check_float_tensor(f, canonical, slot.kind, type_name, hp, where)
             entries.append(Entry(canonical, slot.kind, f.shape(canonical), type_name,
                                  _float_loader(f, canonical, type_name, where), source_name=canonical,
@@ -115,6 +94,33 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
         tokenizer_kv={k: (v, f.kv_types[k]) for k, v in f.kv.items() if k.startswith("tokenizer.")},
         dialect=f.dialect, codec_params=params, warnings=warnings,
     )
+
+
+def _ternary_entry(f: GGUFFile, canonical: str, slot: Any, hp: HParams, arch: Any, params: dict[str, Any],
+                   tile_params: dict[str, Any] | None, used: set[str], where: str) -> Entry:
+    """A ternary projection of the file: its codec, shape and parameters checked; a TQ tensor
+    with an F32 ``.scale`` companion (exact scales, gguf.md §6.1) reads the companion too."""
+    codec_name = f.codec_name(canonical)
+    if codec_name is None:
+        raise BitpackError(f"{where}: {canonical} is {f.type_name(canonical)}, not a ternary type; "
+                           "bitpack converts ternary GGUF files")
+    shape = hp.ternary_shape(canonical)
+    if f.shape(canonical) != shape:
+        raise BitpackError(f"{where}: {canonical} has shape {list(f.shape(canonical))}, "
+                           f"expected {list(shape)} from the hyper-parameters")
+    scale_name = canonical.removesuffix(".weight") + ".scale"
+    companion = scale_name in {t.name for t in f.tensors}
+    tensor_params = _tensor_params(codec_name, canonical, shape, params, tile_params, where)
+    if companion:
+        used.add(scale_name)
+        tensor_params = {**tensor_params, "scale_mode": "separate"}
+    return Entry(canonical, slot.kind, shape, codec_name,
+                 _ternary_loader(f, canonical, shape, codec_name, tensor_params,
+                                 scale_name if companion else None, arch, hp, where),
+                 source_name=canonical, source_params=tensor_params,
+                 release=lambda n=canonical: f.release(n),
+                 all_zero=lambda n=canonical, c=codec_name, p=tensor_params, s=shape:
+                     get_codec(c, **p).all_zero(f.raw(n), s))
 
 
 def _check_float_tensor(f: GGUFFile, name: str, kind: Kind, type_name: str, hp: HParams, where: str) -> None:
