@@ -103,7 +103,14 @@ def _bpe_tokenizer(kv: dict[str, Any], where: str) -> Any:
     if not tokens or not merges:
         raise BitpackError(f"{where}: the gpt2 tokenizer has no tokens or no merges; it cannot tokenize")
     types = list(_value(kv, "tokenizer.ggml.token_type", [1] * len(tokens)))
-    tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    # The trailing control and user-defined tokens (a Llama-3 vocabulary's <|begin_of_text|> ...)
+    # are added tokens, outside the BPE vocabulary, as in the tokenizer.json they came from: gguf-py
+    # (models/tokenizer.py) gives type CONTROL only to those, so an HF target reads back the same.
+    merged = {a + b for a, b in merges}
+    base = len(tokens)
+    while base and int(types[base - 1]) in (CONTROL, USER_DEFINED) and tokens[base - 1] not in merged:
+        base -= 1
+    tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens[:base])}, merges=merges))
     pre = _value(kv, "tokenizer.ggml.pre", "default")
     if pre == "llama-bpe":
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
@@ -125,8 +132,13 @@ def _add_bos(tokenizer: Any, kv: dict[str, Any], tokens: list[str], *, default: 
 
     bos = _value(kv, "tokenizer.ggml.bos_token_id")
     if _value(kv, "tokenizer.ggml.add_bos_token", default) and bos is not None:
+        # gguf-py writes add_sep_token only for a source whose template joined a pair with a
+        # token between (Llama 3: each sequence after its own BOS); that pair is written back, so
+        # the HF output reads back into the same keys
+        pair = f"{tokens[bos]} $A {tokens[bos]}:1 $B:1" if _value(kv, "tokenizer.ggml.add_sep_token") is not None \
+            else None
         tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"{tokens[bos]} $A", special_tokens=[(tokens[bos], int(bos))])
+            single=f"{tokens[bos]} $A", pair=pair, special_tokens=[(tokens[bos], int(bos))])
 
 
 # gguf TokenType (gguf-py constants; sentencepiece_model.proto uses the same numbers)
@@ -190,3 +202,71 @@ def _pb_bytes(field: int, value: bytes) -> bytes:
 
 def _pb_float(field: int, value: float) -> bytes:
     return _pb_key_varint(field << 3 | 5) + struct.pack("<f", value)
+
+
+def hf_tokenizer_files(kv: dict[str, Any], where: str) -> dict[str, bytes]:
+    """The HF tokenizer files (name -> contents) of the GGUF's vocabulary, for an HF target.
+
+    ``gpt2``: the ``tokenizer.json`` of the tokenizer ``run`` uses. ``llama``: the rebuilt
+    ``tokenizer.model`` -- what the source had, and what reads back into the same GGUF keys --
+    plus the ``tokenizer.json`` transformers' Llama converter makes of it (BPE with byte fallback,
+    merges from the scores), which transformers loads without sentencepiece or protobuf. Both
+    with a ``tokenizer_config.json`` naming the special tokens, BOS/EOS addition and class."""
+    model = _model(kv, where)
+    tokens = [str(t) for t in _value(kv, "tokenizer.ggml.tokens")]
+    files: dict[str, bytes] = {}
+    if model == "llama":
+        files["tokenizer.model"] = spm_model_proto(kv, where)
+        tokenizer = _spm_as_bpe(kv, tokens)
+    else:
+        tokenizer = _bpe_tokenizer(kv, where)
+    files["tokenizer.json"] = tokenizer.to_str(pretty=True).encode("utf-8")
+    config: dict[str, Any] = {
+        "add_bos_token": bool(_value(kv, "tokenizer.ggml.add_bos_token", model == "llama")),
+        "add_eos_token": bool(_value(kv, "tokenizer.ggml.add_eos_token", False)),
+        "clean_up_tokenization_spaces": False,
+        # the generic class loads tokenizer.json as written; a named one (LlamaTokenizer) would
+        # rebuild its own pipeline around the vocabulary instead
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    }
+    for name, key in (("bos", "bos"), ("eos", "eos"), ("unk", "unknown"), ("pad", "padding")):
+        token_id = _value(kv, f"tokenizer.ggml.{key}_token_id")
+        if token_id is not None and 0 <= int(token_id) < len(tokens):
+            config[f"{name}_token"] = tokens[int(token_id)]
+    template = _value(kv, "tokenizer.chat_template")
+    if isinstance(template, str) and template:
+        config["chat_template"] = template
+    files["tokenizer_config.json"] = (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return files
+
+
+def _spm_as_bpe(kv: dict[str, Any], tokens: list[str]) -> Any:
+    """A ``llama`` vocabulary as a ``tokenizers`` BPE with byte fallback, built as transformers'
+    SentencePiece converter builds it (convert_slow_tokenizer.generate_merges: every split of a
+    piece into two pieces is a merge, ranked by the merged piece's score)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    scores = [float(x) for x in _value(kv, "tokenizer.ggml.scores", [0.0] * len(tokens))]
+    types = [int(x) for x in _value(kv, "tokenizer.ggml.token_type", [NORMAL] * len(tokens))]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    mergeable = {t for t, k in zip(tokens, types) if k in (NORMAL, USER_DEFINED)}
+    ranked = []
+    for piece in mergeable:
+        for cut in range(1, len(piece)):
+            left, right = piece[:cut], piece[cut:]
+            if left in mergeable and right in mergeable:
+                ranked.append((-scores[vocab[piece]], vocab[piece], vocab[left], vocab[right], left, right))
+    merges = [(left, right) for *_, left, right in sorted(ranked)]
+    unk = tokens[types.index(UNKNOWN)] if UNKNOWN in types else None
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=unk, fuse_unk=True,
+                                     byte_fallback=BYTE in types))
+    prefix = bool(_value(kv, "tokenizer.ggml.add_space_prefix", True))
+    # SentencePiece's add_dummy_prefix puts one U+2581 before the text, not before every piece
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", split=False,
+                                                       prepend_scheme="first" if prefix else "never")
+    steps = [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+    tokenizer.decoder = decoders.Sequence(steps + ([decoders.Strip(" ", 1, 0)] if prefix else []))
+    tokenizer.add_tokens([AddedToken(t, special=k != USER_DEFINED, normalized=False)
+                          for t, k in zip(tokens, types) if k in (UNKNOWN, CONTROL, USER_DEFINED)])
+    _add_bos(tokenizer, kv, tokens, default=True)
+    return tokenizer
