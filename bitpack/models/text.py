@@ -36,6 +36,16 @@ def token_texts(model: Model, ids: list[int]) -> list[str] | None:
     return [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
 
 
+def decode_text(model: Model, ids: list[int]) -> str | None:
+    """``ids`` as one text under ``model``'s tokenizer (bytes split across ids rejoined, special
+    tokens shown); None when the model carries none."""
+    try:
+        tokenizer = _tokenizer(model)
+    except BitpackError:
+        return None
+    return tokenizer.decode(ids, skip_special_tokens=False)
+
+
 def _tokenizer(model: Model) -> Any:
     folder = model.tokenizer_dir
     if folder is None and model.tokenizer_kv:
