@@ -323,7 +323,8 @@ def test_reverse_direction_from_gguf_to_every_safetensors_layout(tmp_path, sourc
     for target in ("hf_packed", "int8", "i2_packed"):
         out = convert(gguf_out["output"], target, ConvertOptions(output=tmp_path / target))
         assert_same(canonical(open_model(out["output"])), sources["b158-packed"])
-        assert any("tokenizer" in w for w in out["warnings"])  # GGUF carries no HF tokenizer files
+        assert not any("tokenizer" in w for w in out["warnings"])  # the GGUF's vocabulary, as HF files
+        assert (Path(out["output"]) / "tokenizer.json").is_file()
 
 
 def test_bf16_weight_scales_are_refused_up_front_unless_allowed(tmp_path, sources):

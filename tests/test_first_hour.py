@@ -153,3 +153,23 @@ def test_run_prompt_works_on_a_gguf_bitpack_wrote_and_speaks_text(tmp_path):
     shown = bitpack("run", gguf, "--prompt", prompt)
     assert "logit" in shown.stdout.splitlines()[0] and "probability" in shown.stdout.splitlines()[0]
     assert repr(top[0]["text"]) in shown.stdout
+
+
+def test_run_max_new_tokens_continues_greedily_and_says_how_long_it_took(tmp_path):
+    from bitpack.executor import executor
+    from bitpack.pipelines.open import open_model
+
+    model = MODELS / "b158-packed"
+    done = bitpack("run", model, "--prompt", "the house where", "--max-new-tokens", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    ran = json.loads(done.stdout)
+    generated = ran["generated"]
+    assert len(generated["tokens"]) == 3 and generated["seconds"] >= 0 and isinstance(generated["text"], str)
+    assert generated["tokens"][0] == ran["positions"][-1]["top"][0]["id"]
+    forward = executor(open_model(model)).forward  # each token is the argmax after everything before it
+    prefix = list(ran["tokens"])
+    for token in generated["tokens"]:
+        assert token == int(np.argmax(forward(prefix)[-1]))
+        prefix.append(token)
+    shown = bitpack("run", model, "--prompt", "the house where", "--max-new-tokens", "3")
+    assert "continuation (3 tokens, greedy" in shown.stdout and repr(generated["text"]) in shown.stdout

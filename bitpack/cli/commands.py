@@ -231,6 +231,7 @@ def run_model(
     tokens: Optional[str] = typer.Option(None, "--tokens", help="Token ids, e.g. 1,2,3."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Text, tokenized with the model's own tokenizer files (instead of --tokens)."),
     top_k: int = typer.Option(5, "--top-k", help="How many next-token candidates to show."),
+    max_new_tokens: int = typer.Option(0, "--max-new-tokens", min=0, help="Continue greedily for up to N tokens (each step re-runs the prefix), printing the text and the time taken."),
     all_positions: bool = typer.Option(False, "--all", help="Show every position, not only the last."),
     save_logits: Optional[Path] = typer.Option(None, "--save-logits", help="Write float32 logits (tokens x vocab) to this .npy file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --save-logits file."),
@@ -244,9 +245,9 @@ def run_model(
 ) -> None:
     """Run the reference executor and show the most likely next tokens."""
     from ..executor import executor
-    from ..models.text import encode_text, token_texts
+    from ..models.text import decode_text, encode_text, token_texts
     from ..pipelines.open import open_model
-    from ..pipelines.run import check_logits_path, top_tokens
+    from ..pipelines.run import check_logits_path, greedy_continuation, top_tokens
     from ..pipelines.run import save_logits as write_logits
 
     if tokens is not None and prompt is not None:
@@ -266,7 +267,8 @@ def run_model(
             raise BitpackError("--prompt gave no tokens")
     else:
         ids = token_list(tokens)
-    logits = executor(m, value(numerics)).forward(ids)
+    run = executor(m, value(numerics))
+    logits = run.forward(ids)
     if save_logits is not None:
         write_logits(save_logits, logits, overwrite=overwrite)
     result = top_tokens(logits, list(range(len(ids))) if all_positions else [len(ids) - 1], top_k)
@@ -277,8 +279,14 @@ def run_model(
             row["input"] = by_id[ids[row["position"]]]
             for t in row["top"]:
                 t["text"] = by_id[t["id"]]
+    generated = None
+    if max_new_tokens:
+        new, seconds = greedy_continuation(run.forward, ids, logits[-1], max_new_tokens,
+                                           m.hparams.eos_token_id)
+        generated = {"tokens": new, "text": decode_text(m, new), "seconds": round(seconds, 3)}
     if json_out:
         render.emit_json({"model": model, "tokens": ids, "numerics": value(numerics), "positions": result,
+                    **({"generated": generated} if generated is not None else {}),
                     **({"prompt": prompt} if prompt is not None else {}),
                     **({"stack": m.stack.as_dict()} if m.stack is not None else {})})
         return
@@ -292,3 +300,7 @@ def run_model(
         render.say(render.stdout, f"position {row['position']}{after}: " + ", ".join(
             f"{t['id']}" + (f" {t['text']!r}" if "text" in t else "") + f" {t['logit']:.4f} ({t['prob']:.3f})"
             for t in row["top"]))
+    if generated is not None:
+        shown = repr(generated["text"]) if generated["text"] is not None else ",".join(map(str, generated["tokens"]))
+        render.say(render.stdout, f"continuation ({len(generated['tokens'])} tokens, greedy, "
+                   f"{generated['seconds']:.3f} s): {shown}")

@@ -26,6 +26,7 @@ from ..parallel import write_in_order
 from .arch import Kind, hf_name
 from .conventions import LINEAR_CLASSES, resolve_linear_class
 from .floats import round_to, stored_as
+from .gguf_vocab import hf_tokenizer_files
 from .model import Float, Model, fit_codec, require_ternary, single_scales
 
 SCALE_DTYPES = ("f32", "bf16")
@@ -49,6 +50,7 @@ class HFPlan:
     metadata: dict[str, str]
     tensors: list[Planned]
     copy: list[Path]
+    files: dict[str, bytes] = field(default_factory=dict)  # written, not copied: a GGUF's tokenizer
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -111,6 +113,11 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
     }
     if model.tokenizer_dir is not None:
         plan.copy = tokenizer_files(model.tokenizer_dir)
+    elif model.tokenizer_kv:  # a GGUF source: its vocabulary, rebuilt as HF files
+        try:
+            plan.files = hf_tokenizer_files(model.tokenizer_kv, str(model.source))
+        except BitpackError as err:  # the weights are still worth writing; say what is missing
+            plan.warnings.append(f"the output directory has no tokenizer files: {err}")
     else:
         plan.warnings.append("the source carries no HF tokenizer files; the output directory has none "
                              "(copy tokenizer.json / tokenizer.model from the original model)")
@@ -125,6 +132,8 @@ def write_hf(plan: HFPlan, out_dir: Path, *, overwrite: bool, protect: list[Path
         for path in plan.copy:
             if path.name != "config.json":
                 writer.copy(path)
+        for name, data in plan.files.items():
+            writer.write_bytes(name, data)
         with writer.safetensors("model.safetensors", plan.metadata) as st:
             for t in plan.tensors:
                 st.add(t.name, t.dtype, t.shape)

@@ -7,17 +7,18 @@ calibration text).
 * ``tokenizer.model`` (SentencePiece: LLaMA-2, 1bitLLM) runs through ``sentencepiece``,
   which adds no BOS (transformers' LlamaTokenizer adds it from tokenizer_config.json's
   ``add_bos_token``; bitpack does not).
-* A GGUF source's vocabulary (``tokenizer.ggml.*``) is rebuilt as a ``tokenizers`` tokenizer
-  (models/gguf_vocab.py); BOS follows its ``add_bos_token``.
+* A GGUF source's vocabulary (``tokenizer.ggml.*``) is rebuilt (models/gguf_vocab.py): ``gpt2``
+  as a ``tokenizers`` tokenizer, ``llama`` as a SentencePiece model; BOS follows its
+  ``add_bos_token``, as llama.cpp's does.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from ..errors import BitpackError
 from ..jsonsafe import load_file
+from .gguf_vocab import SentencePieceTokenizer
 from .model import Model
 
 
@@ -35,17 +36,14 @@ def token_texts(model: Model, ids: list[int]) -> list[str] | None:
     return [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
 
 
-class _SentencePiece:
-    """sentencepiece behind the two calls bitpack makes of a tokenizers.Tokenizer."""
-
-    def __init__(self, processor: Any) -> None:
-        self.processor = processor
-
-    def encode(self, text: str) -> Any:
-        return SimpleNamespace(ids=[int(i) for i in self.processor.encode(text)])
-
-    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
-        return "".join(self.processor.id_to_piece(int(i)).replace("\u2581", " ") for i in ids)
+def decode_text(model: Model, ids: list[int]) -> str | None:
+    """``ids`` as one text under ``model``'s tokenizer (bytes split across ids rejoined, special
+    tokens shown); None when the model carries none."""
+    try:
+        tokenizer = _tokenizer(model)
+    except BitpackError:
+        return None
+    return tokenizer.decode(ids, skip_special_tokens=False)
 
 
 def _tokenizer(model: Model) -> Any:
@@ -77,6 +75,6 @@ def _tokenizer(model: Model) -> Any:
             processor = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
         except Exception as err:  # sentencepiece raises RuntimeError, OSError or its own for damaged files
             raise BitpackError(f"{folder / 'tokenizer.model'}: cannot load the tokenizer ({err})") from None
-        return _SentencePiece(processor)
+        return SentencePieceTokenizer(processor)  # no BOS: see the module docstring
     raise BitpackError(f"{folder}: neither tokenizer.json nor tokenizer.model; bitpack cannot tokenize text "
                        "for this model. Pass token ids instead")

@@ -4,6 +4,7 @@ tokens (with their text when the model carries a tokenizer), and the logits save
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +41,21 @@ def top_tokens(logits: np.ndarray, positions: list[int], k: int) -> list[dict[st
         rows.append({"position": i, "top": [{"id": int(t), "logit": float(logits[i, t]), "prob": float(probs[t])}
                                             for t in top]})
     return rows
+
+
+def greedy_continuation(forward: Any, ids: list[int], last: np.ndarray, max_new: int,
+                        stop: int | None) -> tuple[list[int], float]:
+    """Up to ``max_new`` tokens, each the highest logit (lowest id on ties, as top_tokens) after
+    the prompt and those before it (``last``: the prompt's own last logits, not computed again); stops
+    after ``stop`` (EOS). ``forward(ids)`` re-runs the whole prefix each step: the executor's
+    public API has no cache, and the reference is what is being checked. Returns the new ids and
+    the seconds the continuation took."""
+    start = time.perf_counter()
+    new: list[int] = []
+    token = int(np.argmax(last))  # argmax: the first of equal maxima
+    while len(new) < max_new:
+        new.append(token)
+        if token == stop or len(new) == max_new:
+            break
+        token = int(np.argmax(forward(ids + new)[-1]))  # argmax: the first of equal maxima
+    return new, time.perf_counter() - start
