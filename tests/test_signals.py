@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ SLOW = (
     "import bitpack.containers.gguf_write as w\n"
     "write = w.GGUFWriter.write_tensor\n"
     "def slow(self, *a):\n"
+    "    print(WRITING, file=sys.stderr, flush=True)  # the test signals once it reads this\n"
     "    time.sleep(0.3)\n"
     "    return write(self, *a)\n"
     "w.GGUFWriter.write_tensor = slow\n"
@@ -31,33 +31,41 @@ SLOW = (
 )
 
 
+WRITING = "bitpack-test: writing a tensor"
+
+
 def start(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.Popen([sys.executable, "-c", SLOW, *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", f"WRITING = {WRITING!r}\n" + SLOW, *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_part(folder: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(p.name.endswith(".part") for p in folder.iterdir()):
-        assert time.monotonic() < deadline, "the conversion never started writing"
-        time.sleep(0.05)
+def wait_for_writing(proc: subprocess.Popen, folder: Path) -> None:
+    """Block until the conversion is writing tensors (its temporary exists, more tensors follow)."""
+    line = proc.stderr.readline()  # the first tensor write announces itself; each takes 0.3 s
+    assert line.strip() == WRITING, line
+    assert any(p.name.endswith(".part") for p in folder.iterdir())
+
+
+def rest_of_stderr(proc: subprocess.Popen) -> str:
+    _, err = proc.communicate(timeout=60)
+    return "".join(line for line in err.splitlines(keepends=True) if line.strip() != WRITING)
 
 
 @pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGTERM, 143, "terminated"),
                                                    (signal.SIGINT, 130, "interrupted")])
 def test_a_signal_mid_conversion_leaves_nothing(tmp_path, sig, code, word):
     proc = start("convert", str(SOURCE), "--to", "i2_s", "-o", str(tmp_path / "out.gguf"))
-    wait_for_part(tmp_path)
+    wait_for_writing(proc, tmp_path)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    err = rest_of_stderr(proc)
     assert proc.returncode == code and err == f"bitpack: {word}\n"
     assert list(tmp_path.iterdir()) == []
 
 
 def test_kill_9_then_a_rerun_removes_the_stale_temporary(tmp_path):
     proc = start("convert", str(SOURCE), "--to", "i2_s", "-o", str(tmp_path / "out.gguf"))
-    wait_for_part(tmp_path)
+    wait_for_writing(proc, tmp_path)
     proc.kill()
     proc.wait(timeout=60)
     [stale] = [p for p in tmp_path.iterdir() if p.name.endswith(".part")]  # what kill -9 leaves
