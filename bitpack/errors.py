@@ -12,9 +12,25 @@ class Terminated(BaseException):
 
 
 class BitpackError(Exception):
-    """Bad input, unsupported shape or usage error (exit code 2)."""
+    """Bad input, unsupported shape or usage error (exit code 2). The message is always one
+    line: a name read from a hostile file (a GGUF key, a tensor name) may hold newlines or
+    other control characters, which are shown escaped, and a runaway one is cut."""
 
     exit_code = 2
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(str(message)), *args)
+
+
+MAX_MESSAGE = 2000  # characters; a real message is far shorter, a garbage key can be megabytes
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\n``, ``\x1b``) and cut at MAX_MESSAGE."""
+    if text.isprintable() and len(text) <= MAX_MESSAGE:
+        return text
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:MAX_MESSAGE])
+    return shown + (f"... ({len(text) - MAX_MESSAGE} more characters)" if len(text) > MAX_MESSAGE else "")
 
 
 class UnknownCodecError(BitpackError, ValueError):
