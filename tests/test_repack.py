@@ -152,3 +152,12 @@ def test_inspect_says_who_computes_a_rotated_file_correctly(tmp_path):
 
     report = inspect(foreign_gguf(tmp_path / "rot.gguf", rotated=True))
     assert any("Hadamard-rotated (prism.hadamard.block_size)" in w and "PrismML" in w for w in report["warnings"])
+
+
+def test_a_merge_is_recorded_in_the_receipt(tmp_path):
+    import json
+
+    src = foreign_gguf(tmp_path / "src.gguf")
+    report = convert(src, "iq2_bn", ConvertOptions(output=tmp_path / "m.gguf", allow_scale_merge=True))
+    receipt = json.loads(open(report["receipt"]).read())
+    assert any("scales merged" in n for n in receipt["target"]["config"]["lossy"])

@@ -231,7 +231,7 @@ def _repack(source: Source, codec: str, options: ConvertOptions, progress: Progr
               "tensors": tensors, "bytes_written": written, "seconds": round(time.perf_counter() - started, 3),
               "rounded": plan.notes, "warnings": plan.warnings, "dialect": plan.dialect, "verify": None,
               "receipt": None}
-    config = {"dialect": plan.dialect, "params": options.params or None, "repack": True}
+    config = {"dialect": plan.dialect, "params": options.params or None, "repack": True, "lossy": plan.notes or None}
     return _finish(report, source.path, out, source.origin, hasher, config, options, progress, started)
 
 
@@ -252,7 +252,8 @@ def _write_gguf(model: Model, codec: str, out: Path, options: ConvertOptions, pr
         "tensors": [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),
                      "bits_per_weight": t.bits_per_weight} for t in plan.tensors],
         "config": {"dialect": plan.dialect, "params": options.params or None, "embed_dtype": options.embed_dtype,
-                   "tiles": [{"shape": list(shape), **t.as_dict()} for shape, t in sorted(set(plan.tiles))] or None},
+                   "tiles": [{"shape": list(shape), **t.as_dict()} for shape, t in sorted(set(plan.tiles))] or None,
+                   "lossy": plan.notes or None},  # every rounded or merged scale, in the receipt too
         "extra": extra, "bytes_written": written, "rounded": plan.notes, "warnings": plan.warnings,
     }
 
