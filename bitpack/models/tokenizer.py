@@ -106,6 +106,20 @@ def _tokenizer_kv(folder: Path, vocab_size: int) -> tuple[list[KV], list[str]]:
     except ImportError as err:
         raise BitpackError(f"{folder}: reading tokenizer.model needs the sentencepiece package ({err})") from None
 
+    tokens, scores, types = _token_arrays(folder, vocab, vocab_size)
+    kv: list[KV] = [
+        ("tokenizer.ggml.model", model, "string"),
+        ("tokenizer.ggml.pre", pre, "string"),
+        ("tokenizer.ggml.tokens", tokens, "[string]"),
+        ("tokenizer.ggml.token_type", types, "[i32]"),
+    ]
+    if model == "llama":
+        kv.append(("tokenizer.ggml.scores", scores, "[f32]"))
+    return kv + _special_kv(folder, special, model), warnings
+
+
+def _token_arrays(folder: Path, vocab: Any, vocab_size: int) -> tuple[list[str], list[float], list[int]]:
+    """Tokens, scores and types, one per embedding row (rows past the tokenizer's end padded)."""
     tokens, scores, types = [], [], []
     if vocab.vocab_size > vocab_size:
         raise BitpackError(f"{folder}: the tokenizer has {vocab.vocab_size} tokens but vocab_size is {vocab_size}")
@@ -121,15 +135,12 @@ def _tokenizer_kv(folder: Path, vocab_size: int) -> tuple[list[KV], list[str]]:
         tokens.append(f"[PAD{i}]")
         scores.append(-1000.0)
         types.append(PADDING_TYPE)
+    return tokens, scores, types
 
-    kv: list[KV] = [
-        ("tokenizer.ggml.model", model, "string"),
-        ("tokenizer.ggml.pre", pre, "string"),
-        ("tokenizer.ggml.tokens", tokens, "[string]"),
-        ("tokenizer.ggml.token_type", types, "[i32]"),
-    ]
-    if model == "llama":
-        kv.append(("tokenizer.ggml.scores", scores, "[f32]"))
+
+def _special_kv(folder: Path, special: Any, model: str) -> list[KV]:
+    """Merges, special token ids, add-token flags and the chat template."""
+    kv: list[KV] = []
     if special.merges:
         if not all(isinstance(m, str) for m in special.merges):
             raise BitpackError(f"{folder}: the BPE merges are not all strings")
@@ -152,7 +163,7 @@ def _tokenizer_kv(folder: Path, vocab_size: int) -> tuple[list[KV], list[str]]:
             raise BitpackError(f"{folder}: chat_template is {type(template).__name__}; expected a string")
         if template:
             kv.append(("tokenizer.chat_template", template, "string"))
-    return kv, warnings
+    return kv
 
 
 def _is_byte_level_bpe(path: Path) -> bool:
