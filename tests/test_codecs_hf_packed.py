@@ -2,7 +2,6 @@
 row i*M/4 + r (spec/codecs.md §3)."""
 
 import numpy as np
-import pytest
 from codec_suite import (
     CodecSuite,
     F32ScaleChecks,

@@ -121,7 +121,7 @@ class I2SLayoutFacts(GGUFChecks, F32ScaleChecks, TrailerChecks, TwoBitChecks, Go
 
 class TestI2SX86_1x4(I2SLayoutFacts, CodecSuite):
     params = {"layout": "x86_1x4"}
-    golden_prefix = "i2s_x86_1x4"
+    golden = ("i2s_x86_1x4",)
     shapes = st.tuples(st.integers(1, 4).map(lambda n: 4 * n), st.integers(1, 300))
     example_shapes = [(4, 1), (4, 7), (8, 256), (12, 96)]
     large_shape = (260, 4001)
@@ -139,7 +139,7 @@ class TestI2SX86_1x4(I2SLayoutFacts, CodecSuite):
 
 class TestI2SArm(I2SLayoutFacts, CodecSuite):
     params = {"layout": "arm"}
-    golden_prefix = "i2s_arm_qk64"
+    golden = ("i2s_arm_qk64",)
     shapes = st.tuples(st.integers(1, 6), st.integers(1, 4).map(lambda n: 64 * n))
     example_shapes = [(1, 64), (3, 192), (32, 320)]
     large_shape = (259, 4032)

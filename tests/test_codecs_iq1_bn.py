@@ -27,7 +27,7 @@ def digits(v: int, n: int = 5) -> list[int]:
 
 class TestIQ1_BN(RowScaleChecks, Golden2026Checks, CodecSuite):
     name = "iq1_bn"
-    golden_prefix = "iq1_bn"
+    golden = ("iq1_bn",)
     scale_dtype = "f16"
     scales = POSITIVE_F16
     shapes = st.tuples(st.integers(1, 6), st.integers(1, 4).map(lambda n: 64 * n))

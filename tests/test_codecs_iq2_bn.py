@@ -55,7 +55,7 @@ class IQ2Facts(TwoBitChecks, RowScaleChecks, Golden2026Checks):
 
 class TestIQ2_BN(IQ2Facts, CodecSuite):
     name = "iq2_bn"
-    golden_prefix = "iq2_bn"
+    golden = ("iq2_bn",)
     shapes = st.tuples(st.integers(1, 6), st.integers(1, 4).map(lambda n: 64 * n))
     example_shapes = [(1, 64), (3, 192), (8, 512)]
     refused = [((1, 32), "K = 32 is not a multiple of 64"), ((2, 100), "K = 100 is not a multiple of 64")]

@@ -10,7 +10,7 @@ from bitpack.codecs import get_codec
 
 class TestIQ2_BN_R4(IQ2Facts, CodecSuite):
     name = "iq2_bn_r4"
-    golden_prefix = "iq2_bn_r4"
+    golden = ("iq2_bn_r4",)
     shapes = st.tuples(st.integers(1, 3).map(lambda n: 4 * n), st.integers(1, 4).map(lambda n: 64 * n))
     example_shapes = [(4, 64), (8, 192), (12, 512)]
     refused = [

@@ -4,6 +4,7 @@
 import numpy as np
 from codec_suite import (
     CodecSuite,
+    Golden2026Checks,
     GroupScaleChecks,
     TwoBitChecks,
     group_shapes,
@@ -13,7 +14,7 @@ from codec_suite import (
 from bitpack.codecs import get_codec
 
 
-class TestPQ2_0(GroupScaleChecks, TwoBitChecks, CodecSuite):
+class TestPQ2_0(GroupScaleChecks, Golden2026Checks, TwoBitChecks, CodecSuite):
     name = "pq2_0"
     group_size = 128
     block_bytes = 34

@@ -2,13 +2,19 @@
 
 import numpy as np
 import pytest
-from codec_suite import CodecSuite, GroupScaleChecks, group_shapes, make_ternary
+from codec_suite import (
+    CodecSuite,
+    Golden2026Checks,
+    GroupScaleChecks,
+    group_shapes,
+    make_ternary,
+)
 
 from bitpack.codecs import CorruptDataError, get_codec
 from bitpack.codecs.tq1_0 import VALID, VALID_QH
 
 
-class TestPTQ1_0(GroupScaleChecks, CodecSuite):
+class TestPTQ1_0(GroupScaleChecks, Golden2026Checks, CodecSuite):
     name = "ptq1_0"
     group_size = 128
     block_bytes = 28

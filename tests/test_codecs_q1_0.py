@@ -2,7 +2,13 @@
 
 import numpy as np
 import pytest
-from codec_suite import GOLDEN_2026, CodecSuite, GroupScaleChecks, group_shapes
+from codec_suite import (
+    GOLDEN_2026,
+    CodecSuite,
+    Golden2026Checks,
+    GroupScaleChecks,
+    group_shapes,
+)
 
 from bitpack.codecs import CodecError, get_codec
 
@@ -23,7 +29,7 @@ def make_binary(shape, kind="random", seed=0):
     return t
 
 
-class TestQ1_0(GroupScaleChecks, CodecSuite):
+class TestQ1_0(GroupScaleChecks, Golden2026Checks, CodecSuite):
     name = "q1_0"
     group_size = 128
     block_bytes = 18

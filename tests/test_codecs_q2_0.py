@@ -3,6 +3,7 @@
 import numpy as np
 from codec_suite import (
     CodecSuite,
+    Golden2026Checks,
     GroupScaleChecks,
     TwoBitChecks,
     group_shapes,
@@ -12,7 +13,7 @@ from codec_suite import (
 from bitpack.codecs import get_codec
 
 
-class TestQ2_0(GroupScaleChecks, TwoBitChecks, CodecSuite):
+class TestQ2_0(GroupScaleChecks, Golden2026Checks, TwoBitChecks, CodecSuite):
     name = "q2_0"
     group_size = 64
     block_bytes = 18
