@@ -3,7 +3,7 @@ random buffers for every codec's decode. Seeded from bitpack's own outputs of th
 
 A case passes when it reads, or is refused with one BitpackError line; anything else (another
 exception, a multi-line message, more than SLOW seconds) is a crash. ``campaign`` drives a run;
-tests/test_fuzz_bytes.py runs a short one in the suite and fuzz/run_bytes.py a long one.
+tests/test_fuzz_bytes.py runs a short one in the suite and fuzz/run.py a long one.
 """
 
 from __future__ import annotations

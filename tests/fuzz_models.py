@@ -9,7 +9,7 @@ source. Any exception other than BitpackError is a crash; so is a case that take
 ``SLOW`` seconds.
 
 ``tests/test_fuzz_models.py`` runs a few hundred cases with fixed seeds inside the suite;
-``fuzz/run_models.py`` runs as many as asked and saves every crash under fixtures/fuzz/.
+``fuzz/run.py`` runs as many as asked and saves every crash under fixtures/fuzz/.
 """
 
 from __future__ import annotations

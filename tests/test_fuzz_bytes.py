@@ -1,4 +1,4 @@
-"""A short, deterministic byte-level fuzz run in the suite (the long one: fuzz/run_bytes.py)."""
+"""A short, deterministic byte-level fuzz run in the suite (the long one: fuzz/run.py)."""
 
 import pytest
 from fuzz_bytes import TARGETS, campaign, mutate

@@ -1,5 +1,5 @@
 """A short, deterministic run of the models fuzz harness (tests/fuzz_models.py): fixed seeds, a
-few seconds. The long run is fuzz/run_models.py."""
+few seconds. The long run is fuzz/run.py."""
 
 from __future__ import annotations
 
