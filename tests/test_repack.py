@@ -3,6 +3,8 @@ tensors re-encoded exactly or refused, everything else and every metadata key co
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.verify import verify
 
 RNG = np.random.default_rng(7)
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
 
 def ternary(shape):
@@ -161,3 +164,53 @@ def test_a_merge_is_recorded_in_the_receipt(tmp_path):
     report = convert(src, "iq2_bn", ConvertOptions(output=tmp_path / "m.gguf", allow_scale_merge=True))
     receipt = json.loads(open(report["receipt"]).read())
     assert any("scales merged" in n for n in receipt["target"]["config"]["lossy"])
+
+
+def block_scaled_gguf(tmp_path):
+    """bitnet-f32-sharded as TQ2_0 whose 256-blocks have different fp16 scales: a model of a
+    graph bitpack runs, with group scales (what a group-scaled producer writes)."""
+    from bitpack.codecs._scales import coarsest
+
+    base = tmp_path / "uniform.gguf"
+    convert(MODELS / "bitnet-f32-sharded", "tq2_0", ConvertOptions(output=base, allow_scale_rounding=True))
+    rng = np.random.default_rng(3)
+    tq2 = get_codec("tq2_0")
+    out = tmp_path / "grouped.gguf"
+    with GGUFFile(base) as f, GGUFWriter(out) as w:
+        for key, value in f.kv.items():
+            if key != "general.alignment":
+                w.add_kv(key, value, f.kv_types[key])
+        data = {}
+        for t in f.tensors:
+            if t.name.endswith(".scale"):  # the exact F32 companions: the block scales carry it now
+                continue
+            raw = f.raw(t)
+            if f.codec_name(t) == "tq2_0":
+                codes, _ = tq2.decode(raw, t.shape)
+                scales = np.exp2(rng.uniform(-6, -2, (t.shape[0], t.shape[1] // 256))).astype(np.float16)
+                raw = tq2.encode(codes, scales.astype(np.float32))
+                assert np.ndim(coarsest(scales.astype(np.float32), codes)) == 2  # truly per block
+            data[t.name] = (t.shape, t.type_id, np.asarray(raw))
+            w.add_tensor(t.name, t.shape, t.type_id, data[t.name][2].nbytes)
+        w.write_header()
+        for name, (_, _, raw) in data.items():
+            w.write_tensor(name, raw)
+    return out
+
+
+@pytest.mark.parametrize("target", ["int8", "i2_packed"])
+def test_group_scales_survive_bitpacks_own_hf_layouts(tmp_path, target):
+    from bitpack.containers.safetensors_read import Checkpoint
+
+    src = block_scaled_gguf(tmp_path)
+    hf = convert(src, target, ConvertOptions(output=tmp_path / target))["output"]
+    ckpt = Checkpoint(Path(hf))
+    k = ckpt.info("model.layers.0.mlp.down_proj.weight_scale").shape
+    assert ckpt.info("model.layers.0.mlp.down_proj.weight_scale").dtype == "F32"
+    assert len(k) == 2 and k[1] > 1  # one scale per 256-block of every row
+    assert verify(src, hf)["identical"] is True
+    back = convert(hf, "q2_0", ConvertOptions(output=tmp_path / "g64.gguf"))["output"]  # refined: exact
+    assert verify(src, back)["identical"] is True
+    with pytest.raises(BitpackError, match="hf_packed keeps one scale per tensor"):
+        convert(hf, "hf_packed", ConvertOptions(output=tmp_path / "refused"))
+    assert not (tmp_path / "refused").exists()

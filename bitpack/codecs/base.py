@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import CodecError, CorruptDataError, ShapeError
 from ._bits import as_f32_scale, ternary_to_codes
-from ._scales import to_codec_scales
+from ._scales import as_scale_array, to_codec_scales
 
 Shape = tuple[int, int]
 
@@ -56,6 +56,9 @@ class Codec(abc.ABC):
     # The executor's numerics modes read it.
     activation_quant: ClassVar[dict[str, str]] = {}
     codes_restricted: ClassVar[bool] = False  # some ternary codes cannot be stored (q1_0 is binary)
+    # The scale is a tensor of its own, stored in float32 at whatever granularity the weights
+    # have (bitpack's own int8 / i2_packed): per tensor, per row (M, 1) or per group (M, K/g).
+    any_scale: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
@@ -138,7 +141,10 @@ class Codec(abc.ABC):
         codes = np.asarray(codes)
         shape = self.check(codes.shape)
         codes = ternary_to_codes(codes, spare=self.spare_code_bytes)
-        if np.size(scale) > 1:  # per row or group: brought to this codec's own scales, exactly or refused
+        if np.size(scale) > 1 and self.any_scale:  # kept as given, in its own tensor: only validated
+            as_scale_array(scale, shape, self.name)
+            scale = np.float32(1)
+        elif np.size(scale) > 1:  # per row or group: brought to this codec's own scales, exactly or refused
             scale = to_codec_scales(scale, codes, self.scale_granularity, self.group_size, self.scale_dtype,
                                     self.name)
         out = self._encode(codes, self._encode_scale(scale, shape), shape)

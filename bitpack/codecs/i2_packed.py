@@ -27,6 +27,7 @@ def spread_pairs(b: np.ndarray) -> np.ndarray:
 
 class I2Packed(SafetensorsCodec):
     name = "i2_packed"
+    any_scale = True  # weight_scale per tensor, row or group (formats/hf_checkpoint.md)
     spec = "formats/i2_packed.md"
     bits_text = "2 (8·⌈K/4⌉/K when K % 4 != 0)"
     runtime = "bitpack"

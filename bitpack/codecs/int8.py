@@ -11,6 +11,7 @@ from .base import SafetensorsCodec, Shape
 
 class Int8(SafetensorsCodec):
     name = "int8"
+    any_scale = True  # weight_scale per tensor, row or group (formats/hf_checkpoint.md)
     aliases = ("i2_naive",)
     spec = "formats/int8.md"
     bits_text = "8"

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codecs import get_codec
+from ..codecs import codec_class, get_codec
 from ..containers.hf_dir import read_config, tokenizer_files
 from ..containers.safetensors_read import Checkpoint
 from ..errors import BitpackError
@@ -194,7 +194,7 @@ class _Reading:
                 self.missing.append(scale_name)
                 return None
             self.used.add(scale_name)
-            _check_scale(ckpt, scale_name, self.where)
+            _check_scale(ckpt, scale_name, shape, codec_name, self.where)
         return Entry(canonical, slot.kind, shape, codec_name or ckpt.info(found).dtype,
                      _ternary_loader(ckpt, found, scale_name, shape, layout, self.linear_class, codec_name,
                                      self.where),
@@ -310,12 +310,19 @@ def _check_projection(ckpt, name: str, shape: tuple[int, int], layout: str, code
 _ST_NAMES = {"|u1": "U8", "|i1": "I8"}
 
 
-def _check_scale(ckpt, name: str, where: str) -> None:
-    """A packed projection's weight_scale: one float value."""
+def _check_scale(ckpt, name: str, shape: tuple[int, int], codec_name: str, where: str) -> None:
+    """A packed projection's weight_scale: one float value; bitpack's own layouts may also hold
+    one per row or per group of K/n weights, an F32 (M, n) tensor."""
     info = ckpt.info(name)
-    if info.dtype not in FLOAT_DTYPES or int(np.prod(info.shape)) != 1:
+    if info.dtype in FLOAT_DTYPES and int(np.prod(info.shape)) == 1:
+        return
+    m, k = shape
+    grouped = (codec_class(codec_name).any_scale and info.dtype == "F32" and len(info.shape) == 2
+               and info.shape[0] == m and 0 < info.shape[1] <= k and k % info.shape[1] == 0)
+    if not grouped:
         raise BitpackError(f"{where}: {name} is {info.dtype} {list(info.shape)}; expected one float value "
-                           "(F32, F16 or BF16, shape [1] or [])")
+                           "(F32, F16 or BF16, shape [1] or [])"
+                           + (f", or F32 [{m}, K/g] per row or group" if codec_class(codec_name).any_scale else ""))
 
 
 def _ternary_loader(ckpt, name, scale_name, shape, layout, linear_class, codec_name, where):
@@ -333,7 +340,12 @@ def _ternary_loader(ckpt, name, scale_name, shape, layout, linear_class, codec_n
             raise BitpackError(f"{where}: {name} has shape {list(stored.shape)}; {codec_name} of a "
                                f"{shape[0]}x{shape[1]} weight is {list(want)}")
         codes, _ = codec.decode(ckpt.raw(name), shape)
-        ws = ckpt.array(scale_name, dtype=np.float32).reshape(-1)
+        ws = ckpt.array(scale_name, dtype=np.float32)
+        if ws.ndim == 2 and ws.size > 1:  # per row or group (checked by _check_scale)
+            if not np.isfinite(ws).all() or (ws < 0).any():
+                raise BitpackError(f"{where}: {scale_name} holds a negative or non-finite scale")
+            return Ternary(codes, ws + np.float32(0))  # -0 -> +0
+        ws = ws.reshape(-1)
         if ws.size != 1 or not np.isfinite(ws[0]) or ws[0] == 0:
             raise BitpackError(f"{where}: {scale_name} must be one finite non-zero value; got {ws[:4]}")
         convention = LINEAR_CLASSES.get(linear_class, OWN)
@@ -354,8 +366,10 @@ def _scale_reader(ckpt, name, scale_name, layout, linear_class):
     def scale() -> np.float32:
         if layout == "master":
             return absmean_scale(ckpt.raw(name), ckpt.info(name).dtype)
-        ws = np.float32(ckpt.array(scale_name, dtype=np.float32).reshape(-1)[0])
-        return LINEAR_CLASSES.get(linear_class, OWN).scale(ws)
+        ws = ckpt.array(scale_name, dtype=np.float32)
+        if ws.ndim == 2 and ws.size > 1:  # per row or group: bitpack's own layouts store s itself
+            return ws + np.float32(0)
+        return LINEAR_CLASSES.get(linear_class, OWN).scale(np.float32(ws.reshape(-1)[0]))
 
     return scale
 

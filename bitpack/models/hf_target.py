@@ -27,7 +27,7 @@ from .arch import Kind, hf_name
 from .conventions import LINEAR_CLASSES, resolve_linear_class
 from .floats import round_to, stored_as
 from .gguf_vocab import hf_tokenizer_files
-from .model import Float, Model, fit_codec, require_ternary, single_scales
+from .model import Float, Model, fit_codec, read_scales, require_ternary, single_scales
 
 SCALE_DTYPES = ("f32", "bf16")
 _ST_DTYPE = {dtype: name for name, dtype in DTYPES.items() if name != "BF16"}  # numpy dtype -> safetensors name
@@ -77,7 +77,7 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
 
     def scales_as(linear: str, rounding: bool) -> dict[str, tuple[str, np.ndarray]]:
         return _weight_scales(model, linear if packed else "autobitlinear",
-                              _scale_dtype(model, linear, scale_dtype, packed), rounding, plan)
+                              _scale_dtype(model, linear, scale_dtype, packed), rounding, plan, codec.any_scale)
 
     if packed and not asked and linear_class == "bitlinear":
         # the default class must hold every scale exactly: a 1/s that does not invert back
@@ -98,7 +98,7 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
             plan.tensors.append(Planned(name, _ST_DTYPE[codec.stored_dtype], codec.stored_shape(e.shape),
                                         lambda e=e: _encoded(e.load(), codec), codec.name, e.release))
             dtype, value = stored_scales[e.name]
-            plan.tensors.append(Planned(name + "_scale", dtype, (1,), lambda v=value: v))
+            plan.tensors.append(Planned(name + "_scale", dtype, value.shape, lambda v=value: v))
         else:
             dtype = e.stored if e.stored in FLOAT_STORAGE else "F32"
             plan.tensors.append(Planned(name, dtype, e.shape, lambda e=e, d=dtype: stored_as(e.load(), d),
@@ -179,12 +179,16 @@ def _encoded(t, codec) -> np.ndarray:
 
 
 def _weight_scales(model: Model, linear_class: str, dtype: str, allow_rounding: bool,
-                   plan: HFPlan) -> dict[str, tuple[str, np.ndarray]]:
+                   plan: HFPlan, any_scale: bool = False) -> dict[str, tuple[str, np.ndarray]]:
     """Every projection's stored weight_scale (dtype, value), decided before writing: a scale
-    that would not read back exactly is refused -- all of them listed -- unless allowed."""
-    scales = single_scales(model.ternary, "a safetensors layout")
+    that would not read back exactly is refused -- all of them listed -- unless allowed. A
+    layout with ``any_scale`` keeps per-row or per-group scales as an F32 (M, n) tensor."""
+    scales = read_scales(model.ternary) if any_scale else single_scales(model.ternary, "hf_packed")
     out, lossy = {}, []
     for e in model.ternary:
+        if np.ndim(scales[e.name]):  # (M, n) at the coarsest exact granularity, F32: exact
+            out[e.name] = ("F32", np.ascontiguousarray(scales[e.name], dtype="<f4"))
+            continue
         s = np.float32(scales[e.name])
         if dtype == model.source_scale_dtype and linear_class == "bitlinear" and e.source_scale is not None:
             out[e.name] = (dtype, e.source_scale())  # the checkpoint's own bits: exact round trip
