@@ -55,6 +55,16 @@ class Executor:
         self.hp = model.hparams
         self.capture = capture
         self._entries = {e.name: e for e in model.entries}
+        self._code_buffer = np.empty(0, dtype=F32)  # float32 codes of the current projection, reused
+
+    def _codes_f32(self, codes: np.ndarray) -> np.ndarray:
+        """The int8 codes widened to float32 (BLAS input, §8) in one buffer that every projection
+        reuses: no fresh allocation (and page faults) per projection. Valid until the next call."""
+        if self._code_buffer.size < codes.size:
+            self._code_buffer = np.empty(codes.size, dtype=F32)
+        out = self._code_buffer[: codes.size].reshape(codes.shape)
+        np.copyto(out, codes, casting="unsafe")
+        return out
 
     # -- weights -------------------------------------------------------------------
     def _stored(self, name: str) -> Float:
@@ -101,7 +111,7 @@ class Executor:
         entry = self._entries[name]
         scale = coarsest(t.scale, t.codes)  # one layout's groups or another's: the same sums
         scale = scale.astype(F32) if np.ndim(scale) else F32(scale)
-        codes, scheme = t.codes.astype(F32), self._activation_quant(entry.stored)
+        codes, scheme = self._codes_f32(t.codes), self._activation_quant(entry.stored)
         if scheme == "q8_K":
             if (entry.source_params or {}).get("scale_mode") == "separate":  # blocks 1.0, then x .scale
                 return bitlinear_q8k(x, codes, F32(1), F32(scale))
