@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitpack.executor import executor
+from bitpack.executor import Executor, executor
 from bitpack.executor.numerics import (
     MODES,
     bitlinear,
@@ -120,3 +120,15 @@ def test_reused_code_buffer_gives_the_same_logits_twice(tmp_path):
         first = ex.forward([1, 5, 42, 7])
         same(ex.forward([1, 5, 42, 7]), first)
         same(executor(open_model(path), mode).forward([1, 5, 42, 7]), first)
+
+
+def test_kept_codes_give_the_same_logits(tmp_path):
+    """keep_codes: the second forward pass reads the kept codes instead of decoding again."""
+    path = tmp_path / "i2_s.gguf"
+    convert(MODELS / "b158-bf16", "i2_s", ConvertOptions(output=path))
+    for mode in sorted(MODES):
+        fresh = executor(open_model(path), mode).forward([3, 1, 4, 1, 5])
+        ex = Executor(open_model(path), mode, keep_codes=True)
+        same(ex.forward([3, 1, 4, 1, 5]), fresh)
+        assert ex._kept and all(t.codes.dtype == np.int8 for t in ex._kept.values())
+        same(ex.forward([3, 1, 4, 1, 5]), fresh)

@@ -47,7 +47,11 @@ Capture = Callable[[str, np.ndarray], None]  # (canonical projection name, its f
 
 
 class Executor:
-    def __init__(self, model: Model, numerics: str = "exact", capture: Capture | None = None) -> None:
+    def __init__(self, model: Model, numerics: str = "exact", capture: Capture | None = None,
+                 keep_codes: bool = False) -> None:
+        """``keep_codes``: keep every ternary projection's decoded codes (int8, one byte per weight)
+        after its first use, so later ``forward`` calls skip decoding; off by default, which
+        holds one projection at a time."""
         if numerics not in MODES:
             raise BitpackError(f"unknown numerics mode {numerics!r} (known: {', '.join(MODES)}, hf)")
         self.model = model
@@ -56,6 +60,7 @@ class Executor:
         self.capture = capture
         self._entries = {e.name: e for e in model.entries}
         self._code_buffer = np.empty(0, dtype=F32)  # float32 codes of the current projection, reused
+        self._kept: dict[str, Ternary] | None = {} if keep_codes else None
 
     def _codes_f32(self, codes: np.ndarray) -> np.ndarray:
         """The int8 codes widened to float32 (BLAS input, §8) in one buffer that every projection
@@ -88,6 +93,8 @@ class Executor:
             x.flags.writeable = False  # the executor never writes into its activations in place
             self.capture(name, x)
         entry = self._entries[name]
+        if self._kept is not None and name in self._kept:
+            return self._ternary_linear(x, name, self._kept[name])
         value = entry.load()
         if isinstance(value, Float):
             y = self._float_linear(x, value)
@@ -97,6 +104,8 @@ class Executor:
         assert isinstance(value, Ternary)
         if entry.release:  # the codes are decoded copies: the file's pages can go
             entry.release()
+        if self._kept is not None:
+            self._kept[name] = value
         return self._ternary_linear(x, name, value)
 
     def _float_linear(self, x: np.ndarray, weight: Float) -> np.ndarray:
