@@ -10,8 +10,9 @@ Measurements, each in its own child process (so that peak memory is its own):
 * ``2b4t``: ``bitpack verify SRC CONVERTED --tokens ... --json`` where SRC is the synthetic
   2B-4T-shaped bf16 checkpoint and CONVERTED its i2_s GGUF (the CLI through ``python -m
   bitpack.cli``, so interpreter start-up and imports count). The report's ``identical`` flag
-  must be true. Then the executor alone (``Executor(open_model(gguf), "exact").forward``) on
-  the i2_s GGUF.
+  must be true. Then the executor alone (``Executor(open_model(gguf), "exact",
+  keep_codes=True).forward``) on the i2_s GGUF, twice: the first pass decodes every projection,
+  the second (warm) reuses the decoded codes, as llama.cpp's eval reuses what its load prepared.
 * ``large``: the 1bitLLM-large-shaped f32 checkpoint converted to tq2_0
   (``allow_scale_rounding=False``: the ``bitnet`` architecture stores exact ``.scale`` tensors).
   bitpack's executor in ``llamacpp`` numerics, and llama.cpp's prompt evaluation of the same
@@ -64,10 +65,14 @@ t1 = time.perf_counter()
 path, numerics, tokens, out = sys.argv[1], sys.argv[2], [int(t) for t in sys.argv[3].split(",")], sys.argv[4]
 model = open_model(path)
 t2 = time.perf_counter()
-logits = Executor(model, numerics).forward(tokens)
+ex = Executor(model, numerics, keep_codes=True)
+logits = ex.forward(tokens)
 t3 = time.perf_counter()
+again = ex.forward(tokens)  # the codes decoded by the first pass, as llama.cpp's eval after its load
+t4 = time.perf_counter()
 np.save(out, logits)
-print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "forward_s": t3 - t2, "shape": list(logits.shape),
+print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "forward_s": t3 - t2, "forward_warm_s": t4 - t3,
+                  "repeat_identical": bool(np.array_equal(logits, again)), "shape": list(logits.shape),
                   "finite": bool(np.isfinite(logits).all()), "argmax_last": int(logits[-1].argmax())}))
 """
 
@@ -250,7 +255,8 @@ def table(results: list[dict], n: int) -> str:
         else:
             d = r["child"]
             rows.append([tag, f"executor {numerics}, {m['format']} GGUF", *cells(r)[:1], f"{d['forward_s']:.2f}",
-                         *cells(r)[1:], f"open {d['open_s']:.2f} s; logits {'x'.join(map(str, d['shape']))}"
+                         *cells(r)[1:], f"open {d['open_s']:.2f} s; warm forward {d['forward_warm_s']:.2f} s; "
+                         f"logits {'x'.join(map(str, d['shape']))}"
                          + ("" if d["finite"] else " NOT FINITE")])
         if "llama_cpp" in m:
             r = m["llama_cpp"]

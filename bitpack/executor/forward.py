@@ -47,7 +47,11 @@ Capture = Callable[[str, np.ndarray], None]  # (canonical projection name, its f
 
 
 class Executor:
-    def __init__(self, model: Model, numerics: str = "exact", capture: Capture | None = None) -> None:
+    def __init__(self, model: Model, numerics: str = "exact", capture: Capture | None = None,
+                 keep_codes: bool = False) -> None:
+        """``keep_codes``: keep every ternary projection's decoded codes (int8, one byte per weight)
+        after its first use, so later ``forward`` calls skip decoding; off by default, which
+        holds one projection at a time."""
         if numerics not in MODES:
             raise BitpackError(f"unknown numerics mode {numerics!r} (known: {', '.join(MODES)}, hf)")
         self.model = model
@@ -55,6 +59,17 @@ class Executor:
         self.hp = model.hparams
         self.capture = capture
         self._entries = {e.name: e for e in model.entries}
+        self._code_buffer = np.empty(0, dtype=F32)  # float32 codes of the current projection, reused
+        self._kept: dict[str, Ternary] | None = {} if keep_codes else None
+
+    def _codes_f32(self, codes: np.ndarray) -> np.ndarray:
+        """The int8 codes widened to float32 (BLAS input, §8) in one buffer that every projection
+        reuses: no fresh allocation (and page faults) per projection. Valid until the next call."""
+        if self._code_buffer.size < codes.size:
+            self._code_buffer = np.empty(codes.size, dtype=F32)
+        out = self._code_buffer[: codes.size].reshape(codes.shape)
+        np.copyto(out, codes, casting="unsafe")
+        return out
 
     # -- weights -------------------------------------------------------------------
     def _stored(self, name: str) -> Float:
@@ -78,6 +93,8 @@ class Executor:
             x.flags.writeable = False  # the executor never writes into its activations in place
             self.capture(name, x)
         entry = self._entries[name]
+        if self._kept is not None and name in self._kept:
+            return self._ternary_linear(x, name, self._kept[name])
         value = entry.load()
         if isinstance(value, Float):
             y = self._float_linear(x, value)
@@ -87,6 +104,8 @@ class Executor:
         assert isinstance(value, Ternary)
         if entry.release:  # the codes are decoded copies: the file's pages can go
             entry.release()
+        if self._kept is not None:
+            self._kept[name] = value
         return self._ternary_linear(x, name, value)
 
     def _float_linear(self, x: np.ndarray, weight: Float) -> np.ndarray:
@@ -101,7 +120,7 @@ class Executor:
         entry = self._entries[name]
         scale = coarsest(t.scale, t.codes)  # one layout's groups or another's: the same sums
         scale = scale.astype(F32) if np.ndim(scale) else F32(scale)
-        codes, scheme = t.codes.astype(F32), self._activation_quant(entry.stored)
+        codes, scheme = self._codes_f32(t.codes), self._activation_quant(entry.stored)
         if scheme == "q8_K":
             if (entry.source_params or {}).get("scale_mode") == "separate":  # blocks 1.0, then x .scale
                 return bitlinear_q8k(x, codes, F32(1), F32(scale))

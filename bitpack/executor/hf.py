@@ -68,7 +68,7 @@ class HFExecutor(Executor):
         return self._r(x @ self._widen(weight).T)  # nn.Linear in the model dtype
 
     def _ternary_linear(self, x: np.ndarray, name: str, t: Ternary) -> np.ndarray:
-        codes = t.codes.astype(F32)
+        codes = self._codes_f32(t.codes)
         m = token_absmax(x)
         if self.linear_class == "bitlinear":
             # activation_quant: the scale is a bf16 tensor; the product x * scale is not rounded

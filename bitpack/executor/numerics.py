@@ -60,12 +60,27 @@ def bitlinear_q8k(x: np.ndarray, codes: np.ndarray, block_scale, after: np.float
     each scaled by f32(d_w * d_x) and accumulated in float32 in block order, then the
     optional per-tensor ``.scale`` multiply."""
     q, d = quantize_q8k(x)
-    out = np.zeros((x.shape[0], codes.shape[0]), dtype=F32)
-    for b in range(codes.shape[1] // 256):
-        acc = q[:, b * 256 : (b + 1) * 256] @ codes[:, b * 256 : (b + 1) * 256].T
-        d_w = block_scale[:, b][None, :] if np.ndim(block_scale) else F32(block_scale)
-        out += (acc * (d_w * d[:, b : b + 1]).astype(F32)).astype(F32)
+    acc = block_sums(q, codes, 256)  # [B, T, M], exact integers
+    d_w = block_scale.T[:, None, :] if np.ndim(block_scale) else F32(block_scale)  # [B, 1, M] or a scalar
+    terms = acc * (d_w * d.T[:, :, None]).astype(F32)  # f32(acc_b * f32(d_w * d_x)), every block at once
+    out = in_order_sum(terms)
     return out if after is None else (out * after).astype(F32)
+
+
+def block_sums(q: np.ndarray, codes: np.ndarray, width: int) -> np.ndarray:
+    """The exact integer sums of q [T, K] and codes [M, K] (float32 integers) over each run of
+    ``width`` columns: [K/width, T, M]. One batched BLAS call over views (§8: exact in any order)."""
+    t, k = q.shape
+    blocks = np.ascontiguousarray(q.reshape(t, k // width, width).transpose(1, 0, 2))  # [B, T, w]
+    return np.matmul(blocks, codes.reshape(codes.shape[0], k // width, width).transpose(1, 2, 0))
+
+
+def in_order_sum(terms: np.ndarray) -> np.ndarray:
+    """sum_b terms[b] in float32, left to right from a zero start (the kernels' block order)."""
+    out = np.zeros(terms.shape[1:], dtype=F32)
+    for term in terms:  # [B] vector adds; the matmuls are done
+        out += term
+    return out
 
 
 def quantize_q8_0(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,15 +103,12 @@ def bitlinear_q8_0(x: np.ndarray, codes: np.ndarray, group_scale: np.ndarray) ->
     q, d = quantize_q8_0(x)  # [T, B, 32], [T, B]
     m, k = codes.shape
     per = k // group_scale.shape[1] // 32  # Q8_0 blocks per weight group
-    s = np.einsum("tbj,mbj->tmb", q, codes.reshape(m, -1, 32).astype(F32), optimize=True)  # exact integers
-    terms = (s * d[:, None, :]).astype(F32).reshape(x.shape[0], m, -1, per)
-    acc = terms[..., 0].copy()
+    s = block_sums(q.reshape(x.shape[0], k), codes, 32)  # [B, T, M], exact integers
+    terms = (s * d.T[:, :, None]).astype(F32).reshape(-1, per, x.shape[0], m)  # [G, per, T, M]
+    acc = terms[:, 0].copy()
     for j in range(1, per):
-        acc = (acc + terms[..., j]).astype(F32)
-    out = np.zeros((x.shape[0], m), dtype=F32)
-    for i in range(group_scale.shape[1]):
-        out = (out + group_scale[:, i][None, :] * acc[:, :, i]).astype(F32)
-    return out
+        acc += terms[:, j]
+    return in_order_sum(acc * group_scale.T[:, None, :])
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, n: Numerics) -> np.ndarray:
@@ -148,12 +160,8 @@ def bitlinear(x: np.ndarray, codes: np.ndarray, scale, n: Numerics, f32_scale: b
         acc = q @ codes.T  # exact integers
         return ((acc / s_x) * F32(scale)).astype(F32)
     # per-row or per-group scales that differ: sum the scaled groups in order (§6.1)
-    width = k // scale.shape[1]
-    out = np.zeros((x.shape[0], codes.shape[0]), dtype=F32)
-    for b in range(scale.shape[1]):
-        part = q[:, b * width : (b + 1) * width] @ codes[:, b * width : (b + 1) * width].T
-        out += (part * scale[:, b]).astype(F32)
-    return (out / s_x).astype(F32)
+    parts = block_sums(q, codes, k // scale.shape[1])  # [G, T, M], exact integers
+    return (in_order_sum(parts * scale.T[:, None, :]) / s_x).astype(F32)
 
 
 def rope_tables(positions: np.ndarray, head_dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,134 @@
+"""The executor's batched BitLinear kernels equal the per-block reference loops bit for bit.
+
+``bitlinear``, ``bitlinear_q8k`` and ``bitlinear_q8_0`` compute every block's (or group's)
+integer sums in one batched BLAS call and then add the scaled blocks in order. The functions
+below are the loops they replaced, one matmul per block, kept as the definition. The sums are
+exact integers (architectures.md §8), so only the float32 order of the scaled additions could
+differ, and it must not: every bit is compared, signed zeros included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitpack.executor import Executor, executor
+from bitpack.executor.numerics import (
+    MODES,
+    bitlinear,
+    bitlinear_q8_0,
+    bitlinear_q8k,
+    quantize_activations,
+    quantize_q8_0,
+    quantize_q8k,
+)
+from bitpack.pipelines.convert import ConvertOptions, convert
+from bitpack.pipelines.open import open_model
+
+F32 = np.float32
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+
+
+def reference_bitlinear(x, codes, scale, n, f32_scale=False):
+    q, s_x = quantize_activations(x, n, f32_scale)
+    if np.ndim(scale) == 0:
+        return (((q @ codes.T) / s_x) * F32(scale)).astype(F32)
+    width = codes.shape[1] // scale.shape[1]
+    out = np.zeros((x.shape[0], codes.shape[0]), dtype=F32)
+    for b in range(scale.shape[1]):
+        part = q[:, b * width : (b + 1) * width] @ codes[:, b * width : (b + 1) * width].T
+        out += (part * scale[:, b]).astype(F32)
+    return (out / s_x).astype(F32)
+
+
+def reference_q8k(x, codes, block_scale, after):
+    q, d = quantize_q8k(x)
+    out = np.zeros((x.shape[0], codes.shape[0]), dtype=F32)
+    for b in range(codes.shape[1] // 256):
+        acc = q[:, b * 256 : (b + 1) * 256] @ codes[:, b * 256 : (b + 1) * 256].T
+        d_w = block_scale[:, b][None, :] if np.ndim(block_scale) else F32(block_scale)
+        out += (acc * (d_w * d[:, b : b + 1]).astype(F32)).astype(F32)
+    return out if after is None else (out * after).astype(F32)
+
+
+def reference_q8_0(x, codes, group_scale):
+    q, d = quantize_q8_0(x)
+    m, k = codes.shape
+    per = k // group_scale.shape[1] // 32
+    s = np.einsum("tbj,mbj->tmb", q, codes.reshape(m, -1, 32).astype(F32), optimize=True)
+    terms = (s * d[:, None, :]).astype(F32).reshape(x.shape[0], m, -1, per)
+    acc = terms[..., 0].copy()
+    for j in range(1, per):
+        acc = (acc + terms[..., j]).astype(F32)
+    out = np.zeros((x.shape[0], m), dtype=F32)
+    for i in range(group_scale.shape[1]):
+        out = (out + group_scale[:, i][None, :] * acc[:, :, i]).astype(F32)
+    return out
+
+
+def case(seed, t=7, m=48, k=1024):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((t, k)) * rng.lognormal(0, 2, (t, 1))).astype(F32)
+    x[0, :256] = 0  # a zero Q8_K block (d = 0) and zero Q8_0 blocks
+    x[1, 5] = -x[1].__abs__().max() * 2  # a negative largest value
+    codes = rng.integers(-1, 2, (m, k)).astype(F32)
+    codes[3] = 0  # an all-zero row: signed zeros in the sums
+    return rng, x, codes
+
+
+def same(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_bitlinear_scales_equal_the_block_loop(seed, mode):
+    rng, x, codes = case(seed)
+    n = MODES[mode]
+    for scale in (F32(0.75), rng.uniform(0.5, 2, (48, 1)).astype(F32), rng.uniform(0.5, 2, (48, 8)).astype(F32),
+                  rng.uniform(0.5, 2, (48, 32)).astype(F32)):
+        for f32_scale in (False, True):
+            same(bitlinear(x, codes, scale, n, f32_scale), reference_bitlinear(x, codes, scale, n, f32_scale))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_q8k_equals_the_block_loop(seed):
+    rng, x, codes = case(seed)
+    for block_scale, after in ((F32(1), F32(0.8125)), (F32(np.float16(0.3)), None),
+                               (rng.uniform(0.1, 1, (48, 4)).astype(F32), None)):
+        same(bitlinear_q8k(x, codes, block_scale, after), reference_q8k(x, codes, block_scale, after))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("group", [32, 64, 128, 256])
+def test_q8_0_equals_the_block_loop(seed, group):
+    rng, x, codes = case(seed)
+    scale = rng.uniform(0.1, 1, (48, 1024 // group)).astype(F32)
+    same(bitlinear_q8_0(x, codes, scale), reference_q8_0(x, codes, scale))
+
+
+def test_reused_code_buffer_gives_the_same_logits_twice(tmp_path):
+    """One executor, two forward passes (the float32 code buffer reused across projections
+    and calls), equals a fresh executor's pass, in every mode."""
+    path = tmp_path / "tq2_0.gguf"
+    convert(MODELS / "bitnet-f32-sharded", "tq2_0", ConvertOptions(output=path))
+    for mode in sorted(MODES):
+        ex = executor(open_model(path), mode)
+        first = ex.forward([1, 5, 42, 7])
+        same(ex.forward([1, 5, 42, 7]), first)
+        same(executor(open_model(path), mode).forward([1, 5, 42, 7]), first)
+
+
+def test_kept_codes_give_the_same_logits(tmp_path):
+    """keep_codes: the second forward pass reads the kept codes instead of decoding again."""
+    path = tmp_path / "i2_s.gguf"
+    convert(MODELS / "b158-bf16", "i2_s", ConvertOptions(output=path))
+    for mode in sorted(MODES):
+        fresh = executor(open_model(path), mode).forward([3, 1, 4, 1, 5])
+        ex = Executor(open_model(path), mode, keep_codes=True)
+        same(ex.forward([3, 1, 4, 1, 5]), fresh)
+        assert ex._kept and all(t.codes.dtype == np.int8 for t in ex._kept.values())
+        same(ex.forward([3, 1, 4, 1, 5]), fresh)
