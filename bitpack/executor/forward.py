@@ -38,6 +38,7 @@ from .numerics import (
     rms_norm,
     rope_neox,
     rope_tables,
+    silu,
     softmax,
 )
 
@@ -190,7 +191,7 @@ class Executor:
             act = np.maximum(gate, F32(0))
             act = act * act
         else:  # silu
-            act = gate / (F32(1) + np.exp(-gate))
+            act = silu(gate)
         return (act * up).astype(F32)
 
     def _add(self, h: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from ..models.conventions import LINEAR_CLASSES
 from ..models.floats import round_through
 from ..models.model import Float, Model, Ternary
 from .forward import Capture, Executor
-from .numerics import reciprocal_scale, token_absmax
+from .numerics import reciprocal_scale, silu, token_absmax
 
 F32 = np.float32
 
@@ -115,7 +115,7 @@ class HFExecutor(Executor):
             act = np.maximum(gate, F32(0))
             act = self._r(act * act)
         else:
-            act = self._r(gate / (F32(1) + np.exp(-gate)))
+            act = self._r(silu(gate))
         return self._r(act * up)
 
     def _add(self, h: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -111,6 +111,13 @@ def bitlinear_q8_0(x: np.ndarray, codes: np.ndarray, group_scale: np.ndarray) ->
     return in_order_sum(acc * group_scale.T[:, None, :])
 
 
+def silu(gate: np.ndarray) -> np.ndarray:
+    """x / (1 + e^-x) in float32. For x below about -88, e^-x overflows to inf and the result
+    is the correct -0: NumPy's overflow warning would only print a Python warning at the user."""
+    with np.errstate(over="ignore"):
+        return gate / (F32(1) + np.exp(-gate))
+
+
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, n: Numerics) -> np.ndarray:
     if n.double_sums:
         mean = (x.astype(np.float64) ** 2).mean(axis=-1, keepdims=True)
