@@ -5,7 +5,8 @@
 Targets: ``hf`` (HF directories: config.json and tokenizer files mutated as JSON) and
 ``gguf-metadata`` (GGUF hyper-parameters and tokenizer arrays), from tests/fuzz_models.py;
 ``gguf`` (mutated bytes of bitpack's GGUF outputs, every tensor decoded), ``safetensors``
-(mutated fixture safetensors files) and ``decode`` (every codec on random or damaged buffers),
+(mutated fixture safetensors files), ``stack`` (a mutated BitStack GGUF stack: inspected, opened
+at one block, matrices reconstructed) and ``decode`` (every codec on random or damaged buffers),
 from tests/fuzz_bytes.py. Prints progress and a JSON summary; a crashing input is saved under
 fixtures/fuzz/<target>-<seed>-<case>/ to become a regression test. Exit status 1 on any crash.
 """

@@ -21,8 +21,10 @@ from bitpack.codecs import codec_class, get_codec, list_codecs
 from bitpack.containers.gguf_read import GGUFFile
 from bitpack.containers.safetensors_read import SafetensorsFile
 from bitpack.pipelines.convert import ConvertOptions, convert
+from bitpack.pipelines.inspect import inspect
+from bitpack.pipelines.open import open_model
 
-TARGETS = ("gguf", "safetensors", "decode")
+TARGETS = ("gguf", "safetensors", "decode", "stack")
 SEED_GGUF = (("b158-packed", "i2_s"), ("bitnet-f32-sharded", "tq2_0"), ("llama-packed", "q2_0"),
              ("b158-packed", "iq2_bn"), ("b158-packed", "tl2"))
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 2**63 - 1, 2**64 - 1)
@@ -37,7 +39,9 @@ def seed_files(workdir: Path) -> dict[str, list[bytes]]:
         convert(MODELS / source, codec, ConvertOptions(output=out, receipt=False, **options))
         gguf.append(out.read_bytes())
     safetensors = [p.read_bytes() for p in sorted(MODELS.glob("*/*.safetensors")) if p.stat().st_size < 4 << 20]
-    return {"gguf": gguf, "safetensors": safetensors}
+    stack = workdir / "stack.gguf"  # a BitStack stack in one GGUF file: header, tables, blocks
+    convert(MODELS / "llama-f16", "bitstack", ConvertOptions(output=stack, receipt=False, params={"blocks": 2}))
+    return {"gguf": gguf, "safetensors": safetensors, "stack": [stack.read_bytes()]}
 
 
 def mutate(data: bytes, rng: random.Random) -> bytes:
@@ -82,10 +86,22 @@ def read_gguf(path: Path) -> None:
                 get_codec(codec, **params).decode(raw, rows)
 
 
+def read_stack(path: Path) -> None:
+    """What inspect and verify read of a stack: its header and budget table, then one block of
+    every matrix reconstructed."""
+    inspect(path)
+    model = open_model(path, blocks=1, progress=False)
+    for e in model.entries[:4]:
+        e.load()
+
+
 def read_safetensors(path: Path) -> None:
     f = SafetensorsFile(path)
     for name in f.names():
         f.array(name)
+
+
+READERS = {"gguf": read_gguf, "safetensors": read_safetensors, "stack": read_stack}
 
 
 def decode_case(rng: random.Random) -> Callable[[], None]:
@@ -126,7 +142,7 @@ def campaign(target: str, cases: int, seed: int, save: Path | None = None, repor
     with tempfile.TemporaryDirectory(prefix=f"bitpack-fuzz-{target}-") as tmp:
         workdir = Path(tmp)
         seeds = seed_files(workdir) if target != "decode" else {}
-        case_path = workdir / ("case.gguf" if target == "gguf" else "case.safetensors")
+        case_path = workdir / ("case.safetensors" if target == "safetensors" else "case.gguf")
         for i in range(cases):
             rng = random.Random(f"{seed}-{target}-{i}")
             if target == "decode":
@@ -134,7 +150,7 @@ def campaign(target: str, cases: int, seed: int, save: Path | None = None, repor
                 result: Result = run_case(lambda _p, run=run: run(), case_path)
             else:
                 case_path.write_bytes(mutate(rng.choice(seeds[target]), rng))
-                result = run_case(read_gguf if target == "gguf" else read_safetensors, case_path)
+                result = run_case(READERS[target], case_path)
             counts[result.kind] += 1
             if result.kind == "crash":
                 crashes.append({"case": i, "detail": result.detail})
