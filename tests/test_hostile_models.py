@@ -112,12 +112,24 @@ def test_non_float_master_projection(tmp_path):
 
 
 def test_empty_weight_scale(tmp_path):
+    """R11: a well-formed file (no gap, no overlap) whose weight_scale has shape [0]."""
+    from bitpack.containers.safetensors_read import SafetensorsFile
+    from bitpack.containers.safetensors_write import SafetensorsWriter
+
     src = hf_dir(tmp_path, "b158-packed")
     st = src / "model.safetensors"
-    n = struct.unpack("<Q", st.read_bytes()[:8])[0]
-    header = json.loads(st.read_bytes()[8 : 8 + n])
     name = "model.layers.0.mlp.up_proj.weight_scale"
-    retag(st, name, shape=[0], data_offsets=[header[name]["data_offsets"][0]] * 2)
+    f = SafetensorsFile(st)
+    arrays = {n: (np.zeros(0, np.float32) if n == name else f.array(n)) for n in f.names()}
+    dtypes = {n: ("F32" if n == name else f.info(n).dtype) for n in f.names()}
+    out = tmp_path / "rewritten.safetensors"
+    with SafetensorsWriter(out, metadata=f.metadata) as w:
+        for n, a in arrays.items():
+            w.add(n, dtypes[n], a.shape)
+        for n, a in arrays.items():
+            w.write(n, a if dtypes[n] != "BF16" else f.raw(n))
+    out.replace(st)
+    assert SafetensorsFile(st).info(name).shape == (0,)  # the container accepts it: the model must not
     refused(tmp_path, src, "weight_scale")
 
 
