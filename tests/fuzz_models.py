@@ -14,6 +14,7 @@ source. Any exception other than BitpackError is a crash; so is a case that take
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import shutil
@@ -116,7 +117,7 @@ def mutate_json(data: Any, rng: random.Random, keys: tuple[str, ...] = ()) -> st
             raws.append(rng.choice(RAW_HOSTILE))
             value: Any = f"{_RAW_MARK}{len(raws) - 1}"
         else:
-            value = rng.choice(HOSTILE)
+            value = copy.deepcopy(rng.choice(HOSTILE))  # shared lists and dicts would nest into themselves
         if isinstance(parent, dict) or (isinstance(parent, list) and isinstance(last, int) and last < len(parent)):
             parent[last] = value
     text = json.dumps(data, allow_nan=True)
