@@ -78,3 +78,52 @@ def test_q2_0_files_load_and_match_tq2_0(tmp_path, source, options):
     print(f"{source}: q2_0 vs tq2_0 {between:.2e}; llamacpp numerics vs llama.cpp {relative:.2e}")
     assert relative < 1e-4, relative  # measured 1e-7 - 3e-7 on the x86 build CI compiles
     assert (predicted.argmax(-1) == logits["q2_0"].argmax(-1)).all()
+
+
+def binary_gguf(tmp_path: Path) -> Path:
+    """The 1bitLLM fixture made binary: every weight's sign (zeros become +1) at its own scale,
+    stored as mainline Q1_0 (group 128) -- a model llama.cpp runs."""
+    from bitpack.codecs import get_codec
+    from bitpack.containers.gguf_read import GGUFFile
+    from bitpack.containers.gguf_write import GGUFWriter
+
+    base = tmp_path / "ternary.gguf"
+    convert(MODELS / "bitnet-f32-sharded", "q2_0", ConvertOptions(output=base, allow_scale_rounding=True))
+    q2, q1 = get_codec("q2_0"), get_codec("q1_0")
+    out = tmp_path / "binary.gguf"
+    with GGUFFile(base) as f, GGUFWriter(out) as w:
+        for key, value in f.kv.items():
+            w.add_kv(key, value if key != "bitpack.codec" else "q1_0", f.kv_types[key])
+        data = {}
+        for t in f.tensors:
+            raw = f.raw(t)
+            if f.codec_name(t) == "q2_0":
+                codes, scales = q2.decode(raw, t.shape)
+                signs = np.where(codes < 0, -1, 1).astype(np.int8)
+                raw = q1.encode(signs, np.float32(scales.max()))  # one scale per tensor: exact in f16
+                data[t.name] = (41, np.asarray(raw))
+            else:
+                data[t.name] = (t.type_id, np.asarray(raw))
+            w.add_tensor(t.name, t.shape, data[t.name][0], data[t.name][1].nbytes)
+        w.write_header()
+        for name, (_, raw) in data.items():
+            w.write_tensor(name, raw)
+    return out
+
+
+def test_q1_0_binary_model_runs_and_converts(tmp_path):
+    """llama.cpp runs a binary Q1_0 file, bitpack's llamacpp numerics (Q8_0 activations)
+    predicts it, and the binary model converts exactly to ternary targets."""
+    from bitpack.pipelines.verify import verify
+
+    binary = binary_gguf(tmp_path)
+    logits = run(binary)
+    assert np.isfinite(logits).all() and np.abs(logits).max() > 0
+    predicted = executor(open_model(binary), "llamacpp").forward(TOKENS)
+    relative = np.abs(predicted - logits).max() / np.abs(logits).max()
+    print(f"q1_0: llamacpp numerics vs llama.cpp {relative:.2e}")
+    assert relative < 1e-4, relative
+    assert (predicted.argmax(-1) == logits.argmax(-1)).all()
+    for target in ("tq2_0", "q2_0", "i2_s"):
+        out = convert(binary, target, ConvertOptions(output=tmp_path / f"from-q1.{target}.gguf"))["output"]
+        assert verify(binary, out)["identical"] is True, target
