@@ -80,10 +80,9 @@ def read_gguf(path: Path) -> None:
             codec = f.codec_name(t)
             if codec is not None and codec_class(codec).container == "gguf":
                 rows = (int(np.prod(t.shape[:-1])), t.shape[-1])
-                params = {}
                 if codec_class(codec).tiled:
                     continue  # tiles come from metadata; read_gguf's model path checks them
-                get_codec(codec, **params).decode(raw, rows)
+                get_codec(codec).decode(raw, rows)
 
 
 def read_stack(path: Path) -> None:

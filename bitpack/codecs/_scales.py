@@ -125,7 +125,7 @@ def to_codec_scales(
             r, g = (int(i) for i in np.argwhere(bad)[0])
             values = sorted({float(v) for v, use in zip(src[r, g], informative[r, g], strict=True) if use})
             raise ScaleError(
-                f"{codec} stores one scale per {_unit(granularity, target, k)}, but row {r}"
+                f"{codec} stores one scale per {unit(granularity, target)}, but row {r}"
                 f"{f', group {g}' if granularity == 'group' else ''} holds weights with different scales "
                 f"{', '.join(repr(v) for v in values[:4])}: a coarser scale cannot hold them exactly"
             )
@@ -170,7 +170,8 @@ def exact_in_dtype(values: np.ndarray, dtype: str, codec: str, width: int | None
         )
 
 
-def _unit(granularity: str, width: int, k: int) -> str:
+def unit(granularity: str, width: int | None) -> str:
+    """What one scale covers, for messages: "tensor", "row" or "group of N"."""
     return {"group": f"group of {width}", "row": "row"}.get(granularity, "tensor")
 
 
@@ -216,7 +217,7 @@ def merge_scales(scale: Any, codes: np.ndarray, granularity: str, group: int | N
     s = given.reshape(grouped).astype(np.float64)
     total = n.sum(axis=2)
     merged = np.where(total > 0, (n * s).sum(axis=2) / np.maximum(total, 1), 0.0).astype(np.float32)
-    merged = _round_to(merged, dtype)
+    merged = round_to(merged, dtype)
     used = n > 0
     hi = np.where(used, s, -np.inf).max(axis=2)
     lo = np.where(used, s, np.inf).min(axis=2)
@@ -230,10 +231,13 @@ def merge_scales(scale: Any, codes: np.ndarray, granularity: str, group: int | N
     return np.ascontiguousarray(merged), error, ratio
 
 
-def _round_to(values: np.ndarray, dtype: str) -> np.ndarray:
-    """float32 ``values`` rounded to nearest in ``dtype`` (bf16: nearest even on the top half)."""
+def round_to(values: Any, dtype: str) -> np.ndarray:
+    """``values`` as float32, rounded to nearest in ``dtype`` (bf16: nearest even on the top
+    half; f16 overflow gives inf, which the callers compare and report)."""
+    values = np.asarray(values, np.float32)
     if dtype == "f16":
-        return values.astype(np.float16).astype(np.float32)
+        with np.errstate(over="ignore"):
+            return values.astype(np.float16).astype(np.float32)
     if dtype == "bf16":
         bits = values.view(np.uint32).astype(np.uint64)
         bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000

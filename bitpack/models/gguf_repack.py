@@ -20,14 +20,20 @@ import numpy as np
 
 from .._version import __version__
 from ..codecs import get_codec
-from ..codecs._scales import always_exact, coarsest, merge_scales, to_codec_scales
+from ..codecs._scales import (
+    always_exact,
+    coarsest,
+    merge_scales,
+    round_to,
+    to_codec_scales,
+)
 from ..codecs.base import GGUFCodec
 from ..containers.gguf_read import GGUFFile, GGUFTensor
 from ..containers.gguf_types import DIALECTS, codec_dialects, file_type, types
 from ..errors import BitpackError, CodecError, ScaleError, ShapeError
 from .arch import ALIASES, ARCHITECTURES, architecture
 from .gguf_source import _codec_params, _tensor_params
-from .gguf_target import GGUFPlan, PlannedTensor, _rounded
+from .gguf_target import GGUFPlan, PlannedTensor
 
 # Keys that say the weights are stored rotated, and the dialects whose runtime undoes it
 # (qwen3.md §9.3): the PrismML fork from prism-v7 applies the inverse Hadamard transform.
@@ -149,7 +155,7 @@ def _repacked(f: GGUFFile, t: GGUFTensor, src, codec: GGUFCodec, dialect: str, a
         to_codec_scales(scale, codes, bound.scale_granularity, bound.group_size, bound.scale_dtype, bound.name)
     except ScaleError:
         if allow_rounding and np.ndim(scale) == 0:
-            rounded = _rounded(scale, bound.scale_dtype)
+            rounded = np.float32(round_to(scale, bound.scale_dtype))
             note = f"{t.name}: scale {float(scale)!r} rounded to {bound.scale_dtype} {float(rounded)!r}"
         elif allow_merge and np.ndim(scale):
             merged, error, ratio = merge_scales(scale, codes, bound.scale_granularity, bound.group_size,
@@ -172,7 +178,7 @@ def _producer(f: GGUFFile, name: str, src, codec: GGUFCodec, rows: tuple[int, in
         if merged is not None:
             scale = merged  # planned and listed in the notes
         elif np.ndim(scale) == 0 and allow_rounding:
-            scale = _rounded(scale, codec.scale_dtype)  # listed in the plan's notes
+            scale = np.float32(round_to(scale, codec.scale_dtype))  # listed in the plan's notes
         return codec.encode(codes, scale)
 
     return produce

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._version import __version__
 from ..codecs import codec_class, get_codec, list_codecs
-from ..codecs._scales import merge_scales, to_codec_scales
+from ..codecs._scales import merge_scales, round_to, to_codec_scales, unit
 from ..codecs.base import GGUFCodec
 from ..codecs.tiles import Tiles
 from ..containers.files import check_output_file
@@ -212,20 +212,21 @@ def _scale_modes(model: Model, codec: GGUFCodec, allow_rounding: bool, allow_mer
         scale, modes[e.name] = plan.scales[e.name], "baked"
         if np.ndim(scale):  # the codec's groups must each hold one of the source's values
             try:
-                to_codec_scales(scale, e.load().codes, codec.scale_granularity, codec.group_size,
+                codes = e.load().codes
+                to_codec_scales(scale, codes, codec.scale_granularity, codec.group_size,
                                 codec.scale_dtype, codec.name)
             except ScaleError as err:
                 if not allow_merge:
                     raise BitpackError(f"{e.name}: {err}; {_exact_targets(model, e)}, "
                                        "or --allow-scale-merge to merge scales (lossy)") from None
-                plan.merged[e.name], error, ratio = merge_scales(scale, e.load().codes, codec.scale_granularity,
+                plan.merged[e.name], error, ratio = merge_scales(scale, codes, codec.scale_granularity,
                                                                  codec.group_size, codec.scale_dtype)
-                plan.notes.append(f"{e.name}: scales merged to one per {_unit(codec)} (--allow-scale-merge): "
+                plan.notes.append(f"{e.name}: scales merged to one per {unit(codec.scale_granularity, codec.group_size)} (--allow-scale-merge): "
                                   f"relative weight error {error:.2e}, largest merged scale ratio {ratio:.3g}")
             finally:
                 e.release()
             continue
-        rounded = _rounded(scale, codec.scale_dtype)
+        rounded = np.float32(round_to(scale, codec.scale_dtype))
         if rounded == scale:
             continue
         if codec.separate_scale and model.arch.separate_scales:
@@ -262,18 +263,6 @@ def _check_codes(model: Model, codec: GGUFCodec) -> None:
                                                                       len(refused) > 3 else ""))
 
 
-def _unit(codec: GGUFCodec) -> str:
-    return {"tensor": "tensor", "row": "row"}.get(codec.scale_granularity, f"group of {codec.group_size}")
-
-
-def _rounded(scale: Any, dtype: str) -> np.float32:
-    """``scale`` as the nearest value of a codec's scale dtype (f32 values are kept)."""
-    if dtype == "f16":
-        with np.errstate(over="ignore"):
-            return np.float32(np.float16(scale))
-    return np.float32(scale)
-
-
 def _exact_targets(model: Model, e: Entry) -> str:
     """Which GGUF codecs hold this tensor's scales exactly: those whose groups are no coarser."""
     t = e.load()
@@ -306,7 +295,7 @@ def _ternary_producer(e: Entry, codec, rows, allow_rounding: bool, merged: Any =
         if codec.params.get("scale_mode") == "separate":
             scale = np.float32(1)  # the exact scale is the companion .scale tensor
         elif np.ndim(scale) == 0 and allow_rounding:
-            scale = _rounded(scale, codec.scale_dtype)  # listed in plan.notes
+            scale = np.float32(round_to(scale, codec.scale_dtype))  # listed in plan.notes
         return codec.encode(codes, scale)
 
     return produce

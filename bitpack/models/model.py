@@ -77,11 +77,15 @@ class Entry:
     source_scale: Callable[[], np.ndarray] | None = None  # a packed source's own weight_scale tensor
     all_zero: Callable[[], bool | None] | None = None  # every code 0, from the stored bytes (Codec.all_zero)
 
-    def scale_only(self) -> Any:
+    def scale_only(self, loaded: Ternary | None = None) -> Any:
         """The canonical scale, computed once: the source checks and the target's plan both
-        need it, and for master weights it is a full pass over the tensor."""
+        need it, and for master weights it is a full pass over the tensor. A caller that has
+        already decoded the tensor passes it, so a source without a scale reader decodes once."""
         if "_scale" not in self.__dict__:
-            self.__dict__["_scale"] = self.scale() if self.scale is not None else self.load().scale
+            if self.scale is not None:
+                self.__dict__["_scale"] = self.scale()
+            else:
+                self.__dict__["_scale"] = (loaded if loaded is not None else self.load()).scale
         return self.__dict__["_scale"]
 
 
@@ -91,9 +95,11 @@ def read_scales(entries: list[Entry]) -> dict[str, Any]:
     row or group gives them at the coarsest granularity that holds them exactly, so a tensor
     whose groups share one value reads as one scale."""
     def one(e: Entry) -> Any:
-        scale = e.scale_only()
+        # a source whose scale comes only with the codes (GGUF) decodes the tensor once here
+        loaded = e.load() if e.scale is None and "_scale" not in e.__dict__ else None
+        scale = e.scale_only(loaded)
         if np.ndim(scale):
-            scale = coarsest(scale, e.load().codes)
+            scale = coarsest(scale, (loaded if loaded is not None else e.load()).codes)
         if e.release:
             e.release()
         return scale
