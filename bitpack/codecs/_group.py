@@ -28,6 +28,7 @@ class GroupCodec(GGUFCodec):
     """Base of q2_0 / q1_0 / pq2_0 / ptq1_0: subclasses pack and unpack the code bytes."""
 
     scale_granularity = "group"
+    rows_independent = True
     scale_dtype = "f16"
     group_size: ClassVar[int]
     block_bytes: ClassVar[int]  # bytes per block, the 2-byte d included

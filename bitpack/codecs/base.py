@@ -59,6 +59,9 @@ class Codec(abc.ABC):
     # The scale is a tensor of its own, stored in float32 at whatever granularity the weights
     # have (bitpack's own int8 / i2_packed): per tensor, per row (M, 1) or per group (M, K/g).
     any_scale: ClassVar[bool] = False
+    # row r is the r-th of M equal byte slices of the tensor, so a run of rows decodes on its own
+    # (an embedding's rows per lookup); False for interleaved, tiled or tensor-trailer layouts
+    rows_independent: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}

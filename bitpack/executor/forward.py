@@ -38,6 +38,7 @@ from .numerics import (
     rms_norm,
     rope_neox,
     rope_tables,
+    rope_tables_ggml,
     silu,
     softmax,
 )
@@ -62,6 +63,7 @@ class Executor:
         self._entries = {e.name: e for e in model.entries}
         self._code_buffer = np.empty(0, dtype=F32)  # float32 codes of the current projection, reused
         self._kept: dict[str, Ternary] | None = {} if keep_codes else None
+        self._whole: dict[str, Ternary] = {}  # a ternary table whose rows cannot decode alone
 
     def _codes_f32(self, codes: np.ndarray) -> np.ndarray:
         """The int8 codes widened to float32 (BLAS input, §8) in one buffer that every projection
@@ -111,7 +113,7 @@ class Executor:
 
     def _float_linear(self, x: np.ndarray, weight: Float) -> np.ndarray:
         """A full-precision projection: x @ W.T in float32, no activation quantization."""
-        return (self._in_weight_dtype(x, weight.stored) @ self._widen(weight).T).astype(F32)
+        return self._float_matmul(self._in_weight_dtype(x, weight.stored), self._widen(weight))
 
     def _in_weight_dtype(self, x: np.ndarray, stored: str) -> np.ndarray:
         """ggml converts the activations to an F16/BF16 weight's type before the matmul."""
@@ -119,21 +121,32 @@ class Executor:
 
     def _ternary_linear(self, x: np.ndarray, name: str, t: Ternary) -> np.ndarray:
         entry = self._entries[name]
+        return self._ternary_matmul(x, entry.stored, t, entry.source_params)
+
+    def _ternary_matmul(self, x: np.ndarray, stored: str, t: Ternary, params: dict | None = None) -> np.ndarray:
+        """x times a ternary weight: as the numerics mode's runtime kernel for the stored type
+        computes it, else a BitLinear (BitNet graphs), else x @ W.T in float32 with W = s x t
+        materialised exactly (weight-only graphs, qwen3.md §7: no activation quantization)."""
         scale = coarsest(t.scale, t.codes)  # one layout's groups or another's: the same sums
         scale = scale.astype(F32) if np.ndim(scale) else F32(scale)
-        codes, scheme = self._codes_f32(t.codes), self._activation_quant(entry.stored)
+        codes, scheme = self._codes_f32(t.codes), self._activation_quant(stored)
         if scheme == "q8_K":
-            if (entry.source_params or {}).get("scale_mode") == "separate":  # blocks 1.0, then x .scale
+            if (params or {}).get("scale_mode") == "separate":  # blocks 1.0, then x .scale
                 return bitlinear_q8k(x, codes, F32(1), F32(scale))
             if np.ndim(scale):  # the kernel scales every 256-block by its own d
-                block = to_codec_scales(scale, t.codes, "group", 256, "f32", entry.stored)
+                block = to_codec_scales(scale, t.codes, "group", 256, "f32", stored)
             else:
                 block = F32(np.float16(scale))
             return bitlinear_q8k(x, codes, block, None)
         if scheme == "q8_0":  # the weight type's own groups, each scaled after its Q8_0 blocks
-            group = codec_class(entry.stored).group_size
-            return bitlinear_q8_0(x, codes, to_codec_scales(t.scale, t.codes, "group", group, "f32", entry.stored))
+            group = codec_class(stored).group_size
+            return bitlinear_q8_0(x, codes, to_codec_scales(t.scale, t.codes, "group", group, "f32", stored))
+        if self.model.arch.weight_only:
+            return self._float_matmul(self._in_weight_dtype(x, stored), _scaled(codes, scale))
         return bitlinear(x, codes, scale, self.n, f32_scale=scheme == "f32-scale")
+
+    def _float_matmul(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        return (x @ weight.T).astype(F32)
 
     def _activation_quant(self, stored: str) -> str | None:
         """How this numerics mode's runtime quantizes activations for a weight stored as
@@ -151,10 +164,10 @@ class Executor:
         hp = self.hp
         if ids.size == 0:
             raise BitpackError("no tokens to run")
-        embed = self._stored("token_embd.weight")
-        if ids.min() < 0 or ids.max() >= embed.raw.shape[0]:
-            raise BitpackError(f"token ids must lie in 0..{embed.raw.shape[0] - 1}")
-        h = self._rows(embed, ids)
+        rows = self._entries["token_embd.weight"].shape[0]
+        if ids.min() < 0 or ids.max() >= rows:
+            raise BitpackError(f"token ids must lie in 0..{rows - 1}")
+        h = self._embed(ids)
         cos, sin = self._rope_tables(np.arange(ids.size))
         for layer in range(hp.n_layers):
             h = self._layer(h, layer, cos, sin)
@@ -164,24 +177,57 @@ class Executor:
                 self._entries["token_embd.weight"].release()
             return z
         head_name = "output.weight" if "output.weight" in self._entries else "token_embd.weight"
-        head = embed if head_name == "token_embd.weight" else self._stored(head_name)
-        z = self._in_weight_dtype(z, head.stored)
-        # the head is the largest matrix: widen it to float32 a slice of rows at a time
-        logits = np.empty((z.shape[0], head.raw.shape[0]), dtype=F32)
-        for lo in range(0, head.raw.shape[0], HEAD_ROWS):
-            part = self._widen(Float(head.raw[lo : lo + HEAD_ROWS], head.stored))
-            logits[:, lo : lo + part.shape[0]] = self._head(z, part)
+        head = self._entries[head_name]
+        rows = head.shape[0]
+        logits = np.empty((z.shape[0], rows), dtype=F32)
+        if head.coded:  # a ternary head: decoded a slice of rows at a time, never whole
+            for lo in range(0, rows, HEAD_ROWS):
+                t = self._table_rows(head, lo, min(rows, lo + HEAD_ROWS))
+                logits[:, lo : lo + t.codes.shape[0]] = self._ternary_head(z, head.stored, t)
+        else:  # the head is the largest matrix: widen it to float32 a slice of rows at a time
+            table = self._stored(head_name)
+            z = self._in_weight_dtype(z, table.stored)
+            for lo in range(0, rows, HEAD_ROWS):
+                part = self._widen(Float(table.raw[lo : lo + HEAD_ROWS], table.stored))
+                logits[:, lo : lo + part.shape[0]] = self._head(z, part)
+        self._whole.clear()
         for name in {head_name, "token_embd.weight"}:
             if self._entries[name].release:
                 self._entries[name].release()
         return logits
+
+    def _embed(self, ids: np.ndarray) -> np.ndarray:
+        """h = E[ids]; a ternary table's rows are decoded per token (exact: s x t in float32,
+        as ggml's get_rows dequantizes them), never the whole table widened."""
+        entry = self._entries["token_embd.weight"]
+        if not entry.coded:
+            return self._rows(self._stored("token_embd.weight"), ids)
+        return np.concatenate([self._table_values(self._table_rows(entry, int(i), int(i) + 1)) for i in ids])
+
+    def _table_rows(self, entry, lo: int, hi: int) -> Ternary:
+        """Rows lo:hi of a ternary embedding or head: decoded alone where the layout allows,
+        else from one decode of the whole table kept until the head is done."""
+        if entry.load_rows is not None:
+            return entry.load_rows(lo, hi)
+        if entry.name not in self._whole:
+            self._whole[entry.name] = entry.load()
+        t = self._whole[entry.name]
+        scale = t.scale[lo:hi] if np.ndim(t.scale) else t.scale
+        return Ternary(t.codes[lo:hi], scale)
+
+    def _table_values(self, t: Ternary) -> np.ndarray:
+        return t.values
+
+    def _ternary_head(self, z: np.ndarray, stored: str, t: Ternary) -> np.ndarray:
+        return self._ternary_matmul(z, stored, t)
 
     # -- the operations a numerics mode may round differently --------------------------
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
         return rms_norm(x, self._float(name), self.hp.rms_norm_eps, self.n)
 
     def _rope_tables(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return rope_tables(positions, self.hp.head_dim, self.hp.rope_theta)
+        tables = rope_tables_ggml if self.n.ggml_rope else rope_tables
+        return tables(positions, self.hp.head_dim, self.hp.rope_theta, self.hp.rope_scaling)
 
     def _rope(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
         return rope_neox(x, cos, sin)
@@ -205,10 +251,12 @@ class Executor:
         p = f"blk.{i}."
         a = self._norm(h, p + "attn_norm.weight")
         t = h.shape[0]
-        q = self._linear(a, p + "attn_q.weight").reshape(t, hp.n_heads, hp.head_dim).transpose(1, 0, 2)
-        k = self._linear(a, p + "attn_k.weight").reshape(t, hp.n_kv_heads, hp.head_dim).transpose(1, 0, 2)
+        q = self._linear(a, p + "attn_q.weight").reshape(t, hp.n_heads, hp.head_dim)
+        k = self._linear(a, p + "attn_k.weight").reshape(t, hp.n_kv_heads, hp.head_dim)
         v = self._linear(a, p + "attn_v.weight").reshape(t, hp.n_kv_heads, hp.head_dim).transpose(1, 0, 2)
-        q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+        if self.model.arch.qk_norm:  # per head, over its d values, before RoPE (qwen3.md §3)
+            q, k = self._norm(q, p + "attn_q_norm.weight"), self._norm(k, p + "attn_k_norm.weight")
+        q, k = self._rope(q.transpose(1, 0, 2), cos, sin), self._rope(k.transpose(1, 0, 2), cos, sin)
         if n.f16_keys:
             q, k = q.astype(np.float16).astype(F32), k.astype(np.float16).astype(F32)
         if n.f16_values:
@@ -233,3 +281,13 @@ class Executor:
         t = q.shape[1]
         scores = np.where(np.tril(np.ones((t, t), dtype=bool)), scores, F32(-np.inf)).astype(F32)
         return (softmax(scores, self.n) @ v).astype(F32)
+
+
+def _scaled(codes: np.ndarray, scale) -> np.ndarray:
+    """W = s x t in float32, in place in the float32 codes (every product is exact)."""
+    if np.ndim(scale) == 0:
+        codes *= scale
+    else:
+        m, groups = scale.shape
+        codes.reshape(m, groups, -1)[...] *= scale[:, :, None]
+    return codes

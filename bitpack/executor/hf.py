@@ -25,7 +25,7 @@ from ..models.conventions import LINEAR_CLASSES
 from ..models.floats import round_through
 from ..models.model import Float, Model, Ternary
 from .forward import Capture, Executor
-from .numerics import reciprocal_scale, silu, token_absmax
+from .numerics import reciprocal_scale, rope_tables, silu, token_absmax
 
 F32 = np.float32
 
@@ -41,7 +41,7 @@ TORCH_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 class HFExecutor(Executor):
     def __init__(self, model: Model, capture: Capture | None = None) -> None:
         super().__init__(model, "exact", capture)
-        if model.precision == "float":
+        if model.precision == "float" or model.arch.weight_only:  # nn.Linear layers (qwen3: §7)
             self.dtype = _float_model_dtype(model)
             self.online, self.linear_class = False, None
             return
@@ -67,7 +67,12 @@ class HFExecutor(Executor):
     def _float_linear(self, x: np.ndarray, weight: Float) -> np.ndarray:
         return self._r(x @ self._widen(weight).T)  # nn.Linear in the model dtype
 
-    def _ternary_linear(self, x: np.ndarray, name: str, t: Ternary) -> np.ndarray:
+    def _table_values(self, t: Ternary) -> np.ndarray:
+        return self._r(t.values)
+
+    def _ternary_matmul(self, x: np.ndarray, stored: str, t: Ternary, params: dict | None = None) -> np.ndarray:
+        if self.model.arch.weight_only:  # an nn.Linear whose weight is s x t in the model dtype
+            return self._r(x @ self._r(t.values).T)
         codes = self._codes_f32(t.codes)
         m = token_absmax(x)
         if self.linear_class == "bitlinear":
@@ -87,6 +92,9 @@ class HFExecutor(Executor):
         return bf(y * bf(np.array([t.scale], F32))[0])
 
     def _rope_tables(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.hp.rope_scaling is not None:  # transformers' scaled inverse frequencies (qwen3.md §5)
+            cos, sin = rope_tables(positions, self.hp.head_dim, self.hp.rope_theta, self.hp.rope_scaling)
+            return self._r(cos), self._r(sin)
         d = self.hp.head_dim
         inv_freq = (F32(1) / np.power(F32(self.hp.rope_theta), np.arange(0, d, 2, dtype=F32) / F32(d))).astype(F32)
         angles = (positions.astype(F32)[:, None] * inv_freq[None, :]).astype(F32)
@@ -134,6 +142,8 @@ def _float_model_dtype(model: Model) -> str:
     declared = (model.config or {}).get("torch_dtype") or (model.config or {}).get("dtype")
     if declared in TORCH_DTYPES:
         return TORCH_DTYPES[declared]
+    if model.arch.weight_only:  # packed ternary (a GGUF): transformers would run the unpacked weights in float32
+        return "F32"
     raise BitpackError(f"hf numerics: cannot tell which dtype transformers would run {model.source} in "
                        f"(projections stored as {', '.join(sorted(stored))}, no torch_dtype in config.json)")
 

@@ -27,6 +27,7 @@ class Numerics:
     f16_keys: bool = False  # K cache (and Q for the K.Q product) as float16 (llama.cpp's default)
     runtime: str | None = None  # whose kernels: a codec's activation_quant is looked up by it
     head_in_weight_dtype: bool = False  # the head's input rounded to the head weight's dtype (ggml)
+    ggml_rope: bool = False  # RoPE angles by ggml's repeated multiplication (rope_tables_ggml)
 
 
 MODES = {
@@ -36,7 +37,7 @@ MODES = {
     "bitnetcpp-seq": Numerics("bitnetcpp-seq", double_sums=True, scale_in_double=True, f16_values=True,
                               f16_probabilities=True, runtime="bitnet.cpp"),
     "llamacpp": Numerics("llamacpp", double_sums=True, f16_values=True, f16_probabilities=True, f16_keys=True,
-                         head_in_weight_dtype=True, runtime="llama.cpp"),
+                         head_in_weight_dtype=True, ggml_rope=True, runtime="llama.cpp"),
 }
 
 
@@ -171,12 +172,63 @@ def bitlinear(x: np.ndarray, codes: np.ndarray, scale, n: Numerics, f32_scale: b
     return (in_order_sum(parts * scale.T[:, None, :]) / s_x).astype(F32)
 
 
-def rope_tables(positions: np.ndarray, head_dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
-    """cos, sin [T, d/2]: theta_i = 1 / base**(2i/d) in float32, cos/sin in float64 -> float32."""
+def rope_tables(positions: np.ndarray, head_dim: int, base: float,
+                scaling: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin [T, d/2] as transformers builds them (qwen3.md §4, §5): inverse frequencies
+    theta_i = 1 / base**(2i/d) in float32, divided by the factor (linear) or mixed on a ramp
+    (YaRN), angles in float32, cos/sin in float64 -> float32, times YaRN's attention factor."""
     i = np.arange(head_dim // 2, dtype=F32)
     theta = (F32(1) / np.power(F32(base), (F32(2) * i) / F32(head_dim))).astype(F32)
+    m = F32(1)
+    if scaling is not None:
+        s = F32(scaling["factor"])
+        if scaling["type"] == "linear":
+            theta = (theta / s).astype(F32)
+        else:  # yarn: pairs below `low` keep theta, above `high` use theta / s
+            low, high = _yarn_range(head_dim, scaling["original_context_length"], base, np.log)
+            ramp = np.clip((np.arange(head_dim // 2, dtype=F32) - F32(low)) / F32(high - low if high > low
+                                                                                 else 0.001), 0, 1).astype(F32)
+            keep = (F32(1) - ramp).astype(F32)  # transformers' inv_freq_extrapolation_factor
+            theta = ((theta / s) * (F32(1) - keep) + theta * keep).astype(F32)
+            m = F32(F32(0.1) * F32(np.log(s)) + F32(1)) * F32(scaling.get("attn_factor", 1.0)) if s > 1 else F32(1)
     angles = (positions.astype(F32)[:, None] * theta[None, :]).astype(F32)
-    return np.cos(angles.astype(np.float64)).astype(F32), np.sin(angles.astype(np.float64)).astype(F32)
+    cos, sin = np.cos(angles.astype(np.float64)).astype(F32), np.sin(angles.astype(np.float64)).astype(F32)
+    return (cos * m, sin * m) if m != 1 else (cos, sin)
+
+
+def rope_tables_ggml(positions: np.ndarray, head_dim: int, base: float,
+                     scaling: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin [T, d/2] as ggml's rope cache builds them (qwen3.md §4, §5.3): each pair's angle
+    by repeated float32 multiplication by base**(-2/d) from theta = p; YaRN mixes the angles
+    and multiplies cos and sin by (1 + 0.1 ln s) x attn_factor."""
+    half = head_dim // 2
+    step = F32(np.power(F32(base), F32(-2.0) / F32(head_dim)))
+    extrap = np.empty((positions.size, half), dtype=F32)
+    theta = positions.astype(F32)
+    for i in range(half):
+        extrap[:, i] = theta
+        theta = (theta * step).astype(F32)
+    angles, m = extrap, F32(1)
+    if scaling is not None:
+        freq_scale = F32(F32(1) / F32(scaling["factor"]))
+        interp = (extrap * freq_scale).astype(F32)
+        angles = interp
+        if scaling["type"] == "yarn":  # ext_factor 1
+            low, high = _yarn_range(head_dim, scaling["original_context_length"], base, lambda v: np.log(F32(v)))
+            y = (np.arange(half, dtype=F32) - F32(low)) / F32(max(0.001, high - low))
+            mix = (F32(1) - np.minimum(F32(1), np.maximum(F32(0), y))).astype(F32)
+            angles = (interp * (F32(1) - mix) + extrap * mix).astype(F32)
+            m = F32(F32(scaling.get("attn_factor", 1.0)) * F32(F32(1) + F32(0.1) * F32(np.log(F32(1) / freq_scale))))
+    cos, sin = np.cos(angles.astype(np.float64)).astype(F32), np.sin(angles.astype(np.float64)).astype(F32)
+    return (cos * m, sin * m) if m != 1 else (cos, sin)
+
+
+def _yarn_range(d: int, original: int, base: float, log) -> tuple[int, int]:
+    """YaRN's correction range [low, high] of pair indices for beta 32 and 1 (qwen3.md §5.3)."""
+    def corr(beta: float) -> float:
+        return float(d * log(original / (beta * 2 * np.pi)) / (2 * log(base)))
+
+    return max(0, int(np.floor(corr(32.0)))), min(d - 1, int(np.ceil(corr(1.0))))
 
 
 def rope_neox(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:

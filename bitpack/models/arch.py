@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class Kind(Enum):
@@ -31,6 +32,7 @@ class Slot:
     kind: Kind
     hf: tuple[str, ...]  # accepted HF names, the first one is written
     sub_norm: bool = False  # exists only in architectures with sub-norms
+    qk_norm: bool = False  # exists only in architectures with per-head q/k norms (qwen3)
     hf_bitnet: str | None = None  # HF name written for BitNet-family targets, when it differs
 
 
@@ -45,6 +47,8 @@ LAYER_SLOTS = (
     Slot("blk.{i}.attn_q.weight", Kind.TERNARY, ("model.layers.{i}.self_attn.q_proj.weight",)),
     Slot("blk.{i}.attn_k.weight", Kind.TERNARY, ("model.layers.{i}.self_attn.k_proj.weight",)),
     Slot("blk.{i}.attn_v.weight", Kind.TERNARY, ("model.layers.{i}.self_attn.v_proj.weight",)),
+    Slot("blk.{i}.attn_q_norm.weight", Kind.NORM, ("model.layers.{i}.self_attn.q_norm.weight",), qk_norm=True),
+    Slot("blk.{i}.attn_k_norm.weight", Kind.NORM, ("model.layers.{i}.self_attn.k_norm.weight",), qk_norm=True),
     Slot("blk.{i}.attn_output.weight", Kind.TERNARY, ("model.layers.{i}.self_attn.o_proj.weight",)),
     Slot(
         "blk.{i}.attn_sub_norm.weight",
@@ -76,6 +80,11 @@ class Architecture:
     hf_architectures: tuple[str, ...]  # config.json "architectures" written for this graph
     hf_model_type: str
     dialects: tuple[str, ...]  # GGUF dialects whose runtime executes this graph correctly
+    # Weight-only ternary (qwen3.md: Ternary Bonsai): nn.Linear layers whose weights happen to
+    # be s_g x t, float activations (no BitLinear int8 step), per-head q/k RMSNorm, and the
+    # token embedding and head may be ternary too. False: BitNet's BitLinear graph.
+    weight_only: bool = False
+    qk_norm: bool = False
 
 
 ARCHITECTURES = {
@@ -87,6 +96,11 @@ ARCHITECTURES = {
                      ("BitNetForCausalLM",), "bitnet", ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026", "prism", "ik-llama")),
         Architecture("llama", "silu", False, True, False, False,
                      ("LlamaForCausalLM",), "llama", ("mainline", "bitnet-cpp-2024", "bitnet-cpp-2026", "prism", "ik-llama")),
+        # mainline @0c1e570 creates and applies optional ".scale" tensors for every
+        # architecture (qwen3.md §2); the Prism fork and ik_llama.cpp run qwen3 too
+        Architecture("qwen3", "silu", False, False, False, True,
+                     ("Qwen3ForCausalLM",), "qwen3", ("mainline", "prism", "ik-llama"),
+                     weight_only=True, qk_norm=True),
     )
 }
 ALIASES = {"bitnet-25": "bitnet-b1.58"}  # the first 2B-4T upload's name for the same graph
@@ -126,10 +140,15 @@ def layer_count(names: Iterable[str]) -> int:
     return max(found) + 1 if found else 0
 
 
-def decide(hidden_act: str, has_sub_norms: bool) -> Architecture | None:
-    """The graph of an HF checkpoint (checkpoints.md §4.3); None when unsupported."""
+def decide(hidden_act: str, has_sub_norms: bool, model_type: Any = None) -> Architecture | None:
+    """The graph of an HF checkpoint (checkpoints.md §4.3); None when unsupported. A weight-only
+    graph is chosen only by its own ``model_type``: a qwen3 config says so, a Llama one cannot
+    turn into it by its shapes."""
+    own = {a.hf_model_type: a for a in ARCHITECTURES.values() if a.weight_only}
+    if model_type in own:
+        return own[model_type] if own[model_type].hidden_act == hidden_act else None
     for arch in ARCHITECTURES.values():
-        if arch.hidden_act == hidden_act and arch.sub_norms == has_sub_norms:
+        if not arch.weight_only and arch.hidden_act == hidden_act and arch.sub_norms == has_sub_norms:
             return arch
     return None
 
@@ -143,7 +162,7 @@ def slots(arch: Architecture, n_layers: int, tied: bool) -> list[tuple[str, Slot
         out.append((slot.gguf, slot, None))
     for i in range(n_layers):
         for slot in LAYER_SLOTS:
-            if slot.sub_norm and not arch.sub_norms:
+            if (slot.sub_norm and not arch.sub_norms) or (slot.qk_norm and not arch.qk_norm):
                 continue
             out.append((slot.gguf.format(i=i), slot, i))
     return out

@@ -28,6 +28,7 @@ from .arch import (
     slots,
 )
 from .floats import STORAGE
+from .grid import read_on_grid
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
 
@@ -70,7 +71,11 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
             missing.append(canonical)
             continue
         used.add(canonical)
-        if slot.kind is Kind.TERNARY:
+        on_grid = arch.weight_only and f.type_name(canonical) in STORAGE and slot.kind is not Kind.NORM
+        if slot.kind is Kind.TERNARY and not on_grid:
+            entries.append(_ternary_entry(f, canonical, slot, hp, arch, params, tile_params, used, where))
+        elif slot.kind is not Kind.NORM and f.codec_name(canonical) is not None:  # a ternary embedding or head
+            _check_float_tensor(f, canonical, slot.kind, f.codec_name(canonical), hp, where)
             entries.append(_ternary_entry(f, canonical, slot, hp, arch, params, tile_params, used, where))
         else:
             type_name = f.type_name(canonical)
@@ -88,12 +93,27 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
     extra = sorted(present - used)
     if extra:
         raise BitpackError(f"{where}: tensors the {name} graph does not use: {', '.join(extra[:8])}")
+    float_reason = _read_grids(entries, arch, where)
     return Model(
         source=str(path), container="gguf", layout=f"gguf {'/'.join(sorted({e.stored for e in entries if e.kind is Kind.TERNARY}))}",
         arch=arch, hparams=hp, entries=entries, files=[Path(path)],
         tokenizer_kv={k: (v, f.kv_types[k]) for k, v in f.kv.items() if k.startswith("tokenizer.")},
         dialect=f.dialect, codec_params=params, warnings=warnings,
+        precision="float" if float_reason else "ternary", float_reason=float_reason,
     )
+
+
+def _read_grids(entries: list[Entry], arch: Architecture, where: str) -> str | None:
+    """A weight-only graph's float projections (Bonsai's F16 GGUF) are ternary when every one
+    lies on a ternary grid (grid.py); its float embedding and head each on their own."""
+    if not arch.weight_only:
+        return None
+    floats = [e for e in entries if e.kind is Kind.TERNARY and e.stored in STORAGE]
+    reason = read_on_grid(floats, where) if floats else None
+    for e in entries:
+        if e.kind in (Kind.EMBEDDING, Kind.HEAD) and e.stored in STORAGE:
+            read_on_grid([e], where)  # off the grid: a float table, as in BitNet models
+    return reason
 
 
 def _ternary_entry(f: GGUFFile, canonical: str, slot: Any, hp: HParams, arch: Any, params: dict[str, Any],
@@ -104,7 +124,7 @@ def _ternary_entry(f: GGUFFile, canonical: str, slot: Any, hp: HParams, arch: An
     if codec_name is None:
         raise BitpackError(f"{where}: {canonical} is {f.type_name(canonical)}, not a ternary type; "
                            "bitpack converts ternary GGUF files")
-    shape = hp.ternary_shape(canonical)
+    shape = hp.ternary_shape(canonical) if slot.kind is Kind.TERNARY else tuple(f.shape(canonical))
     if f.shape(canonical) != shape:
         raise BitpackError(f"{where}: {canonical} has shape {list(f.shape(canonical))}, "
                            f"expected {list(shape)} from the hyper-parameters")
@@ -114,18 +134,28 @@ def _ternary_entry(f: GGUFFile, canonical: str, slot: Any, hp: HParams, arch: An
     if companion:
         used.add(scale_name)
         tensor_params = {**tensor_params, "scale_mode": "separate"}
+    table = slot.kind is not Kind.TERNARY
+    if table and companion:
+        raise BitpackError(f"{where}: {canonical} has a {scale_name} tensor; only projections may")
     return Entry(canonical, slot.kind, shape, codec_name,
                  _ternary_loader(f, canonical, shape, codec_name, tensor_params,
                                  scale_name if companion else None, arch, hp, where),
                  source_name=canonical, source_params=tensor_params,
                  release=lambda n=canonical: f.release(n),
                  all_zero=lambda n=canonical, c=codec_name, p=tensor_params, s=shape:
-                     get_codec(c, **p).all_zero(f.raw(n), s))
+                     get_codec(c, **p).all_zero(f.raw(n), s),
+                 ternary=table, load_rows=_rows_loader(f, canonical, shape, codec_name, tensor_params) if table else None)
 
 
 def _check_float_tensor(f: GGUFFile, name: str, kind: Kind, type_name: str, hp: HParams, where: str) -> None:
-    """A norm, embedding or head: its shape against the hyper-parameters, a norm's type a float."""
+    """A norm, embedding, head or float projection: its shape against the hyper-parameters, a
+    norm's type a float."""
     shape = tuple(f.shape(name))
+    if kind is Kind.TERNARY:  # a weight-only graph's float projection (read onto its grid later)
+        if shape != hp.ternary_shape(name):
+            raise BitpackError(f"{where}: {name} has shape {list(shape)}, expected {list(hp.ternary_shape(name))} "
+                               "from the hyper-parameters")
+        return
     if not hp.float_shape_fits(name, shape):
         raise BitpackError(f"{where}: {name} has shape {list(shape)}, expected {list(hp.float_shape(name))} "
                            "from the hyper-parameters")
@@ -221,6 +251,19 @@ def _ternary_loader(f, name, shape, codec_name, params, scale_name, arch, hp, wh
         return Ternary(np.ascontiguousarray(codes), scale)
 
     return load
+
+
+def _rows_loader(f: GGUFFile, name: str, shape: tuple[int, int], codec_name: str, params: dict[str, Any]):
+    """Rows lo:hi of a ternary embedding or head, decoded alone when the layout allows it."""
+    codec = get_codec(codec_name, **params)
+    if not codec.rows_independent:
+        return None
+    per_row = codec.nbytes((1, shape[1]))
+
+    def load_rows(lo: int, hi: int) -> Ternary:
+        return Ternary(*codec.decode(f.raw(name)[lo * per_row : hi * per_row], (hi - lo, shape[1])))
+
+    return load_rows
 
 
 def _f32_values(f: GGUFFile, name: str, where: str) -> np.ndarray:

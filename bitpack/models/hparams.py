@@ -122,6 +122,7 @@ class HParams:
     hidden_act: str
     bos_token_id: int | None = None
     eos_token_id: int | None = None
+    rope_scaling: dict[str, Any] | None = None  # {"type": "linear" | "yarn", "factor", ...}; None: plain RoPE
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -141,8 +142,6 @@ class HParams:
         if not isinstance(rope, dict):
             raise BitpackError(f"{where}: 'rope_parameters' is {_shown(rope)}; expected an object")
         scaling = config.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
-        if scaling:
-            raise BitpackError(f"{where}: rope scaling {_shown(scaling)} is not supported (only the default RoPE)")
         values = {}
         for attr, key, kind, lo, hi, default in CONFIG_FIELDS:
             raw = config.get(key)
@@ -177,7 +176,8 @@ class HParams:
             eos = eos[0] if eos else None
         hp = cls(**values, tied=tied, hidden_act=hidden_act,
                  bos_token_id=_token_id(config.get("bos_token_id"), f"{where}: 'bos_token_id'"),
-                 eos_token_id=_token_id(eos, f"{where}: 'eos_token_id'"))
+                 eos_token_id=_token_id(eos, f"{where}: 'eos_token_id'"),
+                 rope_scaling=rope_scaling_from_config(scaling, values["context_length"], where))
         hp.check_consistent(where, {"n_heads": "num_attention_heads", "n_kv_heads": "num_key_value_heads",
                                     "head_dim": "head_dim", "hidden_size": "hidden_size"})
         return hp
@@ -198,15 +198,21 @@ class HParams:
             out["bos_token_id"] = self.bos_token_id
         if self.eos_token_id is not None:
             out["eos_token_id"] = self.eos_token_id
+        if self.rope_scaling is not None:
+            out["rope_scaling"] = rope_scaling_config(self.rope_scaling)
         return out
 
     # -- GGUF ------------------------------------------------------------------------
-    def gguf_kv(self, arch: str) -> list[tuple[str, Any, str]]:
-        """(key, value, type) for the hyper-parameter keys of ``arch``."""
+    def gguf_kv(self, arch: str, explicit_head_dim: bool = False) -> list[tuple[str, Any, str]]:
+        """(key, value, type) for the hyper-parameter keys of ``arch``; ``explicit_head_dim``
+        writes the key and value lengths even where llama.cpp would derive them (qwen3.md §1.1)."""
         kv = [(f"{arch}.{key}", getattr(self, attr), kind) for attr, key, kind, _ in TABLE]
-        if self.head_dim * self.n_heads != self.hidden_size:  # llama.cpp derives it otherwise (gguf.md §5)
+        if explicit_head_dim or self.head_dim * self.n_heads != self.hidden_size:  # else derived (gguf.md §5)
             kv += [(f"{arch}.attention.key_length", self.head_dim, U32),
                    (f"{arch}.attention.value_length", self.head_dim, U32)]
+        if self.rope_scaling is not None:
+            kv += [(f"{arch}.rope.scaling.{key}", self.rope_scaling[field_], kind)
+                   for field_, key, kind in ROPE_GGUF if field_ in self.rope_scaling]
         return kv
 
     @classmethod
@@ -242,7 +248,8 @@ class HParams:
             values["vocab_size"] = _checked(len(tokens), int, 1, MAX_VOCAB, f"{where}: GGUF key 'tokenizer.ggml.tokens' (count)")
         hp = cls(**values, tied=tied, hidden_act=hidden_act,
                  bos_token_id=_token_id(kv.get("tokenizer.ggml.bos_token_id"), f"{where}: GGUF key 'tokenizer.ggml.bos_token_id'"),
-                 eos_token_id=_token_id(kv.get("tokenizer.ggml.eos_token_id"), f"{where}: GGUF key 'tokenizer.ggml.eos_token_id'"))
+                 eos_token_id=_token_id(kv.get("tokenizer.ggml.eos_token_id"), f"{where}: GGUF key 'tokenizer.ggml.eos_token_id'"),
+                 rope_scaling=rope_scaling_from_gguf(kv, arch, values["context_length"], where))
         hp.check_consistent(where, {"n_heads": f"{arch}.attention.head_count",
                                     "n_kv_heads": f"{arch}.attention.head_count_kv",
                                     "head_dim": "head dimension", "hidden_size": f"{arch}.embedding_length"})
@@ -265,6 +272,8 @@ class HParams:
             return (self.vocab_size, self.hidden_size)
         if "ffn_sub_norm" in canonical:
             return (self.intermediate_size,)
+        if ".attn_q_norm." in canonical or ".attn_k_norm." in canonical:  # per head (qwen3.md §2)
+            return (self.head_dim,)
         return (self.hidden_size,)
 
     def float_shape_fits(self, canonical: str, shape: tuple[int, ...]) -> bool:
@@ -274,3 +283,81 @@ class HParams:
         if canonical in EMBEDDING_NAMES and len(shape) == 2 and shape[1] == want[1] and shape[0] >= want[0]:
             return True
         return tuple(shape) == want
+
+
+# -- RoPE scaling (qwen3.md §5) ----------------------------------------------------------
+# The normal form: {"type": "linear" | "yarn", "factor": s, "original_context_length": L_orig
+# (yarn), "attn_factor": a (yarn; 1.0 unless a GGUF says otherwise)}.
+ROPE_TYPES = ("linear", "yarn")
+# (normal-form field, GGUF key below "{arch}.rope.scaling.", value type)
+ROPE_GGUF = (("type", "type", "string"), ("factor", "factor", F32),
+             ("original_context_length", "original_context_length", U32), ("attn_factor", "attn_factor", F32))
+# config fields transformers uses and llama.cpp's qwen3 loader ignores (qwen3.md §5.4), with the
+# value under which both compute the same model
+DIVERGENT = {"beta_fast": 32.0, "beta_slow": 1.0, "extrapolation_factor": 1.0, "attention_factor": None,
+             "mscale": None, "mscale_all_dim": None, "truncate": True}
+
+
+def rope_scaling_from_config(scaling: Any, context: int, where: str) -> dict[str, Any] | None:
+    """The normal form of config.json's ``rope_scaling`` / ``rope_parameters``; a type or a
+    field that bitpack (or one of the runtimes) would compute differently is refused, named."""
+    if not scaling:
+        return None
+    if not isinstance(scaling, dict):
+        raise BitpackError(f"{where}: rope scaling is {_shown(scaling)}; expected an object")
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind in (None, "default"):
+        return None
+    if kind not in ROPE_TYPES:
+        raise BitpackError(f"{where}: rope scaling type {_shown(kind)} is not supported "
+                           f"(bitpack runs {', '.join(ROPE_TYPES)} and plain RoPE)")
+    for key, same in DIVERGENT.items():
+        if key in scaling and scaling[key] is not None and scaling[key] != same:
+            raise BitpackError(f"{where}: rope scaling sets {key} = {_shown(scaling[key])}, which transformers "
+                               "uses and llama.cpp's loader ignores (qwen3.md §5.4): the runtimes would compute "
+                               "different models, and bitpack does not convert it")
+    out = {"type": kind, "factor": _checked(scaling.get("factor"), float, 0.0, 1e6, f"{where}: rope scaling 'factor'")}
+    if kind == "yarn":
+        original = scaling.get("original_max_position_embeddings", context)
+        out["original_context_length"] = _checked(original, int, 1, MAX_CONTEXT,
+                                                  f"{where}: rope scaling 'original_max_position_embeddings'")
+        out["attn_factor"] = 1.0
+    return out
+
+
+def rope_scaling_from_gguf(kv: dict[str, Any], arch: str, context: int, where: str) -> dict[str, Any] | None:
+    """The normal form of ``{arch}.rope.scaling.*`` as llama.cpp's loader reads them: type
+    (default linear), factor (0 or absent: 1, i.e. none), original context (default the
+    trained context), attn_factor (default 1)."""
+    prefix = f"{arch}.rope.scaling."
+    kind = kv.get(prefix + "type", "linear")
+    if kind == "none":
+        return None
+    if kind not in ROPE_TYPES:
+        raise BitpackError(f"{where}: GGUF key '{prefix}type' is {_shown(kind)}; bitpack runs "
+                           f"{', '.join(ROPE_TYPES)} and none")
+    factor = kv.get(prefix + "factor")
+    factor = 0.0 if factor is None else _checked(factor, float, -1.0, 1e6, f"{where}: GGUF key '{prefix}factor'")
+    if factor in (0.0, 1.0) and kind == "linear":
+        return None
+    if factor <= 0:
+        raise BitpackError(f"{where}: GGUF key '{prefix}factor' is {factor}; expected a positive number")
+    out = {"type": kind, "factor": factor}
+    if kind == "yarn":
+        original = kv.get(prefix + "original_context_length", context)
+        out["original_context_length"] = _checked(original, int, 1, MAX_CONTEXT,
+                                                  f"{where}: GGUF key '{prefix}original_context_length'")
+        attn = kv.get(prefix + "attn_factor", 1.0)
+        out["attn_factor"] = _checked(attn, float, 0.0, 1e6, f"{where}: GGUF key '{prefix}attn_factor'")
+    return out
+
+
+def rope_scaling_config(scaling: dict[str, Any]) -> dict[str, Any]:
+    """config.json's ``rope_scaling`` for the normal form (what transformers reads)."""
+    out = {"rope_type": scaling["type"], "factor": scaling["factor"]}
+    if scaling["type"] == "yarn":
+        out["original_max_position_embeddings"] = scaling["original_context_length"]
+        if scaling.get("attn_factor", 1.0) != 1.0:
+            raise BitpackError(f"a YaRN attn_factor of {scaling['attn_factor']} has no config.json field that "
+                               "transformers applies the way llama.cpp does (qwen3.md §5.4)")
+    return out

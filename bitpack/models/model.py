@@ -76,6 +76,14 @@ class Entry:
     release: Callable[[], None] | None = None  # drop the source pages once the tensor is written
     source_scale: Callable[[], np.ndarray] | None = None  # a packed source's own weight_scale tensor
     all_zero: Callable[[], bool | None] | None = None  # every code 0, from the stored bytes (Codec.all_zero)
+    ternary: bool = False  # an embedding or head that loads as Ternary (weight-only graphs: qwen3.md §8.2)
+    # the rows lo:hi of an embedding or head, decoded without the rest (None: load() and slice)
+    load_rows: Callable[[int, int], Ternary | Float] | None = None
+
+    @property
+    def coded(self) -> bool:
+        """Stored as ternary codes and a scale: a projection, or a ternary embedding or head."""
+        return self.kind is Kind.TERNARY or self.ternary
 
     def scale_only(self, loaded: Ternary | None = None) -> Any:
         """The canonical scale, computed once: the source checks and the target's plan both
@@ -128,6 +136,7 @@ class Model:
     # checkpoint, or a BitStack reconstruction). The one place that tells the two apart.
     precision: str = "ternary"
     origin: dict[str, Any] | None = None  # where the files came from (a Hub repo and commit); receipts
+    float_reason: str | None = None  # why float projections are not ternary (the first off-grid group)
     stack: Any = None  # the block selection when the source is a BitStack stack
 
     @property
@@ -147,6 +156,11 @@ class Model:
     def ternary(self) -> list[Entry]:
         return [e for e in self.entries if e.kind is Kind.TERNARY]
 
+    @property
+    def coded(self) -> list[Entry]:
+        """Every tensor held as ternary codes: the projections, and a ternary embedding and head."""
+        return [e for e in self.entries if e.coded]
+
 
 def require_ternary(model: Model, target: str) -> None:
     """Refuse, up front, to write a full-precision model into a ternary format."""
@@ -155,7 +169,8 @@ def require_ternary(model: Model, target: str) -> None:
                            f"{target} holds ternary weights; convert the checkpoint the stack was made from, "
                            "or use --to bitstack to copy the stack into the other container (-o x.gguf)")
     if model.precision != "ternary":
-        raise BitpackError(f"{model.source} is a full-precision checkpoint and {target} holds ternary weights; "
+        why = f" ({model.float_reason})" if model.float_reason else ""
+        raise BitpackError(f"{model.source} is a full-precision checkpoint{why} and {target} holds ternary weights; "
                            "bitpack does not silently ternarize an ordinary model. Use --to bitstack to compress it")
 
 
