@@ -31,9 +31,12 @@ from ..codecs.base import GGUFCodec
 from ..containers.gguf_read import GGUFFile, GGUFTensor
 from ..containers.gguf_types import DIALECTS, codec_dialects, file_type, types
 from ..errors import BitpackError, CodecError, ScaleError, ShapeError
-from .arch import ALIASES, ARCHITECTURES, architecture
+from .arch import ALIASES, ARCHITECTURES, Kind, architecture, layer_count, slots
+from .floats import STORAGE
 from .gguf_source import _codec_params, _tensor_params
 from .gguf_target import GGUFPlan, PlannedTensor
+from .grid import OffGrid, on_grid
+from .model import Float
 
 # Keys that say the weights are stored rotated, and the dialects whose runtime undoes it
 # (qwen3.md §9.3): the PrismML fork from prism-v7 applies the inverse Hadamard transform.
@@ -58,16 +61,22 @@ def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
         plan.warnings.append(f"bitpack does not know architecture {f.architecture!r}: whether the {dialect} "
                              "runtime runs it is not checked, and verify compares tensors, not logits")
     source_params = _codec_params(f, str(f.path))
+    gridded = _grid_slots(f)
     refused, lossy = [], []
     for t in f.tensors:
         codec_name = f.codec_name(t)
-        if codec_name is None:
+        read = src = None
+        if codec_name is not None:
+            src = get_codec(codec_name, **_tensor_params(codec_name, t.name, _rows(t.shape), source_params, None,
+                                                          str(f.path)))
+            read = lambda t=t, src=src: src.decode(f.raw(t), _rows(t.shape))  # noqa: E731
+        elif t.name in gridded and f.type_name(t) in STORAGE:
+            read = _grid_reader(f, t, gridded[t.name], refused)
+        if read is None:
             plan.tensors.append(_copied(f, t, dialect))
             continue
-        src = get_codec(codec_name, **_tensor_params(codec_name, t.name, _rows(t.shape), source_params, None,
-                                                      str(f.path)))
         try:
-            planned, note = _repacked(f, t, src, codec0, dialect, allow_scale_rounding, allow_scale_merge)
+            planned, note = _repacked(f, t, read, src, codec0, dialect, allow_scale_rounding, allow_scale_merge)
         except (ShapeError, ScaleError, CodecError) as err:
             refused.append(f"{t.name}: {str(err).removeprefix(codec0.name + ' ')}")
             continue
@@ -138,18 +147,44 @@ def _copied(f: GGUFFile, t: GGUFTensor, dialect: str) -> PlannedTensor:
                          done=lambda n=t.name: f.release(n))
 
 
-def _repacked(f: GGUFFile, t: GGUFTensor, src, codec: GGUFCodec, dialect: str, allow_rounding: bool,
-              allow_merge: bool) -> tuple[PlannedTensor, str | None]:
-    """A ternary tensor re-encoded; its scale checked here, from a decode, so a refusal comes
-    before any output exists -- unless the layouts alone say every scale and code fits."""
+def _grid_slots(f: GGUFFile) -> dict[str, Kind]:
+    """The tensors of a weight-only graph that may be float on a ternary grid (Bonsai's F16
+    GGUF): its projections, embedding and head, by canonical name."""
+    if not _known(f.architecture) or not architecture(f.architecture).weight_only:
+        return {}
+    arch = architecture(f.architecture)
+    return {name: slot.kind for name, slot, _ in slots(arch, layer_count(t.name for t in f.tensors), tied=False)
+            if slot.kind is not Kind.NORM}
+
+
+def _grid_reader(f: GGUFFile, t: GGUFTensor, kind: Kind, refused: list[str]):
+    """The codes and scale of a float tensor on a ternary grid (grid.py), checked now; None for
+    an embedding or head off the grid (copied as float); a projection off the grid is refused."""
+    values = lambda: f.raw(t).view(STORAGE[f.type_name(t)]).reshape(_rows(t.shape))  # noqa: E731
+    try:
+        on_grid(Float(values(), f.type_name(t)).values if f.type_name(t) == "BF16" else values())
+    except OffGrid as err:
+        if kind is Kind.TERNARY:
+            refused.append(f"{t.name} is not ternary ({err}); a float model converts with --to bitstack")
+        return None
+    finally:
+        f.release(t.name)
+    return lambda: on_grid(Float(values(), f.type_name(t)).values if f.type_name(t) == "BF16" else values())
+
+
+def _repacked(f: GGUFFile, t: GGUFTensor, read: Callable[[], tuple[np.ndarray, Any]], src, codec: GGUFCodec,
+              dialect: str, allow_rounding: bool, allow_merge: bool) -> tuple[PlannedTensor, str | None]:
+    """A ternary tensor re-encoded (``read`` gives its codes and scale; ``src`` is its codec, None
+    for floats on a grid); its scale checked here, from a decode, so a refusal comes before any
+    output exists -- unless the layouts alone say every scale and code fits."""
     rows = _rows(t.shape)
     bound = codec.for_shape(rows)
     planned = PlannedTensor(t.name, t.shape, bound.ggml_name, bound.type_ids[dialect], bound.nbytes(rows),
-                            _producer(f, t.name, src, bound, rows, allow_rounding), bound.get_config(),
+                            _producer(read, bound, allow_rounding), bound.get_config(),
                             bound.bits_per_weight(rows), done=lambda n=t.name: f.release(n))
-    if always_exact(src, bound, rows[1]) and (not bound.codes_restricted or src.codes_restricted):
+    if src is not None and always_exact(src, bound, rows[1]) and (not bound.codes_restricted or src.codes_restricted):
         return planned, None
-    codes, scale = src.decode(f.raw(t), rows)
+    codes, scale = read()
     note, merged = None, None
     try:
         to_codec_scales(scale, codes, bound.scale_granularity, bound.group_size, bound.scale_dtype, bound.name)
@@ -167,14 +202,14 @@ def _repacked(f: GGUFFile, t: GGUFTensor, src, codec: GGUFCodec, dialect: str, a
     bound.check_codes(codes)
     f.release(t.name)
     if merged is not None:
-        planned.produce = _producer(f, t.name, src, bound, rows, allow_rounding, merged)
+        planned.produce = _producer(read, bound, allow_rounding, merged)
     return planned, note
 
 
-def _producer(f: GGUFFile, name: str, src, codec: GGUFCodec, rows: tuple[int, int],
-              allow_rounding: bool, merged: Any = None) -> Callable[[], np.ndarray]:
+def _producer(read: Callable[[], tuple[np.ndarray, Any]], codec: GGUFCodec, allow_rounding: bool,
+              merged: Any = None) -> Callable[[], np.ndarray]:
     def produce() -> np.ndarray:
-        codes, scale = src.decode(f.raw(name), rows)
+        codes, scale = read()
         if merged is not None:
             scale = merged  # planned and listed in the notes
         elif np.ndim(scale) == 0 and allow_rounding:
@@ -201,6 +236,15 @@ def knows_architecture(path: Path, dialect: str | None = None) -> bool:
     """Can bitpack build a model of this GGUF file (else it repacks it tensor by tensor)?"""
     with GGUFFile(path, dialect=dialect) as f:
         return _known(f.architecture)
+
+
+def repacks(path: Path, dialect: str | None = None) -> bool:
+    """Does GGUF -> GGUF go tensor by tensor, every other key and tensor copied as it is? For
+    architectures bitpack does not run, and for weight-only graphs (qwen3), whose files carry
+    keys (prism.*, the tokenizer's) that a rebuilt header would drop and whose every ternary
+    tensor, embedding and head included, re-encodes on its own."""
+    with GGUFFile(path, dialect=dialect) as f:
+        return not _known(f.architecture) or architecture(f.architecture).weight_only
 
 
 def compare_files(ref: GGUFFile, cand: GGUFFile) -> tuple[list[str], list[dict[str, Any]]]:

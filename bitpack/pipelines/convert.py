@@ -24,7 +24,7 @@ from ..errors import BitpackError, Terminated
 from ..models.arch import hf_name
 from ..models.checks import REVISION_HINT, degenerate_tensors, describe
 from ..models.floats import STORAGE
-from ..models.gguf_repack import knows_architecture, plan_repack
+from ..models.gguf_repack import plan_repack, repacks
 from ..models.gguf_target import plan_gguf, write_gguf
 from ..models.hf_target import plan_hf, write_hf
 from ..models.model import Model
@@ -146,7 +146,7 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     check_target_options(options, cls)
     if model is None and cls.container == "gguf" and not cls.lossy:
         source = resolve(src, options.revision, progress=options.show_downloads)
-        if sniff(source.path) == "gguf" and not knows_architecture(source.path, options.source_dialect):
+        if sniff(source.path) == "gguf" and repacks(source.path, options.source_dialect):
             return _repack(source, cls.name, options, progress, started)
     if model is None:
         model = open_model(src, dialect=options.source_dialect, tile_params=options.tile_params,
@@ -210,8 +210,8 @@ def _discard(out: Path, report: dict[str, Any]) -> None:
 
 def _repack(source: Source, codec: str, options: ConvertOptions, progress: Progress | None,
             started: float) -> dict[str, Any]:
-    """A GGUF file of an architecture bitpack does not run, to another GGUF codec: ternary
-    tensors re-encoded, everything else copied (models/gguf_repack.py)."""
+    """A GGUF file to another GGUF codec, tensor by tensor: ternary tensors re-encoded,
+    everything else copied (models/gguf_repack.py; ``repacks`` says which files go this way)."""
     hasher = Hasher([source.path]) if options.receipt else None
     out = options.output or default_output(source.path, codec, "gguf", source.origin.get("repo"))
     with GGUFFile(source.path, dialect=options.source_dialect) as f:
