@@ -56,6 +56,10 @@ class Executor:
         holds one projection at a time."""
         if numerics not in MODES:
             raise BitpackError(f"unknown numerics mode {numerics!r} (known: {', '.join(MODES)}, hf)")
+        if model.rotated:  # run as if plain, it would give fluent-looking wrong logits (qwen3.md §9.4)
+            raise BitpackError(f"{model.source} stores its weights Hadamard-rotated (key {model.rotated}); "
+                               "bitpack's executor does not apply the inverse transform, so it does not run this "
+                               "model or compare its logits (verify compares its tensors)")
         self.model = model
         self.n: Numerics = MODES[numerics]
         self.hp = model.hparams

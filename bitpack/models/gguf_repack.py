@@ -33,15 +33,11 @@ from ..containers.gguf_types import DIALECTS, codec_dialects, file_type, types
 from ..errors import BitpackError, CodecError, ScaleError, ShapeError
 from .arch import ALIASES, ARCHITECTURES, Kind, architecture, layer_count, slots
 from .floats import STORAGE
-from .gguf_source import _codec_params, _tensor_params
+from .gguf_source import ROTATING_DIALECTS, _codec_params, _tensor_params, rotation_key
 from .gguf_target import GGUFPlan, PlannedTensor
 from .grid import OffGrid, on_grid
 from .model import Float
 
-# Keys that say the weights are stored rotated, and the dialects whose runtime undoes it
-# (qwen3.md §9.3): the PrismML fork from prism-v7 applies the inverse Hadamard transform.
-ROTATION_PREFIX = "prism.hadamard."
-ROTATING_DIALECTS = ("prism",)
 # Keys the new file states for itself; everything else is the source's, copied as it is.
 OWN_KEYS = ("general.file_type", "general.alignment")
 OWN_PREFIX = "bitpack."
@@ -96,11 +92,6 @@ def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
                ("bitpack.source", json.dumps(source_info or {}, sort_keys=True), "string"),
                ("bitpack.version", __version__, "string")]
     return plan
-
-
-def rotation_key(keys: Any) -> str | None:
-    """The first key saying the weights are stored rotated (qwen3.md §9), if any."""
-    return next((k for k in keys if k.startswith(ROTATION_PREFIX)), None)
 
 
 def _dialect(f: GGUFFile, codec: GGUFCodec, dialect: str | None, allow_rotated: bool = False) -> str:

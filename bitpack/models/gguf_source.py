@@ -32,6 +32,16 @@ from .grid import read_on_grid
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
 
+# Keys that say the weights are stored rotated, and the dialects whose runtime undoes it
+# (qwen3.md §9.3): the PrismML fork from prism-v7 applies the inverse Hadamard transform.
+ROTATION_PREFIX = "prism.hadamard."
+ROTATING_DIALECTS = ("prism",)
+
+
+def rotation_key(keys: Any) -> str | None:
+    """The first key saying the weights are stored rotated (qwen3.md §9), if any."""
+    return next((k for k in keys if k.startswith(ROTATION_PREFIX)), None)
+
 
 def gguf_architecture(name: str | None, where: str) -> Architecture:
     """The graph named by a GGUF's general.architecture (aliases included), or a clear refusal."""
@@ -99,7 +109,7 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
         arch=arch, hparams=hp, entries=entries, files=[Path(path)],
         tokenizer_kv={k: (v, f.kv_types[k]) for k, v in f.kv.items() if k.startswith("tokenizer.")},
         dialect=f.dialect, codec_params=params, warnings=warnings,
-        precision="float" if float_reason else "ternary", float_reason=float_reason,
+        precision="float" if float_reason else "ternary", float_reason=float_reason, rotated=rotation_key(f.kv),
     )
 
 

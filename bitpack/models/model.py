@@ -137,6 +137,7 @@ class Model:
     precision: str = "ternary"
     origin: dict[str, Any] | None = None  # where the files came from (a Hub repo and commit); receipts
     float_reason: str | None = None  # why float projections are not ternary (the first off-grid group)
+    rotated: str | None = None  # the metadata key saying the weights are stored rotated (qwen3.md §9)
     stack: Any = None  # the block selection when the source is a BitStack stack
 
     @property

@@ -14,7 +14,8 @@ import numpy as np
 from ..codecs import get_codec, list_codecs
 from ..containers.gguf_read import GGUFFile
 from ..containers.gguf_types import DIALECTS
-from ..models.gguf_repack import ROTATING_DIALECTS, knows_architecture, rotation_key
+from ..models.gguf_repack import knows_architecture
+from ..models.gguf_source import ROTATING_DIALECTS, rotation_key
 from ..models.model import Float, Ternary
 from ..models.stack_source import is_stack, stack_report
 from .open import open_model, resolve, sniff

@@ -21,6 +21,7 @@ from ..errors import BitpackError
 from ..executor import executor
 from ..models.arch import Kind
 from ..models.gguf_repack import compare_files, knows_architecture
+from ..models.gguf_source import rotation_key
 from ..models.model import Float, Model, Ternary
 from .open import open_model, resolve, sniff
 
@@ -203,27 +204,31 @@ def _verdict(report: dict[str, Any], unjudged: bool) -> str:
 
 
 def _unknown_architecture(reference: Any, candidate: Any, *options: dict[str, Any] | None) -> str | None:
-    """The architecture of a GGUF side that bitpack cannot run, if any: such files are
-    compared tensor by tensor only."""
+    """Why a GGUF side cannot run in bitpack's executor, if it cannot: an architecture it does
+    not know, or weights stored rotated. Such files are compared tensor by tensor only."""
     for side, opts in zip((reference, candidate), options, strict=True):
         if isinstance(side, Model):
             continue
         path = resolve(side).path
-        if sniff(path) == "gguf" and not knows_architecture(path, (opts or {}).get("dialect")):
-            with GGUFFile(path, dialect=(opts or {}).get("dialect")) as f:
-                return f.architecture or "(none)"
+        if sniff(path) != "gguf":
+            continue
+        with GGUFFile(path, dialect=(opts or {}).get("dialect")) as f:
+            if not knows_architecture(path, (opts or {}).get("dialect")):
+                return f"bitpack's executor does not run architecture {f.architecture or '(none)'!r}"
+            if rotation_key(f.kv):
+                return (f"{path.name} stores its weights Hadamard-rotated ({rotation_key(f.kv)}), which bitpack's "
+                        "executor does not undo")
     return None
 
 
-def _verify_files(reference: Any, candidate: Any, arch: str, ref_opts: dict[str, Any] | None,
+def _verify_files(reference: Any, candidate: Any, why: str, ref_opts: dict[str, Any] | None,
                   cand_opts: dict[str, Any] | None, started: float) -> dict[str, Any]:
-    """Two GGUF files of an architecture the executor does not know: every tensor compared
-    (codes and scales of ternary ones, bytes of the rest); logits are not compared, and the
-    report says so."""
+    """Two GGUF files the executor cannot run (``why``): every tensor compared (codes and
+    scales of ternary ones, bytes of the rest); logits are not compared, and the report says so."""
     for side in (reference, candidate):
         if isinstance(side, Model) or sniff(resolve(side).path) != "gguf":
-            raise BitpackError(f"architecture {arch!r} is not one bitpack runs: it can compare two GGUF files of "
-                               "it tensor by tensor, not a GGUF file with another kind of source")
+            raise BitpackError(f"{why}: bitpack can compare two GGUF files of it tensor by tensor, not a GGUF "
+                               "file with another kind of source")
     with GGUFFile(resolve(reference).path, dialect=(ref_opts or {}).get("dialect")) as ref,             GGUFFile(resolve(candidate).path, dialect=(cand_opts or {}).get("dialect")) as cand:
         meta, tensors = compare_files(ref, cand)
     identical = not meta and not tensors
@@ -232,8 +237,7 @@ def _verify_files(reference: Any, candidate: Any, arch: str, ref_opts: dict[str,
             "tensor_differences": tensors[:20], "identical": identical, "max_abs_diff": None,
             "max_rel_diff": None, "top1_agreement": None, "kl": None, "logits_compared": False,
             "missed_thresholds": [], "verdict": "identical" if identical else "different",
-            "note": f"logits were not compared: bitpack's executor does not run architecture {arch!r}; "
-                    "every tensor was compared instead",
+            "note": f"logits were not compared: {why}; every tensor was compared instead",
             "passed": identical, "seconds": round(time.perf_counter() - started, 3)}
 
 
