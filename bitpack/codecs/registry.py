@@ -30,6 +30,7 @@ CODECS: dict[str, str] = {
     "iq1_bn": "bitpack.codecs.iq1_bn:IQ1_BN",
     "iq2_bn": "bitpack.codecs.iq2_bn:IQ2_BN",
     "iq2_bn_r4": "bitpack.codecs.iq2_bn_r4:IQ2_BN_R4",
+    "unpacked": "bitpack.codecs.unpacked:Unpacked",
     "bitstack": "bitpack.codecs.bitstack:BitStack",
 }
 ALIASES: dict[str, str] = {"i2_naive": "int8"}

@@ -28,7 +28,7 @@ from .arch import (
     slots,
 )
 from .floats import STORAGE
-from .grid import read_on_grid
+from .grid import read_grids
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
 
@@ -103,7 +103,7 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
     extra = sorted(present - used)
     if extra:
         raise BitpackError(f"{where}: tensors the {name} graph does not use: {', '.join(extra[:8])}")
-    float_reason = _read_grids(entries, arch, where)
+    float_reason = read_grids(entries, arch, where)
     return Model(
         source=str(path), container="gguf", layout=f"gguf {'/'.join(sorted({e.stored for e in entries if e.kind is Kind.TERNARY}))}",
         arch=arch, hparams=hp, entries=entries, files=[Path(path)],
@@ -112,18 +112,6 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
         precision="float" if float_reason else "ternary", float_reason=float_reason, rotated=rotation_key(f.kv),
     )
 
-
-def _read_grids(entries: list[Entry], arch: Architecture, where: str) -> str | None:
-    """A weight-only graph's float projections (Bonsai's F16 GGUF) are ternary when every one
-    lies on a ternary grid (grid.py); its float embedding and head each on their own."""
-    if not arch.weight_only:
-        return None
-    floats = [e for e in entries if e.kind is Kind.TERNARY and e.stored in STORAGE]
-    reason = read_on_grid(floats, where) if floats else None
-    for e in entries:
-        if e.kind in (Kind.EMBEDDING, Kind.HEAD) and e.stored in STORAGE:
-            read_on_grid([e], where)  # off the grid: a float table, as in BitNet models
-    return reason
 
 
 def _ternary_entry(f: GGUFFile, canonical: str, slot: Any, hp: HParams, arch: Any, params: dict[str, Any],

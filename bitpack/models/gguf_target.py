@@ -120,7 +120,7 @@ def plan_gguf(model: Model, codec_name: str, *, dialect: str | None = None,
     if embed_dtype is not None and embed_dtype not in EMBED_DTYPES:
         raise BitpackError(f"--embed-dtype must be one of {', '.join(EMBED_DTYPES)}")
 
-    codecs = fit_codec(model.ternary, codec0)  # every shape, all offenders at once
+    codecs = fit_codec(model.coded, codec0)  # every shape, all offenders at once
     plan = GGUFPlan(dialect, codec0.name, [], [], warnings=list(model.warnings))
     if codec0.codes_restricted:
         _check_codes(model, codec0)
@@ -134,7 +134,7 @@ def _plan_scales(model: Model, codec0: GGUFCodec, allow_rounding: bool, allow_me
                  plan: GGUFPlan) -> dict[str, str]:
     """Every projection's scale checked against what the codec can hold, and TQ's scale mode per
     tensor. A per-tensor target of per-tensor sources needs no pass (GGUF sources decode for it)."""
-    if codec0.scale_granularity != "tensor" or any(_block_scaled(e.stored) for e in model.ternary):
+    if codec0.scale_granularity != "tensor" or model.arch.weight_only or any(_block_scaled(e.stored) for e in model.coded):
         return _scale_modes(model, codec0, allow_rounding, allow_merge, plan)
     return {}
 
@@ -149,7 +149,10 @@ def _plan_tensors(model: Model, plan: GGUFPlan, codecs: dict[str, Any], scale_mo
         order = {e.name: qk_row_order(e.name, e.shape[0], hp.n_heads, hp.n_kv_heads, to_gguf=True)
                  for e in model.ternary}
     for e in model.entries:
-        if e.kind is Kind.TERNARY:
+        if e.coded:
+            if e.kind is not Kind.TERNARY and embed_dtype is not None:
+                raise BitpackError(f"--embed-dtype applies to float embeddings; {e.name} is ternary and is written "
+                                   f"as {codecs[e.name].name}, exactly")
             codec = codecs[e.name]
             if scale_modes.get(e.name) == "separate":
                 codec = get_codec(codec.name, scale_mode="separate")
@@ -180,7 +183,7 @@ def _plan_kv(model: Model, plan: GGUFPlan, name: str | None,
         ("general.name", name or model.name, "string"),
         ("general.file_type", file_type(plan.dialect, plan.codec), "u32"),
         ("general.quantization_version", 2, "u32"),
-        *model.hparams.gguf_kv(arch),
+        *model.hparams.gguf_kv(arch, explicit_head_dim=model.arch.weight_only),
         *gguf_tokenizer_kv(model, plan.warnings),
         ("bitpack.format_version", 1, "u32"),
         ("bitpack.dialect", plan.dialect, "string"),
@@ -207,8 +210,8 @@ def _scale_modes(model: Model, codec: GGUFCodec, allow_rounding: bool, allow_mer
     refused -- or, with allow_rounding, a per-tensor scale rounded to the codec's dtype and
     listed. A source with several scales per tensor is checked group by group, before writing."""
     modes, lossy = {}, []
-    plan.scales = read_scales(model.ternary)
-    for e in model.ternary:
+    plan.scales = read_scales(model.coded)
+    for e in model.coded:
         scale, modes[e.name] = plan.scales[e.name], "baked"
         if np.ndim(scale):  # the codec's groups must each hold one of the source's values
             try:
@@ -250,7 +253,7 @@ def _check_codes(model: Model, codec: GGUFCodec) -> None:
     """Every projection's codes must fit a codec that cannot hold all ternary codes (q1_0 is
     binary): decoded once each, all offenders listed, before anything is written."""
     refused = []
-    for e in model.ternary:
+    for e in model.coded:
         try:
             codec.check_codes(e.load().codes)
         except CodecError as err:
@@ -258,8 +261,8 @@ def _check_codes(model: Model, codec: GGUFCodec) -> None:
         finally:
             e.release()
     if refused:
-        raise BitpackError(f"{codec.name} cannot hold the codes of {len(refused)} of {len(model.ternary)} "
-                           f"projections: {'; '.join(refused[:3])}" + (f"; and {len(refused) - 3} more" if
+        raise BitpackError(f"{codec.name} cannot hold the codes of {len(refused)} of {len(model.coded)} "
+                           f"ternary tensors: {'; '.join(refused[:3])}" + (f"; and {len(refused) - 3} more" if
                                                                       len(refused) > 3 else ""))
 
 

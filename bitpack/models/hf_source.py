@@ -39,6 +39,7 @@ from .arch import (
     unknown_hf_names,
 )
 from .conventions import CONVENTIONS, DEFAULT, LINEAR_CLASSES, OWN, resolve_linear_class
+from .grid import read_grids
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
 from .ternarize import FORMATS, absmean_scale, absmean_stored
@@ -75,7 +76,7 @@ def hf_architecture(hp: HParams, names: Iterable[str], where: str, config: dict[
         raise BitpackError(f"{where}: config.json names {' and '.join(unknown)}, an architecture bitpack has no "
                            f"table for; name the graph to read it as ({', '.join(ARCHITECTURES)}) if it is one of them")
     has_sub = any(".attn_sub_norm." in n or ".inner_attn_ln." in n for n in names)
-    arch = decide(hp.hidden_act, has_sub)
+    arch = decide(hp.hidden_act, has_sub, (config or {}).get("model_type"))
     if arch is None:
         raise BitpackError(
             f"{where}: unsupported architecture (hidden_act {hp.hidden_act!r}, "
@@ -114,6 +115,9 @@ def open_hf(path: Path, scale_convention: str | None = None, architecture: str |
     tokenizer_dir = folder if tokenizer_files(folder) else None
     if tokenizer_dir is not None:
         check_tokenizer(tokenizer_dir, hp.vocab_size)
+    float_reason = read_grids(entries, arch, where) if layout == "float" else None
+    if layout == "float" and arch.weight_only and float_reason is None:
+        layout = "unpacked"  # every projection on a ternary grid: a ternary model stored as floats
     return Model(
         source=str(path), container="safetensors",
         layout=_layout_label(layout, linear_class, codec_name, entries),
@@ -121,7 +125,7 @@ def open_hf(path: Path, scale_convention: str | None = None, architecture: str |
         config=config, tokenizer_dir=tokenizer_dir,
         linear_class=linear_class, warnings=warnings,
         source_scale_dtype=_scale_dtype(ckpt, entries) if layout == "packed" else None,
-        precision="float" if layout == "float" else "ternary",
+        precision="float" if layout == "float" else "ternary", float_reason=float_reason,
     )
 
 
@@ -225,15 +229,18 @@ def _leftovers(read: _Reading, hp: HParams) -> list[str]:
 
 
 def _refuse_biases(config: dict[str, Any], where: str) -> None:
-    """Projection biases (attention_bias / mlp_bias) have no place in the canonical model."""
-    biased = [key for key in ("attention_bias", "mlp_bias") if config.get(key) not in (None, False)]
+    """Projection biases (attention_bias / mlp_bias) have no place in the canonical model, and
+    sliding-window attention is not in llama.cpp's qwen3 graph (qwen3.md §1.1)."""
+    biased = [key for key in ("attention_bias", "mlp_bias", "use_sliding_window") if config.get(key) not in (None, False)]
     if biased:
         raise BitpackError(f"{where}: config.json sets {' and '.join(biased)} true; bitpack does not support "
-                           "projection biases")
+                           "projection biases or sliding-window attention")
 
 
 def _is_bitnet(config: dict[str, Any], arch: str) -> bool:
     """Whether float projections are BitNet master weights rather than an ordinary model."""
+    if architecture(arch).weight_only:  # nn.Linear layers: floats are weights, on a ternary grid or not
+        return False
     if arch != "llama" or config.get("quantization_config"):
         return True
     if not isinstance(config.get("architectures") or [], list):
@@ -402,9 +409,9 @@ def _check_shapes(entries: list[Entry], hp: HParams, where: str) -> None:
 
 
 def _layout_label(layout: str, linear_class: str | None, codec: str | None, entries: list[Entry]) -> str:
-    if layout in ("master", "float"):
+    if layout in ("master", "float", "unpacked"):
         dtypes = "/".join(sorted({e.stored for e in entries if e.kind is Kind.TERNARY}))
-        return f"master weights ({dtypes})" if layout == "master" else f"full precision ({dtypes})"
+        return {"master": "master weights", "float": "full precision", "unpacked": "unpacked ternary"}[layout] + f" ({dtypes})"
     if layout == "packed":
         return f"hf_packed ({linear_class})"
     return f"bitpack {codec}"

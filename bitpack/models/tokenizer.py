@@ -25,7 +25,12 @@ LLAMA3_PATTERN = (
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
     "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 )
-KNOWN_PRE = {LLAMA3_PATTERN: "llama-bpe"}
+# Qwen2 / Qwen3: as Llama 3's but digits one at a time (llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2)
+QWEN2_PATTERN = (
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+    "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
+KNOWN_PRE = {LLAMA3_PATTERN: "llama-bpe", QWEN2_PATTERN: "qwen2"}
 # A lone ByteLevel pre-tokenizer with use_regex (tokenizers' default) splits with GPT-2's own
 # regex, exactly the one llama.cpp runs for pre "gpt-2" (llama-vocab.cpp,
 # LLAMA_VOCAB_PRE_TYPE_GPT2); convert_hf_to_gguf.py writes "gpt-2" for openai-community/gpt2.

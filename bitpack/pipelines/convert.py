@@ -267,7 +267,7 @@ def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, prog
             sum(math.prod(t.shape) * DTYPES[t.dtype].itemsize for t in plan.tensors))
     written = write_hf(plan, out, overwrite=options.overwrite, protect=[Path(f) for f in model.files],
                        progress=progress)
-    logical = {hf_name(e.name): e.shape for e in model.ternary}
+    logical = {hf_name(e.name): e.shape for e in model.coded}
     linear_class = plan.config["quantization_config"].get("linear_class")
     return {
         "tensors": [{"name": t.name, "dtype": t.dtype, "codec": t.codec,
