@@ -8,6 +8,9 @@ values. Which BitLinear runs depends on the checkpoint: ``autobitlinear`` offlin
 multiply), online (masters: W_dq = bf16(t / s_q)), or ``bitlinear`` (packed, divide by
 the stored weight_scale).
 
+Weight-only ternary models (qwen3): Qwen3ForCausalLM in float32 (``dtype=torch.float32``),
+every projection an ``nn.Linear`` whose weight is s x t.
+
 Full-precision models (``Model.precision == "float"``): LlamaForCausalLM loaded with
 ``dtype`` = the projections' stored dtype (F16 -> float16, BF16 -> bfloat16, F32 ->
 float32; else config.json's ``torch_dtype``). Every tensor is held in that dtype, every op
@@ -136,14 +139,14 @@ class HFExecutor(Executor):
 def _float_model_dtype(model: Model) -> str:
     """The dtype transformers would run a full-precision model in: its projections' stored
     dtype, else config.json's torch_dtype."""
+    if model.arch.weight_only and model.precision == "ternary":
+        return "F32"  # Qwen3ForCausalLM loaded with dtype=torch.float32, where s x t and the activations are exact
     stored = {e.stored for e in model.ternary}
     if len(stored) == 1 and stored <= set(TORCH_DTYPES.values()):
         return stored.pop()
     declared = (model.config or {}).get("torch_dtype") or (model.config or {}).get("dtype")
     if declared in TORCH_DTYPES:
         return TORCH_DTYPES[declared]
-    if model.arch.weight_only:  # packed ternary (a GGUF): transformers would run the unpacked weights in float32
-        return "F32"
     raise BitpackError(f"hf numerics: cannot tell which dtype transformers would run {model.source} in "
                        f"(projections stored as {', '.join(sorted(stored))}, no torch_dtype in config.json)")
 

@@ -257,7 +257,7 @@ def _layout(config: dict[str, Any], ckpt: Checkpoint, where: str,
     codec = meta.get("bitpack.codec")
     if codec in ("int8", "i2_packed"):
         return "bitpack", None, codec
-    if codec not in (None, "hf_packed"):  # hf_packed reads like any transformers checkpoint
+    if codec not in (None, "hf_packed", "unpacked"):  # these read like any transformers checkpoint
         raise BitpackError(f"{where}: bitpack.codec {codec!r} is not a safetensors ternary layout")
     qc = config.get("quantization_config")
     if qc is None:

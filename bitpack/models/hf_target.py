@@ -25,7 +25,7 @@ from ..errors import BitpackError
 from ..parallel import write_in_order
 from .arch import Kind, hf_name
 from .conventions import LINEAR_CLASSES, resolve_linear_class
-from .floats import round_to, stored_as
+from .floats import exact_in, round_through, round_to, stored_as
 from .gguf_vocab import hf_tokenizer_files
 from .model import Float, Model, fit_codec, read_scales, require_ternary, single_scales
 
@@ -61,6 +61,10 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
     codec = get_codec(codec_name)
     if not isinstance(codec, SafetensorsCodec):
         raise BitpackError(f"{codec_name} is a GGUF layout; write it as a .gguf file")
+    if getattr(codec, "floats", False):
+        plan = _plan_unpacked(model, source_info)
+        _carry_tokenizer(model, plan)
+        return plan
     if scale_dtype not in SCALE_DTYPES:
         raise BitpackError(f"--scale-dtype must be one of {', '.join(SCALE_DTYPES)}")
     fit_codec(model.ternary, codec)
@@ -111,6 +115,12 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
         "bitpack.source": json.dumps(source_info or {"name": Path(model.source).name}, sort_keys=True),
         "bitpack.version": __version__,
     }
+    _carry_tokenizer(model, plan)
+    return plan
+
+
+def _carry_tokenizer(model: Model, plan: HFPlan) -> None:
+    """The source's HF tokenizer files, or a GGUF source's vocabulary rebuilt as HF files."""
     if model.tokenizer_dir is not None:
         plan.copy = tokenizer_files(model.tokenizer_dir)
     elif model.tokenizer_kv:  # a GGUF source: its vocabulary, rebuilt as HF files
@@ -121,7 +131,54 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
     else:
         plan.warnings.append("the source carries no HF tokenizer files; the output directory has none "
                              "(copy tokenizer.json / tokenizer.model from the original model)")
+
+
+TORCH_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
+
+
+def _plan_unpacked(model: Model, source_info: dict[str, Any] | None) -> HFPlan:
+    """An ordinary transformers checkpoint of a weight-only model (qwen3.md §8.3): every ternary
+    tensor as its values s x t, every tensor in one float dtype -- the narrowest that holds every
+    value exactly -- so that transformers, casting to torch_dtype on load, changes nothing."""
+    if not model.arch.weight_only:
+        raise BitpackError(f"unpacked writes weight-only models (qwen3); a {model.arch.name} runtime re-ternarizes "
+                           "float weights online with its own absmean, which need not give these codes back. "
+                           "Write hf_packed (transformers' BitNet layout) instead")
+    scales = read_scales(model.coded)
+    dtype = next(d for d in ("F16", "BF16", "F32") if _holds(model, scales, d))
+    codec = get_codec("unpacked", dtype=dtype.lower())
+    fit_codec(model.coded, codec)
+    plan = HFPlan(codec.name, {}, {}, [], [], warnings=list(model.warnings))
+    for e in model.entries:
+        produce = (lambda e=e: codec.encode(*_loaded(e)).view(codec.stored_dtype).reshape(e.shape)) if e.coded \
+            else (lambda e=e: stored_as(e.load(), dtype))
+        plan.tensors.append(Planned(hf_name(e.name), dtype, e.shape, produce, done=e.release))  # plain floats
+    plan.config = hf_config(model, TORCH_DTYPES[dtype])
+    plan.metadata = {"format": "pt", "bitpack.format_version": "1", "bitpack.codec": codec.name,
+                     "bitpack.source": json.dumps(source_info or {"name": Path(model.source).name}, sort_keys=True),
+                     "bitpack.version": __version__}
     return plan
+
+
+def _loaded(e) -> tuple[np.ndarray, Any]:
+    t = e.load()
+    return t.codes, t.scale
+
+
+def _holds(model: Model, scales: dict[str, Any], dtype: str) -> bool:
+    """Does ``dtype`` hold every ternary value (its scales) and every float tensor exactly?"""
+    for value in scales.values():
+        values = np.asarray(value, dtype=np.float32)
+        if (round_through(values, dtype) != values).any():
+            return False
+    for e in model.entries:
+        if not e.coded:
+            held = exact_in(e.load(), dtype)
+            if e.release:
+                e.release()
+            if not held:
+                return False
+    return True
 
 
 def write_hf(plan: HFPlan, out_dir: Path, *, overwrite: bool, protect: list[Path],

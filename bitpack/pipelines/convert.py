@@ -268,7 +268,7 @@ def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, prog
     written = write_hf(plan, out, overwrite=options.overwrite, protect=[Path(f) for f in model.files],
                        progress=progress)
     logical = {hf_name(e.name): e.shape for e in model.coded}
-    linear_class = plan.config["quantization_config"].get("linear_class")
+    linear_class = plan.config.get("quantization_config", {}).get("linear_class")  # none: unpacked floats
     return {
         "tensors": [{"name": t.name, "dtype": t.dtype, "codec": t.codec,
                      "bits_per_weight": round(get_codec(t.codec).bits_per_weight(logical[t.name]), 4)
