@@ -9,9 +9,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
+from pathlib import Path
 
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Receipts remember input digests in a user cache; tests keep theirs out of the home folder.
@@ -49,3 +53,28 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("refused_case", cases, ids=[repr(shape) for shape, _ in cases])
     if "golden_file" in metafunc.fixturenames:  # codec_suite.Golden2026Checks
         metafunc.parametrize("golden_file", cls.golden_files())
+
+
+# -- the tiny Ternary-Bonsai-shaped qwen3 models (fixtures/make_qwen3_fixtures.py) -----------
+# Generated once per session into a temporary folder (17 MB: not committed).
+GENERATOR = Path(__file__).resolve().parents[1] / "fixtures" / "make_qwen3_fixtures.py"
+
+
+def make_qwen3(out_dir: Path) -> dict[str, Path]:
+    spec = importlib.util.spec_from_file_location("make_qwen3_fixtures", GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make(out_dir)
+
+
+@pytest.fixture(scope="session")
+def qwen3(tmp_path_factory) -> dict[str, Path]:
+    """{"qwen3-tied-unpacked": dir, "qwen3-tied-F16": .gguf, "qwen3-tied-Q2_0-legacy": .gguf, ...
+    (tied, untied, yarn), "expected": .npz}."""
+    return make_qwen3(tmp_path_factory.mktemp("qwen3"))
+
+
+@pytest.fixture(scope="session")
+def expected(qwen3) -> dict:
+    with np.load(qwen3["expected"]) as z:
+        return {k: z[k] for k in z.files}

@@ -24,7 +24,6 @@ block layout of formats-2026.md §3) or with gguf-py; transformers and llama.cpp
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 from pathlib import Path
 
@@ -33,7 +32,8 @@ import pytest
 from oracles import require
 
 ROOT = Path(__file__).resolve().parents[1]
-GENERATOR = ROOT / "fixtures" / "make_qwen3_fixtures.py"
+from conftest import GENERATOR, make_qwen3  # noqa: F401 - the qwen3 and expected fixtures live there
+
 VARIANTS = ("qwen3-tied", "qwen3-untied", "qwen3-yarn")
 LAYERS, HIDDEN, FFN, VOCAB, HEAD_DIM, GROUP = 2, 256, 384, 320, 64, 128
 TOKENS = [317, 5, 250, 13, 99, 1, 0, 255, 128, 64, 32, 16, 8, 300, 11]  # 317 = <|endoftext|>
@@ -42,24 +42,6 @@ TEXTS = (
     "<|im_start|>user\nCan't we   tab\there?<|im_end|>\n",
     "",
 )
-
-
-def make_qwen3(out_dir: Path) -> dict[str, Path]:
-    spec = importlib.util.spec_from_file_location("make_qwen3_fixtures", GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make(out_dir)
-
-
-@pytest.fixture(scope="module")
-def qwen3(tmp_path_factory) -> dict[str, Path]:
-    return make_qwen3(tmp_path_factory.mktemp("qwen3"))
-
-
-@pytest.fixture(scope="module")
-def expected(qwen3) -> dict[str, np.ndarray]:
-    with np.load(qwen3["expected"]) as z:
-        return {k: z[k] for k in z.files}
 
 
 def ternary_names(variant: str) -> list[str]:

@@ -221,7 +221,8 @@ def merge_scales(scale: Any, codes: np.ndarray, granularity: str, group: int | N
     used = n > 0
     hi = np.where(used, s, -np.inf).max(axis=2)
     lo = np.where(used, s, np.inf).min(axis=2)
-    ratio = float(np.max(np.where(total > 0, hi / np.where(lo > 0, lo, np.inf), 1.0), initial=1.0))
+    used_groups = total > 0  # an all-zero target group merges nothing (and has no ratio to divide)
+    ratio = float(np.max(hi[used_groups] / np.where(lo[used_groups] > 0, lo[used_groups], np.inf), initial=1.0))
     # |W|^2 = sum n_i s_i^2 (each nonzero code is +-1); |W' - W|^2 = sum n_i (s' - s_i)^2
     err2 = (n * (merged[..., None].astype(np.float64) - s) ** 2).sum()
     ref2 = (n * s**2).sum()

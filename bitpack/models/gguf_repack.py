@@ -58,7 +58,7 @@ def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
                              "runtime runs it is not checked, and verify compares tensors, not logits")
     source_params = _codec_params(f, str(f.path))
     gridded = _grid_slots(f)
-    refused, lossy = [], []
+    refused, lossy, scales_refused = [], [], False
     for t in f.tensors:
         codec_name = f.codec_name(t)
         read = src = None
@@ -75,15 +75,17 @@ def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
             planned, note = _repacked(f, t, read, src, codec0, dialect, allow_scale_rounding, allow_scale_merge)
         except (ShapeError, ScaleError, CodecError) as err:
             refused.append(f"{t.name}: {str(err).removeprefix(codec0.name + ' ')}")
+            scales_refused |= isinstance(err, ScaleError)
             continue
         plan.tensors.append(planned)
         if note:
             lossy.append(note)
-    if refused:
+    if refused:  # the lossy flags only where a scale (not a shape or code) was the reason
+        hint = (". --allow-scale-rounding rounds per-tensor scales; --allow-scale-merge merges differing scales "
+                "(both lossy, each tensor listed)") if scales_refused else ""
         raise BitpackError(f"{codec0.name} cannot hold {len(refused)} tensors of {f.path} exactly: "
                            + "; ".join(refused[:4]) + (f"; and {len(refused) - 4} more" if len(refused) > 4 else "")
-                           + ". --allow-scale-rounding rounds per-tensor scales; --allow-scale-merge merges "
-                           "differing scales (both lossy, each tensor listed)")
+                           + hint)
     plan.notes.extend(lossy)
     plan.kv = [*_copied_kv(f), ("general.file_type", file_type(dialect, codec0.name), "u32"),
                ("bitpack.format_version", 1, "u32"), ("bitpack.dialect", dialect, "string"),

@@ -1,0 +1,204 @@
+"""Ternary Bonsai and the Qwen3 family end to end (issue 12; spec qwen3.md, formats-2026.md).
+
+Every published layout of a tiny Bonsai-shaped qwen3 model (fixtures/make_qwen3_fixtures.py: the
+legacy group-128 GGUF under id 42, the F16 GGUF, the HF "-unpacked" checkpoint; tied, untied and
+YaRN variants) is read into the same canonical tensors the generator computed, converts exactly
+to q2_0 / pq2_0 / ptq1_0 / unpacked, and every step verifies identical with max diff 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_runner import bitpack
+
+from bitpack.codecs import get_codec
+from bitpack.containers.gguf_read import GGUFFile
+from bitpack.containers.gguf_write import GGUFWriter
+from bitpack.errors import BitpackError
+from bitpack.executor import executor
+from bitpack.models.hparams import HParams
+from bitpack.pipelines.convert import ConvertOptions, convert
+from bitpack.pipelines.open import open_model
+from bitpack.pipelines.verify import verify
+
+VARIANTS = ("qwen3-tied", "qwen3-untied", "qwen3-yarn")
+LAYOUTS = ("unpacked", "F16", "Q2_0-legacy")
+TOKENS = [1, 5, 42, 7, 99, 200, 13, 64, 3, 17, 250, 101, 9, 77, 300, 2]
+
+
+def out(tmp_path: Path, src: Path, codec: str, **options) -> Path:
+    path = tmp_path / f"{src.name.split('.')[0]}-{codec}{'' if codec == 'unpacked' else '.gguf'}"
+    convert(src, codec, ConvertOptions(output=path, overwrite=True, receipt=False, **options))
+    return path
+
+
+def rewritten(src: Path, dst: Path, *, extra_kv=(), change=None) -> Path:
+    """A copy of a GGUF file with keys added and one tensor's bytes changed by ``change(name, raw)``."""
+    with GGUFFile(src) as f, GGUFWriter(dst) as w:
+        for key, value in f.kv.items():
+            if key != "general.alignment":
+                w.add_kv(key, value, f.kv_types[key])
+        for key, value, vtype in extra_kv:
+            w.add_kv(key, value, vtype)
+        for t in f.tensors:
+            w.add_tensor(t.name, t.shape, t.type_id, t.nbytes)
+        w.write_header()
+        for t in f.tensors:
+            raw = f.raw(t).copy()
+            w.write_tensor(t.name, change(t.name, raw) if change else raw)
+    return dst
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_published_layout_reads_as_the_generators_ternary_tensors(qwen3, expected, variant, layout):
+    model = open_model(qwen3[f"{variant}-{layout}"])
+    assert model.arch.name == "qwen3" and model.precision == "ternary"
+    assert (model.hparams.rope_scaling is not None) == (variant == "qwen3-yarn")
+    coded = {e.name: e for e in model.coded}
+    assert set(coded) == {k.split("/")[1] for k in expected if k.startswith(variant + "/")}
+    for name, e in coded.items():
+        t = e.load()
+        codes, scale = expected[f"{variant}/{name}/codes"], expected[f"{variant}/{name}/scale"]
+        np.testing.assert_array_equal(t.codes, codes)
+        np.testing.assert_array_equal(t.values, codes * np.repeat(scale, 128, axis=1))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_legacy_to_q2_0_to_pq2_0_to_ptq1_0_to_unpacked_is_identical_at_every_step(qwen3, tmp_path, variant):
+    chain = [qwen3[f"{variant}-Q2_0-legacy"]]
+    for codec in ("q2_0", "pq2_0", "ptq1_0", "unpacked"):
+        chain.append(out(tmp_path, chain[-1], codec))
+    for ref, cand in zip(chain, chain[1:]):
+        report = verify(ref, cand)
+        assert report["identical"] and report["max_abs_diff"] == 0, (ref, cand, report)
+        assert report.get("logits_compared", True)
+    with GGUFFile(chain[1]) as f:  # mainline's Q2_0, embedding and head included
+        assert f.dialect == "mainline" and {f.type_name(t) for t in f.tensors} == {"Q2_0", "F32"}
+        assert f.kv["qwen3.attention.key_length"] == 64
+
+
+@pytest.mark.parametrize("layout", ("unpacked", "F16"))
+def test_float_sources_convert_exactly_and_verify_against_the_legacy_file(qwen3, tmp_path, layout):
+    q2 = out(tmp_path, qwen3[f"qwen3-untied-{layout}"], "q2_0")
+    report = verify(qwen3["qwen3-untied-Q2_0-legacy"], q2)
+    assert report["identical"] and report["max_abs_diff"] == 0
+
+
+def test_tq_is_refused_naming_the_group_and_merging_is_lossy_and_reported(qwen3, tmp_path):
+    src = qwen3["qwen3-tied-Q2_0-legacy"]
+    with pytest.raises(BitpackError, match=r"tq2_0 cannot hold .*group 0 holds weights with different scales"
+                                           r".*ffn_down.weight: cannot encode shape \(256, 384\)"):
+        out(tmp_path, src, "tq2_0")
+    merged = tmp_path / "merged.gguf"  # iq2_bn (ik_llama.cpp): one f32 scale per row, any K % 64
+    report = convert(src, "iq2_bn", ConvertOptions(output=merged, receipt=False, allow_scale_merge=True))
+    assert report["rounded"] and all("relative weight error" in n for n in report["rounded"])
+    assert not verify(src, merged)["identical"]
+
+
+def test_a_projection_off_the_grid_is_float_and_refused_for_ternary_targets(qwen3, tmp_path):
+    def nudge(name, raw):
+        if name == "blk.1.ffn_up.weight":
+            values = raw.view("<f2").reshape(384, 256)
+            values[7, 130] = np.float16(values[7, 130]) * np.float16(1.5) + np.float16(0.001)
+        return raw
+
+    bad = rewritten(qwen3["qwen3-tied-F16"], tmp_path / "bad-F16.gguf", change=nudge)
+    model = open_model(bad)
+    assert model.precision == "float" and "blk.1.ffn_up.weight" in model.float_reason
+    assert "row 7, group of 32 4" in model.float_reason
+    with pytest.raises(BitpackError, match=r"blk.1.ffn_up.weight is not ternary \(row 7, group of 32 4"):
+        out(tmp_path, bad, "q2_0")
+    done = bitpack("convert", bad, "--to", "unpacked", "-o", tmp_path / "u")
+    assert done.returncode == 2 and "full-precision" in done.stderr and "blk.1.ffn_up.weight" in done.stderr
+    assert not (tmp_path / "u").exists() and "Traceback" not in done.stderr
+
+
+def test_rotated_weights_are_never_run_as_plain_and_go_only_to_the_fork(qwen3, tmp_path):
+    from bitpack.containers.gguf_kv import ValueType as V
+
+    # Bonsai 2 files are prism-v7 files (PQ2_0, id 142); a legacy id-42 file with these keys is
+    # contradictory evidence, which dialect detection refuses
+    rotated = rewritten(out(tmp_path, qwen3["qwen3-tied-Q2_0-legacy"], "pq2_0"), tmp_path / "rot.gguf",
+                        extra_kv=[("prism.hadamard.version", 1, V.UINT32),
+                                  ("prism.hadamard.block_size", 128, V.UINT32)])
+    with pytest.raises(BitpackError, match="prism.hadamard.version"):
+        executor(open_model(rotated)).forward(TOKENS)
+    with pytest.raises(BitpackError, match="Hadamard-rotated"):  # stock llama.cpp would write wrong text
+        out(tmp_path, rotated, "q2_0", dialect="mainline")
+    with GGUFFile(out(tmp_path, rotated, "q2_0")) as f:  # by default, for the fork, which undoes it
+        assert f.dialect == "prism" and "prism.hadamard.version" in f.kv
+    pq = out(tmp_path, rotated, "pq2_0")  # the fork undoes the rotation: every key carried
+    with GGUFFile(pq) as f:
+        assert f.kv["prism.hadamard.block_size"] == 128 and f.dialect == "prism"
+    report = verify(rotated, pq)
+    assert report["identical"] and report["logits_compared"] is False and "Hadamard" in report["note"]
+
+
+def test_unpacked_is_an_ordinary_checkpoint_and_refused_for_bitnet(qwen3, tmp_path):
+    un = out(tmp_path, qwen3["qwen3-untied-Q2_0-legacy"], "unpacked")
+    config = json.loads((un / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3ForCausalLM"] and config["torch_dtype"] == "float16"
+    assert "quantization_config" not in config and not config["tie_word_embeddings"]
+    assert (un / "tokenizer.json").is_file()
+    models = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+    with pytest.raises(BitpackError, match="unpacked writes weight-only models"):
+        out(tmp_path, models / "b158-packed", "unpacked")
+
+
+def test_unpacked_codec_keeps_every_granularity_and_refuses_what_its_dtype_cannot_hold():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(-1, 2, (8, 256)).astype(np.int8)
+    group = rng.uniform(0.01, 0.05, (8, 2)).astype(np.float16).astype(np.float32)
+    for dtype in ("f16", "bf16", "f32"):
+        codec = get_codec("unpacked", dtype=dtype)
+        back, scale = codec.decode(codec.encode(codes, np.float32(0.5)), codes.shape)
+        assert np.array_equal(back, codes) and scale == np.float32(0.5)
+    codec = get_codec("unpacked")
+    back, scale = codec.decode(codec.encode(codes, group), codes.shape)
+    assert np.array_equal(back, codes) and np.array_equal(scale, group)
+    with pytest.raises(Exception, match="f16"):
+        codec.encode(codes, np.float32(0.1))  # 0.1 is not an f16 value
+
+
+def test_a_ternary_tables_rows_decode_alone_to_the_whole_tables_rows(qwen3):
+    for layout in ("Q2_0-legacy", "F16"):
+        e = open_model(qwen3[f"qwen3-untied-{layout}"]).entry("output.weight")
+        whole = e.load()
+        part = e.load_rows(100, 164)
+        np.testing.assert_array_equal(part.values, whole.values[100:164])
+
+
+@pytest.mark.parametrize("rope, match", [
+    ({"rope_type": "dynamic", "factor": 2.0}, "type 'dynamic' is not supported"),
+    ({"rope_type": "yarn", "factor": 4.0, "beta_fast": 16}, "beta_fast = 16"),
+    ({"rope_type": "yarn", "factor": 4.0, "attention_factor": 1.2}, "attention_factor"),
+    ({"rope_type": "yarn", "factor": -1}, "'factor' is -1"),
+])
+def test_rope_scaling_the_runtimes_compute_differently_is_refused_named(rope, match):
+    config = {"hidden_size": 256, "intermediate_size": 384, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "vocab_size": 320, "rms_norm_eps": 1e-6, "hidden_act": "silu", "rope_scaling": rope}
+    with pytest.raises(BitpackError, match=match):
+        HParams.from_config(config, "x")
+
+
+def test_yarn_is_carried_between_config_json_and_gguf(qwen3, tmp_path):
+    q2 = out(tmp_path, qwen3["qwen3-yarn-unpacked"], "q2_0")
+    with GGUFFile(q2) as f:
+        assert f.kv["qwen3.rope.scaling.type"] == "yarn" and f.kv["qwen3.rope.scaling.factor"] == 4.0
+        assert f.kv["qwen3.rope.scaling.original_context_length"] == 1024
+    un = out(tmp_path, q2, "unpacked")
+    rope = json.loads((un / "config.json").read_text())["rope_scaling"]
+    assert rope == {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024}
+    plain = executor(open_model(qwen3["qwen3-tied-Q2_0-legacy"])).forward(TOKENS)
+    yarn = executor(open_model(q2)).forward(TOKENS)
+    assert np.abs(plain - yarn).max() > 1e-2  # same weights: YaRN alone moves the logits
+
+
+def test_inspect_reports_the_detected_granularity_of_float_sources(qwen3):
+    done = bitpack("inspect", qwen3["qwen3-tied-unpacked"])
+    assert done.returncode == 0 and "unpacked ternary" in done.stdout and "qwen3" in done.stdout
