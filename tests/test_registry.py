@@ -5,11 +5,12 @@ import pytest
 from bitpack.codecs import UnknownCodecError, codec_class, get_codec, list_codecs
 
 NAMES = ["int8", "i2_packed", "hf_packed", "i2_s", "tq2_0", "tq1_0", "q2_0", "q1_0", "pq2_0", "ptq1_0",
-         "tl1", "tl2", "iq1_bn", "iq2_bn", "iq2_bn_r4", "bitstack"]
+         "tl1", "tl2", "iq1_bn", "iq2_bn", "iq2_bn_r4", "unpacked", "bitstack"]
 CONTAINER = {"int8": "safetensors", "i2_packed": "safetensors", "hf_packed": "safetensors",
              "i2_s": "gguf", "tq2_0": "gguf", "tq1_0": "gguf", "tl1": "gguf", "tl2": "gguf",
              "q2_0": "gguf", "q1_0": "gguf", "pq2_0": "gguf", "ptq1_0": "gguf",
-             "iq1_bn": "gguf", "iq2_bn": "gguf", "iq2_bn_r4": "gguf", "bitstack": "safetensors"}
+             "iq1_bn": "gguf", "iq2_bn": "gguf", "iq2_bn_r4": "gguf", "unpacked": "safetensors",
+             "bitstack": "safetensors"}
 
 
 def test_list_codecs():

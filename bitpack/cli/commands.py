@@ -172,7 +172,7 @@ def inspect(
     head = [(key, str(report[key])) for key in (
         "path", "container", "layout", "dialect", "read_by", "architecture", "linear_class", "parameters", "bits_per_weight",
         "k", "niter", "scaled", "order", "extra_bytes", "min_bytes", "max_bytes") if report.get(key) is not None]
-    head.append(("hparams", ", ".join(f"{k}={v}" for k, v in (report["hparams"] or {}).items())))
+    head.append(("hparams", ", ".join(f"{k}={v}" for k, v in (report["hparams"] or {}).items() if v is not None)))
     render.show_table(head)
     rows = []
     for t in report["tensors"]:
