@@ -253,3 +253,21 @@ def test_transformers_runs_the_unpacked_output_and_hf_numerics_reproduce_it(qwen
         # measured 3.3e-7 - 4.5e-7 of max|logit|: BLAS summation order, nothing else
         assert np.abs(predicted - ref).max() / np.abs(ref).max() < 5e-6, numerics
         assert (predicted.argmax(-1) == ref.argmax(-1)).all()
+
+
+def test_an_ordinary_qwen3_is_refused_for_ternary_targets_and_bitstack_takes_it(qwen3, tmp_path):
+    def off_grid(name, raw):
+        if name.endswith("ffn_up.weight"):
+            v = raw.view("<f2")
+            v[:] = (v.astype(np.float32) * np.float32(1.01) + np.float32(1e-3)).astype("<f2")
+        return raw
+
+    ordinary = rewritten(qwen3["qwen3-tied-F16"], tmp_path / "ordinary-F16.gguf", change=off_grid)
+    model = open_model(ordinary)
+    assert model.precision == "float" and not model.coded
+    with pytest.raises(BitpackError, match="not ternary.*--to bitstack"):
+        out(tmp_path, ordinary, "q2_0")
+    stack = tmp_path / "stack"
+    convert(ordinary, "bitstack", ConvertOptions(output=stack, receipt=False))
+    report = verify(ordinary, stack, min_top1=0.9)
+    assert report["passed"] and not report["identical"] and report["kl"] < 1e-3

@@ -52,7 +52,9 @@ def read_grids(entries: list, arch: Architecture, where: str) -> str | None:
         return None
     floats = [e for e in entries if e.kind is Kind.TERNARY and e.stored in STORAGE]
     reason = read_on_grid(floats, where) if floats else None
+    if reason is not None:
+        return reason  # a float model: every tensor stays float (BitStack, float targets)
     for e in entries:
         if e.kind in (Kind.EMBEDDING, Kind.HEAD) and e.stored in STORAGE:
             read_on_grid([e], where)  # off the grid: a float table, as in BitNet models
-    return reason
+    return None

@@ -122,7 +122,7 @@ class _Header:
 def _hf_header(store: Store, folder: Path, where: str) -> _Header:
     config, dups = read_config(folder)
     hp = HParams.from_config(config, where)
-    arch = hf_architecture(hp, store.names(), where)
+    arch = hf_architecture(hp, store.names(), where, config)
     # every file a copy reads: config.json, the tokenizer files it carries over, the reference order
     files = [*store.files, folder / "config.json", *tokenizer_files(folder),
              *(p for p in (folder / COMPRESSION_CONFIG,) if p.is_file())]
