@@ -203,6 +203,12 @@ def test_yarn_is_carried_between_config_json_and_gguf(qwen3, tmp_path):
 def test_inspect_reports_the_detected_granularity_of_float_sources(qwen3):
     done = bitpack("inspect", qwen3["qwen3-tied-unpacked"])
     assert done.returncode == 0 and "unpacked ternary" in done.stdout and "qwen3" in done.stdout
+    assert "per group of 128" in done.stdout
+    report = json.loads(bitpack("inspect", qwen3["qwen3-tied-F16"], "--json").stdout)
+    tensors = {t["name"]: t for t in report["tensors"]}
+    assert tensors["blk.0.attn_q.weight"]["scale"]["granularity"] == "group of 128"
+    assert tensors["blk.0.attn_q.weight"]["ternarized"] == "on its grid (exact)"
+    assert tensors["token_embd.weight"]["scale"]["granularity"] == "group of 128"
 
 
 # -- the real runtimes ------------------------------------------------------------------------

@@ -177,7 +177,9 @@ def inspect(
     rows = []
     for t in report["tensors"]:
         scale = t["scale"]
-        scale_text = "" if scale is None else (f"per-block {scale['min']:.4g}..{scale['max']:.4g}" if isinstance(scale, dict) else f"{scale:.6g}")
+        scale_text = "" if scale is None else (
+            f"per {scale.get('granularity', 'block')} {scale['min']:.4g}..{scale['max']:.4g}"
+            if isinstance(scale, dict) else f"{scale:.6g}")
         notes = " ".join(f"{k}={v}" for k, v in (t.get("params") or {}).items())
         rows.append((t["name"], "x".join(map(str, t["shape"])), t["codec"] or t["dtype"] or "",
                      "" if t["bits_per_weight"] is None else f"{t['bits_per_weight']:g}", scale_text, notes))

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..codecs import get_codec, list_codecs
+from ..codecs._scales import coarsest
 from ..containers.gguf_read import GGUFFile
 from ..containers.gguf_types import DIALECTS
 from ..models.gguf_repack import knows_architecture
@@ -45,7 +46,7 @@ def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[s
         item: dict[str, Any] = {"name": e.name, "shape": list(e.shape)}
         value = e.load()
         if isinstance(value, Ternary):
-            item.update(_ternary(e, value, model.container, warnings))
+            item.update(_ternary(e, value, model.container, warnings, model.arch.weight_only))
         else:
             assert isinstance(value, Float)
             item.update(codec=None, dtype=value.stored, bits_per_weight=FLOAT_BITS.get(value.stored), scale=None)
@@ -101,25 +102,28 @@ def _rotation_warning(keys: Any) -> list[str]:
             "compute this file correctly; other runtimes produce fluent but wrong text"]
 
 
-def _ternary(e, t: Ternary, container: str, warnings: list[str]) -> dict[str, Any]:
+def _ternary(e, t: Ternary, container: str, warnings: list[str], weight_only: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"codec": e.stored if e.stored in _CODECS else None, "dtype": None if e.stored in _CODECS else e.stored}
     if e.stored in _CODECS:
         codec = get_codec(e.stored, **(e.source_params or {}))
         out["bits_per_weight"] = round(codec.bits_per_weight(e.shape), 4)
         if e.source_params:
             out["params"] = e.source_params
-    else:  # master weights
+    else:  # floats: master weights ternarized here, or (weight-only graphs) values read on their grid
         out["bits_per_weight"] = FLOAT_BITS.get(e.stored)
-        out["ternarized"] = "absmean"
+        out["ternarized"] = "on its grid (exact)" if weight_only else "absmean"
         if t.borderline:
             out["borderline"] = t.borderline
-    if t.per_block:
-        out["scale"] = {"per_block": True, "min": float(t.scale.min()), "max": float(t.scale.max())}
+    scale = coarsest(t.scale, t.codes)  # the granularity the weights need, whatever the layout stores
+    if np.ndim(scale):
+        width = t.codes.shape[1] // scale.shape[1]
+        out["scale"] = {"per_block": True, "granularity": "row" if scale.shape[1] == 1 else f"group of {width}",
+                        "min": float(scale.min()), "max": float(scale.max())}
     else:
-        out["scale"] = float(t.scale)
+        out["scale"] = float(scale)
         lo, hi = PLAUSIBLE_SCALE
-        if t.scale != 0 and not lo <= abs(float(t.scale)) <= hi:
-            warnings.append(f"{e.name}: scale {float(t.scale):.4g} is unusual for a BitNet weight; "
+        if scale != 0 and not weight_only and not lo <= abs(float(scale)) <= hi:
+            warnings.append(f"{e.name}: scale {float(scale):.4g} is unusual for a BitNet weight; "
                             "check the scale convention (multiply vs divide)")
     if not t.codes.any():
         warnings.append(f"{e.name}: every weight is zero (as in the corrupted bitnet-b1.58-2B-4T revisions); "
