@@ -277,3 +277,18 @@ def test_an_ordinary_qwen3_is_refused_for_ternary_targets_and_bitstack_takes_it(
     convert(ordinary, "bitstack", ConvertOptions(output=stack, receipt=False))
     report = verify(ordinary, stack, min_top1=0.9)
     assert report["passed"] and not report["identical"] and report["kl"] < 1e-3
+
+
+def test_a_flipped_code_in_a_ternary_head_is_found_and_named(qwen3, tmp_path):
+    q2 = out(tmp_path, qwen3["qwen3-untied-Q2_0-legacy"], "q2_0")
+
+    def flip(name, raw):
+        if name == "output.weight":  # row 300, first block: weight 0's code 0 <-> 2
+            at = 300 * (256 // 64) * 18 + 2
+            raw[at] = (raw[at] & 0xFC) | (2 - (raw[at] & 3) if raw[at] & 3 != 1 else 0)
+        return raw
+
+    bad = rewritten(q2, tmp_path / "flipped.gguf", change=flip)
+    report = verify(q2, bad)
+    assert not report["identical"] and report["differing_tensors"] == ["output.weight"]
+    assert report["tensor_differences"][0]["reason"] == f"1 of {320 * 256} codes differ"

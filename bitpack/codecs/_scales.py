@@ -188,7 +188,17 @@ def coarsest(scale: Any, codes: np.ndarray) -> Any:
     the same order and their logits are bit-identical."""
     if np.ndim(scale) == 0:
         return scale
-    k = codes.shape[1]
+    m, k = codes.shape
+    given, width = as_scale_array(scale, (m, k), "scale")
+    used = nonzero_groups(codes, width)  # the one pass over the codes; the candidates read only scales
+    for granularity, group in (("tensor", None), ("row", None), *(("group", g) for g in GROUP_WIDTHS)):
+        target = group_width(granularity, group, k)
+        if (group is not None and k % group) or target % width:
+            continue
+        found = _uniform(given, used, target // width, granularity == "tensor")
+        if found is not None:
+            return found
+    # no standard width at or above the given one holds it: refine to the widest that does
     for granularity, group in (("tensor", None), ("row", None), *(("group", g) for g in GROUP_WIDTHS)):
         if group is not None and k % group:
             continue
@@ -197,6 +207,26 @@ def coarsest(scale: Any, codes: np.ndarray) -> Any:
         except ScaleError:
             continue
     return scale
+
+
+def _uniform(given: np.ndarray, used: np.ndarray, per: int, whole: bool) -> Any:
+    """The scale at ``per`` given groups per target group (``whole``: one for the tensor) when
+    the used (nonzero) groups inside every target group agree, else None; unused target groups
+    get +0, as to_codec_scales gives them."""
+    m, n = given.shape
+    src, informative = given.reshape(m, n // per, per), used.reshape(m, n // per, per)
+    hi = np.where(informative, src, -np.inf).max(axis=2)
+    lo = np.where(informative, src, np.inf).min(axis=2)
+    nz = informative.any(axis=2)
+    if (nz & (hi != lo)).any():
+        return None
+    out = np.where(nz, hi, 0).astype(np.float32)
+    if not whole:
+        return np.ascontiguousarray(out)
+    values = out[nz]
+    if values.size and (values != values[0]).any():
+        return None
+    return np.float32(values[0] if values.size else 0)
 
 
 def merge_scales(scale: Any, codes: np.ndarray, granularity: str, group: int | None,
