@@ -292,3 +292,21 @@ def test_a_flipped_code_in_a_ternary_head_is_found_and_named(qwen3, tmp_path):
     report = verify(q2, bad)
     assert not report["identical"] and report["differing_tensors"] == ["output.weight"]
     assert report["tensor_differences"][0]["reason"] == f"1 of {320 * 256} codes differ"
+
+
+@pytest.mark.parametrize("codec", ("int8", "i2_packed"))
+def test_bitpacks_own_hf_layouts_keep_group_scales_and_ternary_tables(qwen3, tmp_path, codec):
+    src = qwen3["qwen3-untied-Q2_0-legacy"]
+    hf = out(tmp_path, src, codec)
+    model = open_model(hf)
+    assert model.entry("token_embd.weight").ternary and model.entry("output.weight").ternary
+    assert verify(src, hf)["identical"]
+    assert verify(src, out(tmp_path, hf, "q2_0"))["identical"]
+
+
+def test_a_ternary_qwen3_decomposes_into_a_stack(qwen3, tmp_path):
+    src = qwen3["qwen3-untied-Q2_0-legacy"]
+    stack = tmp_path / "stack"
+    convert(src, "bitstack", ConvertOptions(output=stack, receipt=False, blocks=4, rank=4))
+    report = verify(src, stack, min_top1=0.5)
+    assert report["passed"] and not report["tensor_differences"]  # tables kept as their exact values

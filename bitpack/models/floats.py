@@ -12,7 +12,7 @@ import numpy as np
 from ..dtypes import (
     FLOAT_STORAGE as STORAGE,  # re-exported: the models' name for the one table
 )
-from .model import Float
+from .model import Float, Ternary
 
 CHUNK = 1 << 20
 
@@ -89,3 +89,9 @@ def stored_as(f: Float, target: str) -> np.ndarray:
     for lo, values in _chunks(f):
         out[lo : lo + values.size] = round_to(values, target)
     return out.reshape(f.raw.shape)
+
+
+def as_float(value: Float | Ternary) -> Float:
+    """A tensor as floats: a ternary embedding or head (weight-only graphs) as its exact values
+    s x t in float32, for a target that stores it as floats."""
+    return Float(value.values, "F32") if isinstance(value, Ternary) else value

@@ -115,7 +115,8 @@ def open_hf(path: Path, scale_convention: str | None = None, architecture: str |
     tokenizer_dir = folder if tokenizer_files(folder) else None
     if tokenizer_dir is not None:
         check_tokenizer(tokenizer_dir, hp.vocab_size)
-    float_reason = read_grids(entries, arch, where) if layout == "float" else None
+    # a weight-only model's floats on their grid (an -unpacked checkpoint; a table in bitpack's layouts)
+    float_reason = read_grids(entries, arch, where) if layout in ("float", "bitpack") else None
     if layout == "float" and arch.weight_only and float_reason is None:
         layout = "unpacked"  # every projection on a ternary grid: a ternary model stored as floats
     return Model(

@@ -25,7 +25,7 @@ from ..errors import BitpackError
 from ..parallel import write_in_order
 from .arch import Kind, hf_name
 from .conventions import LINEAR_CLASSES, resolve_linear_class
-from .floats import exact_in, round_through, round_to, stored_as
+from .floats import as_float, exact_in, round_through, round_to, stored_as
 from .gguf_vocab import hf_tokenizer_files
 from .model import Float, Model, fit_codec, read_scales, require_ternary, single_scales
 
@@ -103,6 +103,10 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
                                         lambda e=e: _encoded(e.load(), codec), codec.name, e.release))
             dtype, value = stored_scales[e.name]
             plan.tensors.append(Planned(name + "_scale", dtype, value.shape, lambda v=value: v))
+        elif e.coded:  # a weight-only model's ternary table: its exact values, read back onto the grid
+            dtype = _narrowest(read_scales([e])[e.name])
+            plan.tensors.append(Planned(name, dtype, e.shape, lambda e=e, d=dtype: stored_as(as_float(e.load()), d),
+                                        done=e.release))
         else:
             dtype = e.stored if e.stored in FLOAT_STORAGE else "F32"
             plan.tensors.append(Planned(name, dtype, e.shape, lambda e=e, d=dtype: stored_as(e.load(), d),
@@ -158,6 +162,12 @@ def _plan_unpacked(model: Model, source_info: dict[str, Any] | None) -> HFPlan:
                      "bitpack.source": json.dumps(source_info or {"name": Path(model.source).name}, sort_keys=True),
                      "bitpack.version": __version__}
     return plan
+
+
+def _narrowest(scale: Any) -> str:
+    """The narrowest float dtype in which s x t is exact for every value of ``scale``."""
+    values = np.asarray(scale, dtype=np.float32)
+    return next(d for d in ("F16", "BF16", "F32") if (round_through(values, d) == values).all())
 
 
 def _loaded(e) -> tuple[np.ndarray, Any]:

@@ -36,7 +36,7 @@ from ..containers.hf_dir import ModelDirWriter, tokenizer_files
 from ..errors import BitpackError
 from ..parallel import blas_threads, ordered
 from .arch import Kind
-from .floats import stored_as
+from .floats import as_float, stored_as
 from .gguf_target import gguf_tokenizer_kv
 from .hf_target import hf_config
 from .model import Model
@@ -119,7 +119,7 @@ class _Run:
     def produce(self, item: Item) -> list[np.ndarray]:
         e, n_blocks = item.entry, self.job.n_blocks
         if item.matrix is None:
-            return [stored_as(e.load(), item.tensors[0].dtype)]
+            return [stored_as(as_float(e.load()), item.tensors[0].dtype)]
         if self.src is not None:
             arrays = []
             for i in range(n_blocks):

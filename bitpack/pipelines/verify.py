@@ -20,6 +20,7 @@ from ..containers.gguf_read import GGUFFile
 from ..errors import BitpackError
 from ..executor import executor
 from ..models.arch import Kind
+from ..models.floats import as_float
 from ..models.gguf_repack import compare_files, knows_architecture
 from ..models.gguf_source import rotation_key
 from ..models.model import Float, Model, Ternary
@@ -105,7 +106,9 @@ def _difference(wrong: int, size: int, scales: list[float] | None) -> dict[str, 
 
 def _compare(a: Ternary | Float, b: Ternary | Float) -> dict[str, Any] | None:
     if isinstance(a, Ternary) != isinstance(b, Ternary):
-        return {"reason": "one is ternary, the other is not"}
+        if a.values.shape != b.values.shape:
+            return {"reason": "one is ternary, the other is not"}
+        a, b = as_float(a), as_float(b)  # e.g. a ternary table kept as its float values: the same weights?
     if isinstance(a, Ternary):
         if a.codes.shape != b.codes.shape:
             return {"reason": f"shape {list(a.codes.shape)} vs {list(b.codes.shape)}"}
