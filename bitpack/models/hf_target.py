@@ -124,17 +124,24 @@ def plan_hf(model: Model, codec_name: str, *, scale_dtype: str = "f32", linear_c
 
 
 def _carry_tokenizer(model: Model, plan: HFPlan) -> None:
-    """The source's HF tokenizer files, or a GGUF source's vocabulary rebuilt as HF files."""
+    plan.copy, plan.files = hf_tokenizer(model, plan.warnings)
+
+
+def hf_tokenizer(model: Model, warnings: list[str]) -> tuple[list[Path], dict[str, bytes]]:
+    """(files to copy, files to write) for the tokenizer of an HF directory bitpack writes: the
+    source's HF tokenizer files, or a GGUF source's vocabulary rebuilt as HF files; what is
+    missing goes to ``warnings``."""
     if model.tokenizer_dir is not None:
-        plan.copy = tokenizer_files(model.tokenizer_dir)
-    elif model.tokenizer_kv:  # a GGUF source: its vocabulary, rebuilt as HF files
+        return tokenizer_files(model.tokenizer_dir), {}
+    if model.tokenizer_kv:  # a GGUF source: its vocabulary, rebuilt as HF files
         try:
-            plan.files = hf_tokenizer_files(model.tokenizer_kv, str(model.source))
+            return [], hf_tokenizer_files(model.tokenizer_kv, str(model.source))
         except BitpackError as err:  # the weights are still worth writing; say what is missing
-            plan.warnings.append(f"the output directory has no tokenizer files: {err}")
-    else:
-        plan.warnings.append("the source carries no HF tokenizer files; the output directory has none "
-                             "(copy tokenizer.json / tokenizer.model from the original model)")
+            warnings.append(f"the output directory has no tokenizer files: {err}")
+            return [], {}
+    warnings.append("the source carries no HF tokenizer files; the output directory has none "
+                    "(copy tokenizer.json / tokenizer.model from the original model)")
+    return [], {}
 
 
 TORCH_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}

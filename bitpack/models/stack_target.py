@@ -32,13 +32,13 @@ from ..bitstack.order import (
     reduced_ppl_json,
 )
 from ..containers.files import check_output_file, staged_path
-from ..containers.hf_dir import ModelDirWriter, tokenizer_files
+from ..containers.hf_dir import ModelDirWriter
 from ..errors import BitpackError
 from ..parallel import blas_threads, ordered
 from .arch import Kind
 from .floats import as_float, stored_as
 from .gguf_target import gguf_tokenizer_kv
-from .hf_target import hf_config
+from .hf_target import hf_config, hf_tokenizer
 from .model import Model
 from .stack_format import (
     CODEC,
@@ -193,11 +193,11 @@ def _write_safetensors(run: _Run, out: Path, source: dict[str, Any], overwrite: 
     keys = {n: reference_key(n) for n in names}
     with ModelDirWriter(out, overwrite=overwrite, protect=[Path(f) for f in model.files]) as writer:
         writer.write_json("config.json", hf_config(model, torch_dtype="float16"))
-        if model.tokenizer_dir is not None:
-            for path in tokenizer_files(model.tokenizer_dir):
-                writer.copy(path)
-        else:
-            warnings.append("the source carries no HF tokenizer files; the stack directory has none")
+        copy, files = hf_tokenizer(model, warnings)
+        for path in copy:
+            writer.copy(path)
+        for name, data in files.items():
+            writer.write_bytes(name, data)
         sink = SafetensorsSink(writer, run.tensors, metadata, shard_bytes, placeholder)
         try:
             run.stream(sink)
