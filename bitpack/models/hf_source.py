@@ -200,10 +200,11 @@ class _Reading:
                 return None
             self.used.add(scale_name)
             _check_scale(ckpt, scale_name, shape, codec_name, self.where)
+        memo: dict = {}  # a master's mean|W|, computed once for its scale and codes
         return Entry(canonical, slot.kind, shape, codec_name or ckpt.info(found).dtype,
                      _ternary_loader(ckpt, found, scale_name, shape, layout, self.linear_class, codec_name,
-                                     self.where),
-                     source_name=found, scale=_scale_reader(ckpt, found, scale_name, layout, self.linear_class),
+                                     self.where, memo),
+                     source_name=found, scale=_scale_reader(ckpt, found, scale_name, layout, self.linear_class, memo),
                      release=lambda n=found: ckpt.release(n),
                      source_scale=None if layout == "master" else (lambda n=scale_name: ckpt.raw(n).copy()),
                      all_zero=None if layout == "master" else (
@@ -333,13 +334,13 @@ def _check_scale(ckpt, name: str, shape: tuple[int, int], codec_name: str, where
                            + (f", or F32 [{m}, K/g] per row or group" if codec_class(codec_name).any_scale else ""))
 
 
-def _ternary_loader(ckpt, name, scale_name, shape, layout, linear_class, codec_name, where):
+def _ternary_loader(ckpt, name, scale_name, shape, layout, linear_class, codec_name, where, memo=None):
     def load() -> Ternary:
         if layout == "master":
             stored = ckpt.info(name).dtype
             if stored == "F64":
                 raise BitpackError(f"{where}: {name} is F64; bitpack ternarizes F32, F16 and BF16 masters")
-            t = absmean_stored(ckpt.raw(name), stored)
+            t = absmean_stored(ckpt.raw(name), stored, memo=memo)
             return Ternary(t.codes.reshape(shape), t.scale, borderline=t.borderline)
         stored = ckpt.info(name)
         codec = get_codec(codec_name)
@@ -369,11 +370,11 @@ def _scale_dtype(ckpt, entries: list[Entry]) -> str | None:
     return dtypes.pop() if len(dtypes) == 1 else None
 
 
-def _scale_reader(ckpt, name, scale_name, layout, linear_class):
+def _scale_reader(ckpt, name, scale_name, layout, linear_class, memo=None):
     """The canonical scale without unpacking codes: one pass over masters, one value otherwise."""
     def scale() -> np.float32:
         if layout == "master":
-            return absmean_scale(ckpt.raw(name), ckpt.info(name).dtype)
+            return absmean_scale(ckpt.raw(name), ckpt.info(name).dtype, memo)
         ws = ckpt.array(scale_name, dtype=np.float32)
         if ws.ndim == 2 and ws.size > 1:  # per row or group: bitpack's own layouts store s itself
             return ws + np.float32(0)

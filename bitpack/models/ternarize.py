@@ -57,19 +57,27 @@ def mean_abs(bits: np.ndarray, stored: str) -> np.float32:
     return np.float32(_pairwise(flat, stored) / np.float32(flat.size)) if flat.size else np.float32(0)
 
 
-def absmean_scale(bits: np.ndarray, stored: str) -> np.float32:
-    """The canonical scale f32(1 / s_q) alone: one pass, no codes."""
+def absmean_scale(bits: np.ndarray, stored: str, memo: dict | None = None) -> np.float32:
+    """The canonical scale f32(1 / s_q) alone: one pass, no codes. ``memo`` keeps mean|W| for a
+    later absmean_stored of the same tensor (a master is read for its scale, then its codes)."""
     a = mean_abs(bits.reshape(-1).view(FORMATS[stored][0]), stored)
+    if memo is not None:
+        memo["mean"] = a
     return np.float32(1) / (np.float32(1) / max(a, ABSMEAN_FLOOR))
 
 
-def absmean_stored(bits: np.ndarray, stored: str, *, count_borderline: bool = False) -> Ternarized:
-    """Ternarize weights given as their stored bits: uint16 for BF16/F16, uint32 for F32."""
+def absmean_stored(bits: np.ndarray, stored: str, *, count_borderline: bool = False,
+                   memo: dict | None = None) -> Ternarized:
+    """Ternarize weights given as their stored bits: uint16 for BF16/F16, uint32 for F32.
+    ``memo``: mean|W| of this tensor computed before (absmean_scale) or kept for the next call,
+    so a tensor loaded twice (verify compares, then runs) takes the full-precision pass once."""
     if stored not in FORMATS:
         raise BitpackError(f"cannot ternarize {stored} weights (supported: {', '.join(FORMATS)})")
     word, sign, _ = FORMATS[stored]
     flat = bits.reshape(-1).view(word)
-    a = mean_abs(flat, stored)
+    a = memo["mean"] if memo is not None and "mean" in memo else mean_abs(flat, stored)
+    if memo is not None:
+        memo["mean"] = a
     if not np.isfinite(a):
         raise BitpackError("master weights hold NaN or infinite values; they cannot be ternarized")
     s_q = np.float32(1) / max(a, ABSMEAN_FLOOR)
