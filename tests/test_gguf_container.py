@@ -609,6 +609,49 @@ def test_writer_refusals(tmp_path):
     assert f.raw("b").nbytes == 128 and leftovers(tmp_path) == ["out.gguf"]
 
 
+def test_writer_takes_a_tensor_in_parts(tmp_path):
+    """write_part: a tensor's bytes a piece at a time, padding only before its first piece."""
+    a = np.arange(37, dtype=np.uint8)
+    w = GGUFWriter(tmp_path / "out.gguf")
+    w.add_tensor("a", (37,), 24, 37)  # I8: 37 bytes, so "b" starts after padding
+    w.add_tensor("b", (37,), 24, 37)
+    w.write_header()
+    w.write_part("a", a[:10])
+    w.write_part("a", a[10:11])
+    with pytest.raises(ContainerError, match="11 of its bytes are already written in parts"):
+        w.write_tensor("a", a)
+    with pytest.raises(ContainerError, match="got 48 bytes of data, declared 37"):
+        w.write_part("a", a)
+    with pytest.raises(ContainerError, match="'b' is out of order: 'a' is next"):
+        w.write_part("b", a)
+    w.write_part("a", a[11:])
+    with pytest.raises(ContainerError, match="1 declared tensors were not written, first 'b'"):
+        w.close()
+    w.write_part("b", a[:30])
+    with pytest.raises(ContainerError, match="1 declared tensors were not written, first 'b'"):
+        w.close()
+    w.write_part("b", a[30:])
+    w.close()
+    f = GGUFFile(tmp_path / "out.gguf")
+    assert f.raw("a").tobytes() == a.tobytes() == f.raw("b").tobytes()
+
+
+def test_write_in_order_writes_parts_in_order_and_calls_done_once():
+    from types import SimpleNamespace
+
+    from bitpack.parallel import write_in_order
+
+    log = []
+    whole = SimpleNamespace(name="w", produce=lambda: np.zeros(3, np.uint8), done=lambda: log.append("done w"))
+    parts = [lambda i=i: np.full(2, i, np.uint8) for i in range(5)]
+    split = SimpleNamespace(name="s", produce=None, parts=parts, done=lambda: log.append("done s"))
+    write_in_order([split, whole], lambda n, d: log.append(("whole", n, d.tolist())),
+                   lambda n, nbytes: log.append(("progress", n, nbytes)),
+                   lambda n, d: log.append(("part", n, d.tolist())))
+    assert log == [*(("part", "s", [i, i]) for i in range(5)), "done s", ("progress", "s", 10),
+                   ("whole", "w", [0, 0, 0]), "done w", ("progress", "w", 3)]
+
+
 def test_writer_checks_sizes_against_a_dialect(tmp_path):
     w = GGUFWriter(tmp_path / "out.gguf", dialect="bitnet-cpp-2024")
     with pytest.raises(ContainerError, match="I2_S \\(32, 128\\) takes 1056 bytes in bitnet-cpp-2024, not 1024"):
