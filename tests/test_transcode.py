@@ -12,7 +12,7 @@ from bitpack.codecs import get_codec
 from bitpack.errors import BitpackError, CorruptDataError, ScaleError, ShapeError
 
 # (source, target) pairs with a shortcut, and a few without one (the reference path)
-SHORTCUTS = [("pq2_0", "q2_0"), ("q2_0", "pq2_0"), ("pq2_0", "pq2_0"), ("q2_0", "q2_0")]
+SHORTCUTS = [("pq2_0", "q2_0"), ("q2_0", "pq2_0"), ("pq2_0", "pq2_0"), ("q2_0", "q2_0"), ("pq2_0", "ptq1_0")]
 PLAIN = [("q1_0", "ptq1_0"), ("ptq1_0", "pq2_0"), ("q2_0", "ptq1_0"), ("tq2_0", "q2_0")]
 SHAPES = [(1, 128), (7, 128), (3, 384), (5, 640), (2, 2560)]
 

@@ -13,14 +13,27 @@ ceil(256 v / 243), with stage widths 16 and 8 instead of 32 and 16:
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
-from ._group import GroupCodec
-from .tq1_0 import ENCODE_V2, VALID_QH, horner, refuse_invalid_base3
+from ._bits import LOW_PAIR, word_mask
+from ._group import GroupCodec, TwoBitGroupCodec, normal_blocks, zero_groups
+from .base import Shape
+from .tq1_0 import ENCODE_V, ENCODE_V2, VALID_QH, horner, refuse_invalid_base3
 
 _CHUNK = 4096  # blocks per packing step
 _POW3 = [np.uint8(3**n) for n in range(5)]
 _ENC_CHECK = np.uint8(243)
+
+# From PQ2_0's bytes (weight j: bits 2 (j mod 4) of code byte j div 4, formats/pq2_0.md),
+# qh: code bytes 30, 31 (weights 120..127) -> qh[0], qh[1] in one look-up. qh[h] holds weights
+# 120 + h + 2n as trits n = 0..3 with a fifth trit 0, i.e. v = 81 c0 + 27 c1 + 9 c2 + 3 c3.
+# (Code 3, refused before any look-up, is entered as 2 to keep the table in range.)
+_PAIR_CODES = np.minimum((np.arange(1 << 16)[:, None] >> (2 * np.arange(8))) & 3, 2)  # weight 120 + j
+_QH_OF_PAIR = sum(ENCODE_V[(_PAIR_CODES[:, h::2] * [81, 27, 9, 3]).sum(axis=1)].astype(np.uint16) << (8 * h)
+                  for h in range(2)).astype(np.uint16)
+del _PAIR_CODES
 
 
 def _ternary_of_trit(src: np.ndarray, n: int, out: np.ndarray, q: np.ndarray, low: np.ndarray) -> None:
@@ -45,6 +58,11 @@ class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
     d_offset = 26
     type_ids = {"prism": 143}
     file_types = {"prism": 143}
+
+    def _transcoder(self, src: Any) -> Callable[[np.ndarray, Shape], np.ndarray | None] | None:
+        if isinstance(src, TwoBitGroupCodec) and src.group_size == self.group_size:
+            return _from_two_bit
+        return None
 
     def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
         out = np.empty((blocks.shape[0], 26), dtype=np.uint8)
@@ -97,3 +115,38 @@ class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
 
     def _refuse_invalid(self, qs: np.ndarray) -> None:
         refuse_invalid_base3(qs, self.name, 12)  # 24 bytes of five trits, then 2 of the high trits
+
+
+def _from_two_bit(data: np.ndarray, shape: Shape) -> np.ndarray | None:
+    """PQ2_0 bytes -> PTQ1_0 bytes, byte for byte what decode + encode write, never spelling
+    out the codes one per byte. None where the reference path must refuse (normal_blocks).
+
+    PQ2_0 holds weight j in bits 2 (j mod 4) of code byte j div 4 (formats/pq2_0.md). So the
+    five weights m + 16 n of qs[m] (m < 16) are bit pair m mod 4 of byte m div 4 of 32-bit
+    code word n, and the five weights 80 + m + 8 n of qs[16 + m] (m < 8) the same pair and
+    byte of 16-bit code word 10 + n: each region is base-3 packed from five words (_base3)."""
+    blocks = normal_blocks(data, 128)
+    if blocks is None:
+        return None
+    d, qs = blocks
+    d[zero_groups(qs)] = 0  # rule 2 of the normal form: codes all 0, d = +0 (formats-2026.md §7.2)
+    out = np.empty((d.size, 28), dtype=np.uint8)
+    _base3(np.ascontiguousarray(qs.view(np.uint32)[:, 0:5].T), out[:, 0:16])
+    _base3(np.ascontiguousarray(qs.view(np.uint16)[:, 10:15].T), out[:, 16:24])
+    out16 = out.view("<u2")  # 14 16-bit words a block: qh is word 12, d word 13
+    out16[:, 12] = _QH_OF_PAIR.take(qs.view("<u2")[:, 15])
+    out16[:, 13] = d
+    return out.reshape(-1)
+
+
+def _base3(words: np.ndarray, out: np.ndarray) -> None:
+    """out (nblocks, 4 w) = the packed bytes of v = sum(c_n * 3**(4 - n)), where bit pair i of
+    byte a of ``words[n]`` ((5, nblocks) words of w bytes) is trit n of out byte 4 a + i. Each
+    bit pair is spread into a byte (the codes are at most 2, so the Horner steps never carry
+    across bytes), and the four pairs' results are interleaved into place."""
+    shifts = np.arange(0, 8, 2, dtype=words.dtype)[:, None, None]
+    planes = (words[None] >> shifts) & word_mask(words, LOW_PAIR)  # (pair i, trit n, nblocks)
+    v = horner(planes.transpose(1, 0, 2))  # (pair i, nblocks): byte a is v of out byte 4 a + i
+    packed = ENCODE_V2.take(v.view(np.uint16)).view(np.uint8)
+    nblocks, width = out.shape[0], words.dtype.itemsize
+    out.reshape(nblocks, width, 4)[...] = packed.reshape(4, nblocks, width).transpose(1, 2, 0)
