@@ -636,6 +636,22 @@ def test_writer_takes_a_tensor_in_parts(tmp_path):
     assert f.raw("a").tobytes() == a.tobytes() == f.raw("b").tobytes()
 
 
+def test_released_pages_are_read_again(tmp_path):
+    """release(name, start, stop) drops a byte range's pages (rounded out to whole pages); a view
+    taken before still reads the same bytes."""
+    data = np.arange(3 * 4096 + 17, dtype=np.uint32).view(np.uint8)
+    with GGUFWriter(tmp_path / "out.gguf") as w:
+        w.add_tensor("a", (data.size,), 24, data.size)  # I8
+        w.write_header()
+        w.write_tensor("a", data)
+    f = GGUFFile(tmp_path / "out.gguf")
+    view = f.raw("a")
+    for start, stop in ((5000, 9000), (0, 1), (data.size - 3, None), (0, 10 * data.size)):
+        f.release("a", start, stop)
+        assert np.array_equal(view, data)
+    f.close()
+
+
 def test_write_in_order_writes_parts_in_order_and_calls_done_once():
     from types import SimpleNamespace
 

@@ -194,24 +194,30 @@ def _convert(f: GGUFFile, name: str, src, codec: GGUFCodec, rows: tuple[int, int
     """Rows start..stop-1 of the tensor in the target codec (all of them, for a layout whose
     rows are not byte ranges of their own)."""
     m, k = rows
-    raw = f.raw(name)
-    if (start, stop) != (0, m):
-        raw = raw[start * src.row_bytes(k) : stop * src.row_bytes(k)]
-    shape = (stop - start, k)
+    if (start, stop) == (0, m):
+        return _converted(f.raw(name), (m, k), src, codec, allow_rounding, merged)
+    first, end = start * src.row_bytes(k), stop * src.row_bytes(k)
     try:
-        if merged is None and not allow_rounding:
-            return codec.transcode(src, raw, shape)  # from the bytes where the two layouts allow
-        codes, scale = src.decode(raw, shape)
-        if merged is not None:
-            scale = merged[start:stop] if np.ndim(merged) else merged  # planned and listed in the notes
-        elif np.ndim(scale) == 0:  # allow_rounding
-            scale = np.float32(round_to(scale, codec.scale_dtype))  # listed in the plan's notes
-        return codec.encode(codes, scale)
+        out = _converted(f.raw(name)[first:end], (stop - start, k), src, codec, allow_rounding,
+                         merged[start:stop] if np.ndim(merged) else merged)
     except CorruptDataError as err:
-        if (start, stop) == (0, m):
-            raise
         raise CorruptDataError(f"{name}, rows {start}-{stop - 1} (positions counted from row {start}): {err}") \
             from None
+    f.release(name, first, end)  # read once: the resident source stays a few parts, not the tensor
+    return out
+
+
+def _converted(raw: np.ndarray, shape: tuple[int, int], src, codec: GGUFCodec, allow_rounding: bool,
+               merged: Any) -> np.ndarray:
+    """Source bytes of ``shape`` in the target codec, with the plan's merged (or rounded) scale."""
+    if merged is None and not allow_rounding:
+        return codec.transcode(src, raw, shape)  # from the bytes where the two layouts allow
+    codes, scale = src.decode(raw, shape)
+    if merged is not None:
+        scale = merged  # planned and listed in the notes
+    elif np.ndim(scale) == 0:  # allow_rounding
+        scale = np.float32(round_to(scale, codec.scale_dtype))  # listed in the plan's notes
+    return codec.encode(codes, scale)
 
 
 def _copied_kv(f: GGUFFile) -> list[tuple[str, Any, Any]]:
