@@ -666,6 +666,10 @@ def test_write_in_order_writes_parts_in_order_and_calls_done_once():
                    lambda n, d: log.append(("part", n, d.tolist())))
     assert log == [*(("part", "s", [i, i]) for i in range(5)), "done s", ("progress", "s", 10),
                    ("whole", "w", [0, 0, 0]), "done w", ("progress", "w", 3)]
+    log.clear()
+    split.produce = lambda: np.concatenate([p() for p in parts])
+    write_in_order([split], lambda n, d: log.append(("whole", n, d.tolist())))  # a writer without parts
+    assert log == [("whole", "s", [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]), "done s"]
 
 
 def test_writer_checks_sizes_against_a_dialect(tmp_path):
