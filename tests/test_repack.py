@@ -273,3 +273,35 @@ def test_corrupt_codes_in_a_part_name_the_tensor_and_rows(tmp_path, monkeypatch)
                                            r"pq2_0 data has the invalid 2-bit code 3 in byte 192"):
         convert(src, "q2_0", ConvertOptions(output=out, receipt=False))
     assert not out.exists()
+
+
+def test_a_coarser_target_is_checked_a_part_at_a_time_and_refused_as_before(tmp_path, monkeypatch):
+    """q2_0 -> pq2_0 is exact only where the two halves of a 128-group share d: checked a block
+    of rows at a time when they do; a tensor where they do not is decoded whole and refused
+    naming its row, as before."""
+    import bitpack.models.gguf_repack as repack
+
+    monkeypatch.setattr(repack, "PART_WEIGHTS", 1000)
+    q2, pq = get_codec("q2_0"), get_codec("pq2_0")
+    codes = ternary((40, 256))
+    scales = np.repeat(np.exp2(RNG.integers(-8, 0, size=(40, 2))).astype(np.float32), 2, axis=1)
+    with GGUFWriter(tmp_path / "src.gguf") as w:
+        w.add_kv("general.architecture", "qwen35", V.STRING)
+        w.add_tensor("blk.0.attn_q.weight", (40, 256), 42, q2.nbytes((40, 256)))
+        w.write_header()
+        w.write_tensor("blk.0.attn_q.weight", q2.encode(codes, scales))
+    decoded, fits = [], repack._fits_by_parts
+    monkeypatch.setattr(repack, "_fits_by_parts", lambda *a: decoded.append(fits(*a)) or decoded[-1])
+    convert(tmp_path / "src.gguf", "pq2_0", ConvertOptions(output=tmp_path / "out.gguf", receipt=False))
+    with GGUFFile(tmp_path / "out.gguf") as f:
+        assert np.array_equal(f.raw("blk.0.attn_q.weight"), pq.encode(codes, scales[:, ::2]))
+    assert decoded == [True]  # never decoded whole
+    scales[33, 3] /= 2
+    with GGUFWriter(tmp_path / "src2.gguf") as w:
+        w.add_kv("general.architecture", "qwen35", V.STRING)
+        w.add_tensor("blk.0.attn_q.weight", (40, 256), 42, q2.nbytes((40, 256)))
+        w.write_header()
+        w.write_tensor("blk.0.attn_q.weight", q2.encode(codes, scales))
+    with pytest.raises(BitpackError, match=r"blk.0.attn_q.weight: .*row 33, group 1 holds weights with different"):
+        convert(tmp_path / "src2.gguf", "pq2_0", ConvertOptions(output=tmp_path / "out2.gguf", receipt=False))
+    assert decoded == [True, False]

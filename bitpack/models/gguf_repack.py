@@ -152,10 +152,11 @@ def _repacked(f: GGUFFile, t: GGUFTensor, src, codec: GGUFCodec, dialect: str, a
     planned = PlannedTensor(t.name, t.shape, bound.ggml_name, bound.type_ids[dialect], bound.nbytes(rows),
                             None, bound.get_config(), bound.bits_per_weight(rows),  # producers: _produced
                             done=lambda n=t.name: f.release(n))
-    if always_exact(src, bound, rows[1]) and (not bound.codes_restricted or src.codes_restricted):
+    if (always_exact(src, bound, rows[1]) and (not bound.codes_restricted or src.codes_restricted)) \
+            or _fits_by_parts(f, t.name, src, bound, rows):
         _produced(planned, f, src, bound, rows, allow_rounding)
         return planned, None
-    codes, scale = src.decode(f.raw(t), rows)
+    codes, scale = src.decode(f.raw(t), rows)  # whole: the refusal names rows, a merge sees every scale
     note, merged = None, None
     try:
         to_codec_scales(scale, codes, bound.scale_granularity, bound.group_size, bound.scale_dtype, bound.name)
@@ -181,12 +182,42 @@ def _produced(planned: PlannedTensor, f: GGUFFile, src, codec: GGUFCodec, rows: 
     """Set the tensor's producer, and for a large tensor of layouts whose rows are byte ranges
     of their own, its parts: blocks of about PART_WEIGHTS weights, which keep the working set in
     the CPU cache and memory at a few MB, and let both cores share the tensor."""
-    m, k = rows
     convert = functools.partial(_convert, f, planned.name, src, codec, rows, allow_rounding, merged)
-    planned.produce = functools.partial(convert, 0, m)
+    planned.produce = functools.partial(convert, 0, rows[0])
+    spans = _spans(src, codec, rows)
+    if spans:
+        planned.parts = [functools.partial(convert, start, stop) for start, stop in spans]
+
+
+def _spans(src, codec: GGUFCodec, rows: tuple[int, int]) -> list[tuple[int, int]] | None:
+    """The blocks of rows (start, stop) of about PART_WEIGHTS weights each, for a tensor of
+    more than one whose rows are byte ranges of their own in both layouts; else None."""
+    m, k = rows
     step = max(1, PART_WEIGHTS // k)
-    if step < m and src.row_bytes(k) is not None and codec.row_bytes(k) is not None:
-        planned.parts = [functools.partial(convert, r, min(r + step, m)) for r in range(0, m, step)]
+    if step >= m or src.row_bytes(k) is None or codec.row_bytes(k) is None:
+        return None
+    return [(r, min(r + step, m)) for r in range(0, m, step)]
+
+
+def _fits_by_parts(f: GGUFFile, name: str, src, codec: GGUFCodec, rows: tuple[int, int]) -> bool:
+    """Every scale and code of the tensor fits ``codec`` exactly, checked a block of rows at a
+    time (a few MB in memory, not the tensor's codes). False when it does not, or the data is
+    corrupt, or the tensor has no parts: the caller then decodes it whole and refuses, merges
+    or converts it as before."""
+    spans = _spans(src, codec, rows)
+    if not spans or codec.scale_granularity == "tensor":  # one scale for all rows: not a per-part question
+        return False
+    row_bytes = src.row_bytes(rows[1])
+    for start, stop in spans:
+        try:
+            codes, scale = src.decode(f.raw(name)[start * row_bytes : stop * row_bytes], (stop - start, rows[1]))
+            to_codec_scales(scale, codes, codec.scale_granularity, codec.group_size, codec.scale_dtype, codec.name)
+            codec.check_codes(codes)
+        except CodecError:  # a scale or code that does not fit, or corrupt data (CodecError subclasses)
+            return False
+        finally:
+            f.release(name, start * row_bytes, stop * row_bytes)
+    return True
 
 
 def _convert(f: GGUFFile, name: str, src, codec: GGUFCodec, rows: tuple[int, int], allow_rounding: bool,
