@@ -147,6 +147,24 @@ def _base3(words: np.ndarray, out: np.ndarray) -> None:
     shifts = np.arange(0, 8, 2, dtype=words.dtype)[:, None, None]
     planes = (words[None] >> shifts) & word_mask(words, LOW_PAIR)  # (pair i, trit n, nblocks)
     v = horner(planes.transpose(1, 0, 2))  # (pair i, nblocks): byte a is v of out byte 4 a + i
-    packed = ENCODE_V2.take(v.view(np.uint16)).view(np.uint8)
-    nblocks, width = out.shape[0], words.dtype.itemsize
-    out.reshape(nblocks, width, 4)[...] = packed.reshape(4, nblocks, width).transpose(1, 2, 0)
+    packed = ENCODE_V2.take(v.view(np.uint16)).view(words.dtype)
+    out.view(np.uint32)[...] = _transpose_bytes(packed).T
+
+
+def _transpose_bytes(rows: np.ndarray) -> np.ndarray:
+    """(w, nblocks) uint32 words whose byte i is byte a of rows[i], for word a, from (4,
+    nblocks) rows of w = 2 or 4 bytes: a 4 x w byte transpose by shifts and masks on whole
+    words (a strided byte copy costs twice as much). Bytes of rows 0, 1 are paired first into
+    16-bit slots (of even and of odd bytes), likewise rows 2, 3; each output word is then a slot
+    of the first pair (its bytes 0, 1) under the same slot of the second (bytes 2, 3)."""
+    low = word_mask(rows, np.uint64(0x00FF00FF00FF00FF))  # the even bytes of a word
+    eight, sixteen, slot = rows.dtype.type(8), np.uint32(16), np.uint32(0xFFFF)
+    pairs = [[((x & low) | ((y & low) << eight)).astype(np.uint32),  # slot s: bytes 2 s of x, y
+              (((x >> eight) & low) | (y & ~low)).astype(np.uint32)]  # slot s: bytes 2 s + 1 of x, y
+             for x, y in (rows[0:2], rows[2:4])]
+    out = np.empty((rows.dtype.itemsize, rows.shape[1]), dtype=np.uint32)
+    for a in range(out.shape[0]):
+        shift, odd = np.uint32(16 * (a // 2)), a % 2
+        lo, hi = pairs[0][odd] >> shift, pairs[1][odd] >> shift
+        np.bitwise_or(lo & slot, (hi & slot) << sixteen, out=out[a])
+    return out
