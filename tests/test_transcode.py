@@ -1,5 +1,5 @@
 """Codec.transcode: bytes -> bytes shortcuts between group-scale layouts (Q2_0 <-> PQ2_0 byte
-shuffles, PQ2_0 -> PTQ1_0 base-3 from the packed codes) must give exactly what
+shuffles, PQ2_0 and Q2_0 -> PTQ1_0 base-3 from the packed codes) must give exactly what
 ``dst.encode(*src.decode(buf, shape))`` gives, and refuse exactly what it refuses, with its
 message (formats-2026.md §2-4, §7.2)."""
 
@@ -12,8 +12,9 @@ from bitpack.codecs import get_codec
 from bitpack.errors import BitpackError, CorruptDataError, ScaleError, ShapeError
 
 # (source, target) pairs with a shortcut, and a few without one (the reference path)
-SHORTCUTS = [("pq2_0", "q2_0"), ("q2_0", "pq2_0"), ("pq2_0", "pq2_0"), ("q2_0", "q2_0"), ("pq2_0", "ptq1_0")]
-PLAIN = [("q1_0", "ptq1_0"), ("ptq1_0", "pq2_0"), ("q2_0", "ptq1_0"), ("tq2_0", "q2_0")]
+SHORTCUTS = [("pq2_0", "q2_0"), ("q2_0", "pq2_0"), ("pq2_0", "pq2_0"), ("q2_0", "q2_0"), ("pq2_0", "ptq1_0"),
+             ("q2_0", "ptq1_0")]
+PLAIN = [("q1_0", "ptq1_0"), ("ptq1_0", "pq2_0"), ("tq2_0", "q2_0"), ("ptq1_0", "q2_0")]
 SHAPES = [(1, 128), (7, 128), (3, 384), (5, 640), (2, 2560)]
 
 

@@ -13,12 +13,13 @@ ceil(256 v / 243), with stage widths 16 and 8 instead of 32 and 16:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import numpy as np
 
 from ._bits import LOW_PAIR, word_mask
-from ._group import GroupCodec, TwoBitGroupCodec, normal_blocks, zero_groups
+from ._group import GroupCodec, TwoBitGroupCodec, normal_blocks, regroup, zero_groups
 from .base import Shape
 from .tq1_0 import ENCODE_V, ENCODE_V2, VALID_QH, horner, refuse_invalid_base3
 
@@ -60,9 +61,11 @@ class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
     file_types = {"prism": 143}
 
     def _transcoder(self, src: Any) -> Callable[[np.ndarray, Shape], np.ndarray | None] | None:
-        if isinstance(src, TwoBitGroupCodec) and src.group_size == self.group_size:
+        if not isinstance(src, TwoBitGroupCodec) or self.group_size % src.group_size:
+            return None
+        if src.group_size == self.group_size:
             return _from_two_bit
-        return None
+        return functools.partial(_joined_from_two_bit, src.group_size)  # Q2_0: 64-weight blocks
 
     def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
         out = np.empty((blocks.shape[0], 26), dtype=np.uint8)
@@ -115,6 +118,12 @@ class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
 
     def _refuse_invalid(self, qs: np.ndarray) -> None:
         refuse_invalid_base3(qs, self.name, 12)  # 24 bytes of five trits, then 2 of the high trits
+
+
+def _joined_from_two_bit(g: int, data: np.ndarray, shape: Shape) -> np.ndarray | None:
+    """Blocks of g weights (Q2_0) joined into PQ2_0's 128 first (None where their d differ)."""
+    joined = regroup(g, 128, data, shape)
+    return None if joined is None else _from_two_bit(joined, shape)
 
 
 def _from_two_bit(data: np.ndarray, shape: Shape) -> np.ndarray | None:
