@@ -200,19 +200,18 @@ def _spans(src, codec: GGUFCodec, rows: tuple[int, int]) -> list[tuple[int, int]
 
 
 def _fits_by_parts(f: GGUFFile, name: str, src, codec: GGUFCodec, rows: tuple[int, int]) -> bool:
-    """Every scale and code of the tensor fits ``codec`` exactly, checked a block of rows at a
-    time (a few MB in memory, not the tensor's codes). False when it does not, or the data is
-    corrupt, or the tensor has no parts: the caller then decodes it whole and refuses, merges
-    or converts it as before."""
+    """Every scale and code of the tensor fits ``codec`` exactly: each block of rows converts
+    (Codec.transcode, from the bytes where the pair has a shortcut; the bytes are dropped), a
+    few MB in memory, not the tensor's codes. False when one does not, or the data is corrupt,
+    or the tensor has no parts: the caller then decodes it whole and refuses, merges or
+    converts it as before."""
     spans = _spans(src, codec, rows)
     if not spans or codec.scale_granularity == "tensor":  # one scale for all rows: not a per-part question
         return False
     row_bytes = src.row_bytes(rows[1])
     for start, stop in spans:
         try:
-            codes, scale = src.decode(f.raw(name)[start * row_bytes : stop * row_bytes], (stop - start, rows[1]))
-            to_codec_scales(scale, codes, codec.scale_granularity, codec.group_size, codec.scale_dtype, codec.name)
-            codec.check_codes(codes)
+            codec.transcode(src, f.raw(name)[start * row_bytes : stop * row_bytes], (stop - start, rows[1]))
         except CodecError:  # a scale or code that does not fit, or corrupt data (CodecError subclasses)
             return False
         finally:
