@@ -50,17 +50,37 @@ def ordered(items: Iterable[T], produce: Callable[[T], R], threads: int | None =
 
 
 def write_in_order(planned: Iterable, write: Callable[[str, object], None],
-                   progress: Callable[[str, int], None] | None = None) -> None:
+                   progress: Callable[[str, int], None] | None = None,
+                   write_part: Callable[[str, object], None] | None = None) -> None:
     """Produce every planned tensor (``name``, ``produce()``, ``done``) on all cores and
-    write them in order; ``done`` runs once a tensor's bytes are out (it drops its source pages)."""
-    for t, data in ordered(planned, lambda t: t.produce()):
-        write(t.name, data)
-        nbytes = data.nbytes
+    write them in order; ``done`` runs once a tensor's bytes are out (it drops its source pages).
+    Given ``write_part``, a tensor whose ``parts`` list producers of consecutive pieces of its
+    bytes is produced and written a piece at a time: the window then holds a few pieces, not a
+    few whole tensors, and both cores work on one large tensor."""
+    nbytes = 0
+    pieces = _pieces(planned, split=write_part is not None)
+    for (t, last, _), data in ordered(pieces, lambda piece: piece[2]()):
+        (write if last is None else write_part)(t.name, data)
+        nbytes += data.nbytes
         del data
+        if last is False:
+            continue
         if t.done:
             t.done()
         if progress:
             progress(t.name, nbytes)
+        nbytes = 0
+
+
+def _pieces(planned: Iterable, split: bool) -> Iterator[tuple]:
+    """(tensor, last, producer) per piece; ``last`` is None for a tensor produced whole."""
+    for t in planned:
+        parts = getattr(t, "parts", None) if split else None
+        if not parts:
+            yield t, None, t.produce
+            continue
+        for i, part in enumerate(parts):
+            yield t, i == len(parts) - 1, part
 
 
 @functools.cache

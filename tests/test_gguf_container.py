@@ -609,6 +609,69 @@ def test_writer_refusals(tmp_path):
     assert f.raw("b").nbytes == 128 and leftovers(tmp_path) == ["out.gguf"]
 
 
+def test_writer_takes_a_tensor_in_parts(tmp_path):
+    """write_part: a tensor's bytes a piece at a time, padding only before its first piece."""
+    a = np.arange(37, dtype=np.uint8)
+    w = GGUFWriter(tmp_path / "out.gguf")
+    w.add_tensor("a", (37,), 24, 37)  # I8: 37 bytes, so "b" starts after padding
+    w.add_tensor("b", (37,), 24, 37)
+    w.write_header()
+    w.write_part("a", a[:10])
+    w.write_part("a", a[10:11])
+    with pytest.raises(ContainerError, match="11 of its bytes are already written in parts"):
+        w.write_tensor("a", a)
+    with pytest.raises(ContainerError, match="got 48 bytes of data, declared 37"):
+        w.write_part("a", a)
+    with pytest.raises(ContainerError, match="'b' is out of order: 'a' is next"):
+        w.write_part("b", a)
+    w.write_part("a", a[11:])
+    with pytest.raises(ContainerError, match="1 declared tensors were not written, first 'b'"):
+        w.close()
+    w.write_part("b", a[:30])
+    with pytest.raises(ContainerError, match="1 declared tensors were not written, first 'b'"):
+        w.close()
+    w.write_part("b", a[30:])
+    w.close()
+    f = GGUFFile(tmp_path / "out.gguf")
+    assert f.raw("a").tobytes() == a.tobytes() == f.raw("b").tobytes()
+
+
+def test_released_pages_are_read_again(tmp_path):
+    """release(name, start, stop) drops a byte range's pages (rounded out to whole pages); a view
+    taken before still reads the same bytes."""
+    data = np.arange(3 * 4096 + 17, dtype=np.uint32).view(np.uint8)
+    with GGUFWriter(tmp_path / "out.gguf") as w:
+        w.add_tensor("a", (data.size,), 24, data.size)  # I8
+        w.write_header()
+        w.write_tensor("a", data)
+    f = GGUFFile(tmp_path / "out.gguf")
+    view = f.raw("a")
+    for start, stop in ((5000, 9000), (0, 1), (data.size - 3, None), (0, 10 * data.size)):
+        f.release("a", start, stop)
+        assert np.array_equal(view, data)
+    f.close()
+
+
+def test_write_in_order_writes_parts_in_order_and_calls_done_once():
+    from types import SimpleNamespace
+
+    from bitpack.parallel import write_in_order
+
+    log = []
+    whole = SimpleNamespace(name="w", produce=lambda: np.zeros(3, np.uint8), done=lambda: log.append("done w"))
+    parts = [lambda i=i: np.full(2, i, np.uint8) for i in range(5)]
+    split = SimpleNamespace(name="s", produce=None, parts=parts, done=lambda: log.append("done s"))
+    write_in_order([split, whole], lambda n, d: log.append(("whole", n, d.tolist())),
+                   lambda n, nbytes: log.append(("progress", n, nbytes)),
+                   lambda n, d: log.append(("part", n, d.tolist())))
+    assert log == [*(("part", "s", [i, i]) for i in range(5)), "done s", ("progress", "s", 10),
+                   ("whole", "w", [0, 0, 0]), "done w", ("progress", "w", 3)]
+    log.clear()
+    split.produce = lambda: np.concatenate([p() for p in parts])
+    write_in_order([split], lambda n, d: log.append(("whole", n, d.tolist())))  # a writer without parts
+    assert log == [("whole", "s", [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]), "done s"]
+
+
 def test_writer_checks_sizes_against_a_dialect(tmp_path):
     w = GGUFWriter(tmp_path / "out.gguf", dialect="bitnet-cpp-2024")
     with pytest.raises(ContainerError, match="I2_S \\(32, 128\\) takes 1056 bytes in bitnet-cpp-2024, not 1024"):

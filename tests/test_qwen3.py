@@ -112,7 +112,7 @@ def test_a_projection_off_the_grid_is_float_and_refused_for_ternary_targets(qwen
     model = open_model(bad)
     assert model.precision == "float" and "blk.1.ffn_up.weight" in model.float_reason
     assert "row 7, group of 32 4" in model.float_reason
-    with pytest.raises(BitpackError, match=r"blk.1.ffn_up.weight is not ternary \(row 7, group of 32 4"):
+    with pytest.raises(BitpackError, match=r"blk.1.ffn_up.weight: is not ternary \(row 7, group of 32 4"):
         out(tmp_path, bad, "q2_0")
     done = bitpack("convert", bad, "--to", "unpacked", "-o", tmp_path / "u")
     assert done.returncode == 2 and "full-precision" in done.stderr and "blk.1.ffn_up.weight" in done.stderr

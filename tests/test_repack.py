@@ -214,3 +214,94 @@ def test_group_scales_survive_bitpacks_own_hf_layouts(tmp_path, target):
     with pytest.raises(BitpackError, match="hf_packed keeps one scale per tensor"):
         convert(hf, "hf_packed", ConvertOptions(output=tmp_path / "refused"))
     assert not (tmp_path / "refused").exists()
+
+
+def group_gguf(path, codec_name, *, corrupt_row=None):
+    """A qwen35 file of one group-scale codec: a 3-D expert tensor (4 experts x 24 rows x 384)
+    and a 50 x 256 projection, with all-zero groups, a d = 0 block and differing fp16 scales."""
+    codec = get_codec(codec_name)
+    tensors = {"blk.0.ffn_up_exps.weight": (4, 24, 384), "blk.0.attn_q.weight": (50, 256)}
+    with GGUFWriter(path) as w:
+        w.add_kv("general.architecture", "qwen35", V.STRING)
+        for name, shape in tensors.items():
+            w.add_tensor(name, shape, next(iter(codec.type_ids.values())), codec.type_nbytes(shape))
+        w.write_header()
+        for name, shape in tensors.items():
+            rows, k = int(np.prod(shape[:-1])), shape[-1]
+            codes = ternary((rows, k))
+            codes[::7, :64] = 0
+            scales = np.exp2(RNG.integers(-12, 0, size=(rows, k // codec.group_size))).astype(np.float32)
+            data = codec.encode(codes, scales).reshape(rows, -1)
+            data[3, :2] = 0  # a block with d = 0 over nonzero codes: they decode to 0
+            if corrupt_row is not None and name == "blk.0.attn_q.weight":
+                data[corrupt_row, 2] = 0xFF  # four codes 3
+            w.write_tensor(name, data)
+    return path
+
+
+@pytest.mark.parametrize(("source", "target", "options"), [
+    ("pq2_0", "q2_0", {}), ("pq2_0", "ptq1_0", {}), ("pq2_0", "iq2_bn", {"allow_scale_merge": True}),
+    ("q2_0", "pq2_0", {"allow_scale_merge": True})])
+def test_a_tensor_converted_in_parts_is_the_tensor_converted_whole(tmp_path, monkeypatch, source, target, options):
+    import bitpack.models.gguf_repack as repack
+
+    src = group_gguf(tmp_path / "src.gguf", source)
+    written = {}
+    for part_weights in (1 << 30, 1000):  # whole, then blocks of 2 or 3 rows
+        monkeypatch.setattr(repack, "PART_WEIGHTS", part_weights)
+        out = tmp_path / f"out-{part_weights}.gguf"
+        convert(src, target, ConvertOptions(output=out, receipt=False, **options))
+        written[part_weights] = out.read_bytes()
+        with GGUFFile(src) as f:
+            plan = repack.plan_repack(f, target, **options)
+            parts = {t.name: len(t.parts or ()) for t in plan.tensors}
+        split = get_codec(target).row_bytes(384) is not None and part_weights == 1000
+        assert parts == ({"blk.0.ffn_up_exps.weight": 48, "blk.0.attn_q.weight": 17} if split else
+                         {"blk.0.ffn_up_exps.weight": 0, "blk.0.attn_q.weight": 0})
+    assert written[1000] == written[1 << 30]
+    with GGUFFile(tmp_path / "out-1000.gguf") as f:
+        assert f.shape("blk.0.ffn_up_exps.weight") == (4, 24, 384)
+
+
+def test_corrupt_codes_in_a_part_name_the_tensor_and_rows(tmp_path, monkeypatch):
+    import bitpack.models.gguf_repack as repack
+
+    monkeypatch.setattr(repack, "PART_WEIGHTS", 2560)  # ten rows of 256 at a time
+    src = group_gguf(tmp_path / "src.gguf", "pq2_0", corrupt_row=23)
+    out = tmp_path / "out.gguf"
+    with pytest.raises(BitpackError, match=r"blk.0.attn_q.weight, rows 20-29 \(positions counted from row 20\): "
+                                           r"pq2_0 data has the invalid 2-bit code 3 in byte 192"):
+        convert(src, "q2_0", ConvertOptions(output=out, receipt=False))
+    assert not out.exists()
+
+
+def test_a_coarser_target_is_checked_a_part_at_a_time_and_refused_as_before(tmp_path, monkeypatch):
+    """q2_0 -> pq2_0 is exact only where the two halves of a 128-group share d: checked a block
+    of rows at a time when they do; a tensor where they do not is decoded whole and refused
+    naming its row, as before."""
+    import bitpack.models.gguf_repack as repack
+
+    monkeypatch.setattr(repack, "PART_WEIGHTS", 1000)
+    q2, pq = get_codec("q2_0"), get_codec("pq2_0")
+    codes = ternary((40, 256))
+    scales = np.repeat(np.exp2(RNG.integers(-8, 0, size=(40, 2))).astype(np.float32), 2, axis=1)
+    with GGUFWriter(tmp_path / "src.gguf") as w:
+        w.add_kv("general.architecture", "qwen35", V.STRING)
+        w.add_tensor("blk.0.attn_q.weight", (40, 256), 42, q2.nbytes((40, 256)))
+        w.write_header()
+        w.write_tensor("blk.0.attn_q.weight", q2.encode(codes, scales))
+    decoded, fits = [], repack._fits_by_parts
+    monkeypatch.setattr(repack, "_fits_by_parts", lambda *a: decoded.append(fits(*a)) or decoded[-1])
+    convert(tmp_path / "src.gguf", "pq2_0", ConvertOptions(output=tmp_path / "out.gguf", receipt=False))
+    with GGUFFile(tmp_path / "out.gguf") as f:
+        assert np.array_equal(f.raw("blk.0.attn_q.weight"), pq.encode(codes, scales[:, ::2]))
+    assert decoded == [True]  # never decoded whole
+    scales[33, 3] /= 2
+    with GGUFWriter(tmp_path / "src2.gguf") as w:
+        w.add_kv("general.architecture", "qwen35", V.STRING)
+        w.add_tensor("blk.0.attn_q.weight", (40, 256), 42, q2.nbytes((40, 256)))
+        w.write_header()
+        w.write_tensor("blk.0.attn_q.weight", q2.encode(codes, scales))
+    with pytest.raises(BitpackError, match=r"blk.0.attn_q.weight: .*row 33, group 1 holds weights with different"):
+        convert(tmp_path / "src2.gguf", "pq2_0", ConvertOptions(output=tmp_path / "out2.gguf", receipt=False))
+    assert decoded == [True, False]

@@ -14,12 +14,13 @@ formats/q1_0.md, formats/pq2_0.md, formats/ptq1_0.md).
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+import functools
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from ..errors import CorruptDataError
-from ._bits import lanes, refuse_code3, rows_any
+from ._bits import EVEN_BITS, find_code3, lanes, refuse_code3, rows_any, word_mask
 from ._scales import to_codec_scales
 from .base import GGUFCodec, Shape, require
 
@@ -28,7 +29,6 @@ class GroupCodec(GGUFCodec):
     """Base of q2_0 / q1_0 / pq2_0 / ptq1_0: subclasses pack and unpack the code bytes."""
 
     scale_granularity = "group"
-    rows_independent = True
     scale_dtype = "f16"
     group_size: ClassVar[int]
     block_bytes: ClassVar[int]  # bytes per block, the 2-byte d included
@@ -45,6 +45,9 @@ class GroupCodec(GGUFCodec):
     def nbytes(self, shape: Shape) -> int:
         m, k = self.check(shape)
         return m * (k // self.group_size) * self.block_bytes
+
+    def row_bytes(self, k: int) -> int | None:
+        return k // self.group_size * self.block_bytes if k % self.group_size == 0 else None
 
     @property
     def _code_slice(self) -> slice:
@@ -112,6 +115,10 @@ class GroupCodec(GGUFCodec):
 # 1 + 2^6 + 2^12 + 2^18 puts c_i at bit 18 + 2i; every other product lands on bits of its own
 # (the codes are at most 2, so nothing carries into bits 18..25).
 _GATHER = np.uint32(1 | 1 << 6 | 1 << 12 | 1 << 18)
+# An f16 d as its bits (formats-2026.md §7.2): -0, and the exponent of inf and NaN.
+_F16_MINUS_ZERO = np.uint16(0x8000)
+_F16_EXPONENT = np.uint16(0x7C00)
+_ZERO_CODES = 0x55  # four codes c = 1 (t = 0): the code byte of an all-zero group
 # Unpacking: one byte pair -> eight int8 values t = c - 1 (a 65536-entry table of uint64).
 _PAIR = np.arange(1 << 16, dtype=np.uint64)
 _T_OF_PAIR = np.zeros(1 << 16, dtype=np.uint64)
@@ -141,6 +148,12 @@ class TwoBitGroupCodec(GroupCodec):
     d_offset = 0
     zero_byte = None  # d bytes sit between the code bytes
 
+    def _transcoder(self, src: Any) -> Callable[[np.ndarray, Shape], np.ndarray | None] | None:
+        if not isinstance(src, TwoBitGroupCodec):
+            return None
+        big, small = max(src.group_size, self.group_size), min(src.group_size, self.group_size)
+        return functools.partial(regroup, src.group_size, self.group_size) if big % small == 0 else None
+
     def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
         return pack_consecutive(blocks)
 
@@ -148,4 +161,55 @@ class TwoBitGroupCodec(GroupCodec):
         return unpack_consecutive(qs, self.name)
 
 
-__all__ = ["GroupCodec", "TwoBitGroupCodec", "pack_consecutive", "unpack_consecutive"]
+def normal_blocks(data: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Q2_0 / PQ2_0 bytes as (d bits, uint16 (nblocks,); code bytes, a copy (nblocks, g // 4))
+    with rule 1 of the normal form applied (formats-2026.md §7.2: d = +-0 means codes 0, bytes
+    0x55); None for a negative or non-finite d or a code 3, which the reference decode refuses,
+    naming where."""
+    d = data.view("<u2").reshape(-1, 1 + g // 8)[:, 0].copy()  # blocks of 2 + g/4 bytes: an even size
+    if ((d > _F16_MINUS_ZERO) | ((d & _F16_EXPONENT) == _F16_EXPONENT)).any():
+        return None
+    qs = np.ascontiguousarray(data.reshape(-1, 2 + g // 4)[:, 2:])
+    if find_code3(lanes(qs)) is not None:
+        return None
+    qs[(d & ~_F16_MINUS_ZERO) == 0] = _ZERO_CODES
+    return d, qs
+
+
+def zero_groups(qs: np.ndarray) -> np.ndarray:
+    """bool per row of 2-bit code bytes: are all its codes 0 (rule 2: such a group gets d = +0)?
+    Every word XOR the word of codes 0, OR-ed along the row (faster than a reduction)."""
+    words = lanes(qs) ^ word_mask(lanes(qs), EVEN_BITS)
+    acc = words[:, 0].copy()
+    for j in range(1, words.shape[1]):
+        acc |= words[:, j]
+    return acc == 0
+
+
+def regroup(g_from: int, g_to: int, data: np.ndarray, shape: Shape) -> np.ndarray | None:
+    """Q2_0 / PQ2_0 blocks of ``g_from`` weights as blocks of ``g_to``, byte for byte what
+    decode + encode write. Both layouts are d (f16), then weight j at bits 2 (j mod 4) of code
+    byte j div 4 (formats/q2_0.md, formats/pq2_0.md; formats-2026.md §2-3), so the code bytes
+    move as they are, split or joined at group boundaries. d is copied to every finer block, or
+    must agree across the blocks joined; in the normal form (§7.2) d = 0 means codes 0 and a
+    group of codes 0 gets d = +0. None (the reference path decides and refuses) for a negative
+    or non-finite d, a code 3, or joined blocks with different d."""
+    blocks = normal_blocks(data, g_from)
+    if blocks is None:
+        return None
+    fine = min(g_from, g_to)
+    d, qs = np.repeat(blocks[0], g_from // fine), blocks[1].reshape(-1, fine // 4)
+    d[zero_groups(qs)] = 0
+    if g_to > fine:  # joined: the blocks that hold a nonzero code must share one d
+        joined = d.reshape(-1, g_to // fine)
+        d = joined.max(axis=1)  # that d, or +0 for a group of codes 0 (finite d >= 0 order as uint16)
+        if ((joined != 0) & (joined != d[:, None])).any():
+            return None
+    out = np.empty((d.size, 1 + g_to // 8), dtype="<u2")  # a block as 16-bit words: fewer, larger copies
+    out[:, 0] = d
+    out[:, 1:] = qs.reshape(d.size, g_to // 4).view("<u2")
+    return out.reshape(-1).view(np.uint8)
+
+
+__all__ = ["GroupCodec", "TwoBitGroupCodec", "normal_blocks", "pack_consecutive", "regroup", "unpack_consecutive",
+           "zero_groups"]

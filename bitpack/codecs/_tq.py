@@ -37,8 +37,10 @@ class TQCodec(GGUFCodec):
     lossless_scale = "when s is fp16-representable, or with scale_mode='separate'"
     scale_granularity, group_size, scale_dtype = "group", QK, "f16"
     separate_scale = True
-    rows_independent = True
     activation_quant = {"llama.cpp": "q8_K"}  # llama.cpp's TQ vec_dot takes Q8_K activations
+
+    def row_bytes(self, k: int) -> int | None:
+        return k // QK * self.block_bytes if k % QK == 0 else None
 
     def __init__(self, scale_mode: str = "baked") -> None:
         if scale_mode not in SCALE_MODES:

@@ -16,7 +16,7 @@ import abc
 import json
 import math
 import operator
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -59,9 +59,6 @@ class Codec(abc.ABC):
     # The scale is a tensor of its own, stored in float32 at whatever granularity the weights
     # have (bitpack's own int8 / i2_packed): per tensor, per row (M, 1) or per group (M, K/g).
     any_scale: ClassVar[bool] = False
-    # row r is the r-th of M equal byte slices of the tensor, so a run of rows decodes on its own
-    # (an embedding's rows per lookup); False for interleaved, tiled or tensor-trailer layouts
-    rows_independent: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
@@ -164,6 +161,33 @@ class Codec(abc.ABC):
                 f"{self.name} data for shape {shape} must be {want} bytes, got {data.size}"
             )
         return self._decode(data, shape, scale)
+
+    def transcode(self, src: Codec, buf: Any, shape: Shape) -> np.ndarray:
+        """``src``'s bytes of a tensor of ``shape`` in this layout: exactly
+        ``self.encode(*src.decode(buf, shape))``, refusing what that refuses, but computed from
+        the bytes where this pair of layouts has a shortcut (``_transcoder``)."""
+        fast = self._transcoder(src)
+        if fast is not None:
+            shape = src.check(shape)
+            self.check(shape)
+            data = as_bytes(buf)
+            out = fast(data, shape) if data.size == src.nbytes(shape) else None
+            if out is not None:
+                return out
+        return self.encode(*src.decode(buf, shape))
+
+    def _transcoder(self, src: Codec) -> Callable[[np.ndarray, Shape], np.ndarray | None] | None:
+        """A shortcut from ``src``'s layout to this one, if the pair has one: given flat bytes of
+        a checked shape, it returns this layout's bytes, or None where the data needs the
+        reference path (a corrupt value, scales that must be compared), which then refuses
+        with its own message."""
+        return None
+
+    def row_bytes(self, k: int) -> int | None:
+        """The bytes of one row of ``k`` weights when every row is a byte range of its own, one
+        after the other (a tensor then converts a block of rows at a time); None for layouts
+        with a per-tensor trailer or tiles across rows."""
+        return None
 
     def _encode_scale(self, scale: Any, shape: Shape) -> Any:
         """Validate the scale for this codec; the default is one finite f32 value."""

@@ -13,14 +13,28 @@ ceil(256 v / 243), with stage widths 16 and 8 instead of 32 and 16:
 
 from __future__ import annotations
 
+import functools
+from typing import Any, Callable
+
 import numpy as np
 
-from ._group import GroupCodec
-from .tq1_0 import ENCODE_V2, VALID_QH, horner, refuse_invalid_base3
+from ._bits import LOW_PAIR, word_mask
+from ._group import GroupCodec, TwoBitGroupCodec, normal_blocks, regroup, zero_groups
+from .base import Shape
+from .tq1_0 import ENCODE_V, ENCODE_V2, VALID_QH, horner, refuse_invalid_base3
 
 _CHUNK = 4096  # blocks per packing step
 _POW3 = [np.uint8(3**n) for n in range(5)]
 _ENC_CHECK = np.uint8(243)
+
+# From PQ2_0's bytes (weight j: bits 2 (j mod 4) of code byte j div 4, formats/pq2_0.md),
+# qh: code bytes 30, 31 (weights 120..127) -> qh[0], qh[1] in one look-up. qh[h] holds weights
+# 120 + h + 2n as trits n = 0..3 with a fifth trit 0, i.e. v = 81 c0 + 27 c1 + 9 c2 + 3 c3.
+# (Code 3, refused before any look-up, is entered as 2 to keep the table in range.)
+_PAIR_CODES = np.minimum((np.arange(1 << 16)[:, None] >> (2 * np.arange(8))) & 3, 2)  # weight 120 + j
+_QH_OF_PAIR = sum(ENCODE_V[(_PAIR_CODES[:, h::2] * [81, 27, 9, 3]).sum(axis=1)].astype(np.uint16) << (8 * h)
+                  for h in range(2)).astype(np.uint16)
+del _PAIR_CODES
 
 
 def _ternary_of_trit(src: np.ndarray, n: int, out: np.ndarray, q: np.ndarray, low: np.ndarray) -> None:
@@ -45,6 +59,13 @@ class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
     d_offset = 26
     type_ids = {"prism": 143}
     file_types = {"prism": 143}
+
+    def _transcoder(self, src: Any) -> Callable[[np.ndarray, Shape], np.ndarray | None] | None:
+        if not isinstance(src, TwoBitGroupCodec) or self.group_size % src.group_size:
+            return None
+        if src.group_size == self.group_size:
+            return _from_two_bit
+        return functools.partial(_joined_from_two_bit, src.group_size)  # Q2_0: 64-weight blocks
 
     def _pack_blocks(self, blocks: np.ndarray) -> np.ndarray:
         out = np.empty((blocks.shape[0], 26), dtype=np.uint8)
@@ -97,3 +118,62 @@ class PTQ1_0(GroupCodec):  # noqa: N801 - named after the GGML type
 
     def _refuse_invalid(self, qs: np.ndarray) -> None:
         refuse_invalid_base3(qs, self.name, 12)  # 24 bytes of five trits, then 2 of the high trits
+
+
+def _joined_from_two_bit(g: int, data: np.ndarray, shape: Shape) -> np.ndarray | None:
+    """Blocks of g weights (Q2_0) joined into PQ2_0's 128 first (None where their d differ)."""
+    joined = regroup(g, 128, data, shape)
+    return None if joined is None else _from_two_bit(joined, shape)
+
+
+def _from_two_bit(data: np.ndarray, shape: Shape) -> np.ndarray | None:
+    """PQ2_0 bytes -> PTQ1_0 bytes, byte for byte what decode + encode write, never spelling
+    out the codes one per byte. None where the reference path must refuse (normal_blocks).
+
+    PQ2_0 holds weight j in bits 2 (j mod 4) of code byte j div 4 (formats/pq2_0.md). So the
+    five weights m + 16 n of qs[m] (m < 16) are bit pair m mod 4 of byte m div 4 of 32-bit
+    code word n, and the five weights 80 + m + 8 n of qs[16 + m] (m < 8) the same pair and
+    byte of 16-bit code word 10 + n: each region is base-3 packed from five words (_base3)."""
+    blocks = normal_blocks(data, 128)
+    if blocks is None:
+        return None
+    d, qs = blocks
+    d[zero_groups(qs)] = 0  # rule 2 of the normal form: codes all 0, d = +0 (formats-2026.md §7.2)
+    out = np.empty((d.size, 28), dtype=np.uint8)
+    _base3(np.ascontiguousarray(qs.view(np.uint32)[:, 0:5].T), out[:, 0:16])
+    _base3(np.ascontiguousarray(qs.view(np.uint16)[:, 10:15].T), out[:, 16:24])
+    out16 = out.view("<u2")  # 14 16-bit words a block: qh is word 12, d word 13
+    out16[:, 12] = _QH_OF_PAIR.take(qs.view("<u2")[:, 15])
+    out16[:, 13] = d
+    return out.reshape(-1)
+
+
+def _base3(words: np.ndarray, out: np.ndarray) -> None:
+    """out (nblocks, 4 w) = the packed bytes of v = sum(c_n * 3**(4 - n)), where bit pair i of
+    byte a of ``words[n]`` ((5, nblocks) words of w bytes) is trit n of out byte 4 a + i. Each
+    bit pair is spread into a byte (the codes are at most 2, so the Horner steps never carry
+    across bytes), and the four pairs' results are interleaved into place."""
+    shifts = np.arange(0, 8, 2, dtype=words.dtype)[:, None, None]
+    planes = (words[None] >> shifts) & word_mask(words, LOW_PAIR)  # (pair i, trit n, nblocks)
+    v = horner(planes.transpose(1, 0, 2))  # (pair i, nblocks): byte a is v of out byte 4 a + i
+    packed = ENCODE_V2.take(v.view(np.uint16)).view(words.dtype)
+    out.view(np.uint32)[...] = _transpose_bytes(packed).T
+
+
+def _transpose_bytes(rows: np.ndarray) -> np.ndarray:
+    """(w, nblocks) uint32 words whose byte i is byte a of rows[i], for word a, from (4,
+    nblocks) rows of w = 2 or 4 bytes: a 4 x w byte transpose by shifts and masks on whole
+    words (a strided byte copy costs twice as much). Bytes of rows 0, 1 are paired first into
+    16-bit slots (of even and of odd bytes), likewise rows 2, 3; each output word is then a slot
+    of the first pair (its bytes 0, 1) under the same slot of the second (bytes 2, 3)."""
+    low = word_mask(rows, np.uint64(0x00FF00FF00FF00FF))  # the even bytes of a word
+    eight, sixteen, slot = rows.dtype.type(8), np.uint32(16), np.uint32(0xFFFF)
+    pairs = [[((x & low) | ((y & low) << eight)).astype(np.uint32),  # slot s: bytes 2 s of x, y
+              (((x >> eight) & low) | (y & ~low)).astype(np.uint32)]  # slot s: bytes 2 s + 1 of x, y
+             for x, y in (rows[0:2], rows[2:4])]
+    out = np.empty((rows.dtype.itemsize, rows.shape[1]), dtype=np.uint32)
+    for a in range(out.shape[0]):
+        shift, odd = np.uint32(16 * (a // 2)), a % 2
+        lo, hi = pairs[0][odd] >> shift, pairs[1][odd] >> shift
+        np.bitwise_or(lo & slot, (hi & slot) << sixteen, out=out[a])
+    return out

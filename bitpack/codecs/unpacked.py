@@ -44,6 +44,9 @@ class Unpacked(SafetensorsCodec):
     def _check(self, m: int, k: int) -> None:
         require(k % FINEST == 0, self.name, (m, k), f"K = {k} is not a multiple of {FINEST}")
 
+    def row_bytes(self, k: int) -> int | None:
+        return k * self.stored_dtype.itemsize if k % FINEST == 0 else None
+
     def stored_shape(self, shape: Shape) -> tuple[int, int]:
         return tuple(shape)
 

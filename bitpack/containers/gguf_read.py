@@ -294,16 +294,17 @@ class GGUFFile:
             raise ContainerError(f"{self._label}: the file is closed")
         return np.frombuffer(self._mm, dtype=np.uint8, count=t.nbytes, offset=t.data_offset)
 
-    def release(self, name: str | GGUFTensor) -> None:
+    def release(self, name: str | GGUFTensor, start: int = 0, stop: int | None = None) -> None:
         """Let the kernel drop the tensor's pages (streaming readers stay about one tensor
-        resident); views stay valid and are read again if touched."""
+        resident), or those of its bytes start..stop-1 (a tensor read a block of rows at a
+        time); views stay valid and are read again if touched."""
         t = self.tensor(name)
         if self._mm is None or not t.nbytes or not hasattr(self._mm, "madvise"):
             return
-        start = t.data_offset // mmap.PAGESIZE * mmap.PAGESIZE
-        end = min(t.data_offset + t.nbytes, self.size)
-        if end > start:
-            self._mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+        first = (t.data_offset + start) // mmap.PAGESIZE * mmap.PAGESIZE
+        end = min(t.data_offset + (t.nbytes if stop is None else min(stop, t.nbytes)), self.size)
+        if end > first:
+            self._mm.madvise(mmap.MADV_DONTNEED, first, end - first)
 
     def close(self) -> None:
         """Release the mapping (views returned by raw() keep it alive until they go)."""

@@ -48,9 +48,10 @@ class GGUFWriter:
     """Stream a GGUF v3 file: declare KV pairs and tensors, write the header, then data.
 
     ``add_kv``/``add_tensor`` -> ``write_header()`` -> ``write_tensor()`` once per tensor in
-    declaration order -> ``close()``. Output goes to ``.<name>.<random>.part`` beside the
-    target and is renamed into place by ``close()`` after an fsync; ``abort()``, or an
-    exception inside ``with GGUFWriter(...)``, deletes it (pitfalls.md P20).
+    declaration order (or ``write_part()`` a piece at a time) -> ``close()``. Output goes to
+    ``.<name>.<random>.part`` beside the target and is renamed into place by ``close()`` after
+    an fsync; ``abort()``, or an exception inside ``with GGUFWriter(...)``, deletes it
+    (pitfalls.md P20).
 
     ``dialect``, if given, makes ``add_tensor`` check each declared size against that
     dialect's type table (gguf.md §1.6).
@@ -70,6 +71,7 @@ class GGUFWriter:
         self._names: set[str] = set()
         self._data_size = 0  # padded running sum (§1.4)
         self._next = 0  # index of the next tensor write_tensor expects
+        self._partial = 0  # bytes of that tensor already written by write_part
         self._state = "declaring"  # -> "writing" -> "closed" | "aborted"
         self._out: StagedFile | None = None
         self.data_start: int | None = None
@@ -174,6 +176,15 @@ class GGUFWriter:
 
     def write_tensor(self, name: str, data: Any) -> None:
         """Write the next tensor's bytes: exactly its declared nbytes, NumPy array or bytes-like."""
+        self._write_data(name, data, whole=True)
+
+    def write_part(self, name: str, data: Any) -> None:
+        """Write the next piece of the next tensor's bytes; the tensor is complete once its
+        declared nbytes are in. A large tensor can so be produced a block of rows at a time,
+        never whole in memory."""
+        self._write_data(name, data, whole=False)
+
+    def _write_data(self, name: str, data: Any, whole: bool) -> None:
         if self._state == "declaring":
             self.write_header()
         self._require("writing", "write_tensor")
@@ -184,13 +195,16 @@ class GGUFWriter:
             why = "was not declared" if name not in self._names else "is out of order"
             raise self._fail(f"tensor '{name}' {why}: '{t.name}' is next (tensors are written in declaration order)")
         view = _byte_view(data, f"tensor '{name}'")
-        if view.nbytes != t.nbytes:
-            raise self._fail(f"tensor '{name}': got {view.nbytes} bytes of data, declared {t.nbytes}")
+        if whole and self._partial:
+            raise self._fail(f"tensor '{name}': {self._partial} of its bytes are already written in parts")
+        written = self._partial + view.nbytes
+        if written > t.nbytes or (whole and written != t.nbytes):
+            raise self._fail(f"tensor '{name}': got {written} bytes of data, declared {t.nbytes}")
         gap = self.data_start + t.offset - self.bytes_written  # zero padding up to the offset
-        if gap:
+        if gap and not self._partial:
             self._write(bytes(gap))
         self._write(view)
-        self._next += 1
+        self._next, self._partial = (self._next + 1, 0) if written == t.nbytes else (self._next, written)
 
     def close(self) -> None:
         """Finish: check every tensor was written, fsync, rename into place."""

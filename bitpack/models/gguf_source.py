@@ -254,9 +254,9 @@ def _ternary_loader(f, name, shape, codec_name, params, scale_name, arch, hp, wh
 def _rows_loader(f: GGUFFile, name: str, shape: tuple[int, int], codec_name: str, params: dict[str, Any]):
     """Rows lo:hi of a ternary embedding or head, decoded alone when the layout allows it."""
     codec = get_codec(codec_name, **params)
-    if not codec.rows_independent:
+    per_row = codec.row_bytes(shape[1])
+    if per_row is None:
         return None
-    per_row = codec.nbytes((1, shape[1]))
 
     def load_rows(lo: int, hi: int) -> Ternary:
         return Ternary(*codec.decode(f.raw(name)[lo * per_row : hi * per_row], (hi - lo, shape[1])))

@@ -62,6 +62,9 @@ class PlannedTensor:
     codec: dict[str, Any] | None = None  # resolved codec config for ternary tensors
     bits_per_weight: float | None = None
     done: Callable[[], None] | None = None  # called once the bytes are written (drops source pages)
+    # Or the bytes in consecutive pieces (blocks of rows), produced and written one at a time so a
+    # large tensor is never whole in memory; ``produce`` still gives them all at once.
+    parts: list[Callable[[], np.ndarray]] | None = None
 
 
 @dataclass
@@ -343,5 +346,5 @@ def write_gguf(plan: GGUFPlan, out: Path, *, overwrite: bool, inputs: list[Path]
         for t in plan.tensors:
             writer.add_tensor(t.name, t.shape, t.type_id, t.nbytes)
         writer.write_header()
-        write_in_order(plan.tensors, writer.write_tensor, progress)
+        write_in_order(plan.tensors, writer.write_tensor, progress, writer.write_part)
     return out.stat().st_size  # leaving the block closes the writer: fsync, then rename into place
