@@ -8,9 +8,12 @@ gating, tied or untied head. Weights are canonical (HF row order), so RoPE is al
 rotate-half form.
 
 A projection runs by what its entry loads, whatever the source: a ``Ternary`` one as a
-BitLinear (int8 activations, exact integer matmul), a ``Float`` one (a full-precision
-checkpoint, a BitStack reconstruction) as a plain float32 ``x @ W.T`` with no activation
-quantization. In ``llamacpp`` numerics the input of an F16/BF16 float projection is first
+BitLinear (int8 activations, exact integer matmul) in BitNet graphs, or, in weight-only graphs
+(qwen3: Ternary Bonsai), as ``x @ W.T`` with W = s x t materialised exactly in float32 and
+per-head q/k norms before RoPE; a ``Float`` one (a full-precision checkpoint, a BitStack
+reconstruction) as a plain float32 ``x @ W.T`` with no activation quantization. A ternary
+embedding or head is decoded a slice of rows at a time. In ``llamacpp`` numerics a ternary
+weight's activations are quantized as llama.cpp's kernel for its type does (Q8_K, Q8_0). In ``llamacpp`` numerics the input of an F16/BF16 float projection is first
 rounded to the weight's type, as ggml converts it (the same rule as for the head).
 
 ``capture(name, x)``, when given, is called with the float32 input [T, K] of every
@@ -187,7 +190,7 @@ class Executor:
         if head.coded:  # a ternary head: decoded a slice of rows at a time, never whole
             for lo in range(0, rows, HEAD_ROWS):
                 t = self._table_rows(head, lo, min(rows, lo + HEAD_ROWS))
-                logits[:, lo : lo + t.codes.shape[0]] = self._ternary_head(z, head.stored, t)
+                logits[:, lo : lo + t.codes.shape[0]] = self._ternary_matmul(z, head.stored, t)
         else:  # the head is the largest matrix: widen it to float32 a slice of rows at a time
             table = self._stored(head_name)
             z = self._in_weight_dtype(z, table.stored)
@@ -221,9 +224,6 @@ class Executor:
 
     def _table_values(self, t: Ternary) -> np.ndarray:
         return t.values
-
-    def _ternary_head(self, z: np.ndarray, stored: str, t: Ternary) -> np.ndarray:
-        return self._ternary_matmul(z, stored, t)
 
     # -- the operations a numerics mode may round differently --------------------------
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:

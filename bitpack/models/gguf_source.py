@@ -81,8 +81,9 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
             missing.append(canonical)
             continue
         used.add(canonical)
-        on_grid = arch.weight_only and f.type_name(canonical) in STORAGE and slot.kind is not Kind.NORM
-        if slot.kind is Kind.TERNARY and not on_grid:
+        # a weight-only graph's float projection, embedding or head: read onto its grid below
+        float_weight = arch.weight_only and f.type_name(canonical) in STORAGE and slot.kind is not Kind.NORM
+        if slot.kind is Kind.TERNARY and not float_weight:
             entries.append(_ternary_entry(f, canonical, slot, hp, arch, params, tile_params, used, where))
         elif slot.kind is not Kind.NORM and f.codec_name(canonical) is not None:  # a ternary embedding or head
             _check_float_tensor(f, canonical, slot.kind, f.codec_name(canonical), hp, where)
@@ -111,7 +112,6 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
         dialect=f.dialect, codec_params=params, warnings=warnings,
         precision="float" if float_reason else "ternary", float_reason=float_reason, rotated=rotation_key(f.kv),
     )
-
 
 
 def _ternary_entry(f: GGUFFile, canonical: str, slot: Any, hp: HParams, arch: Any, params: dict[str, Any],
