@@ -176,6 +176,10 @@ class Codec(abc.ABC):
                 return out
         return self.encode(*src.decode(buf, shape))
 
+    def transcodes_from(self, src: Codec) -> bool:
+        """Whether ``transcode`` from ``src`` has a shortcut (cheaper than decoding)."""
+        return self._transcoder(src) is not None
+
     def _transcoder(self, src: Codec) -> Callable[[np.ndarray, Shape], np.ndarray | None] | None:
         """A shortcut from ``src``'s layout to this one, if the pair has one: given flat bytes of
         a checked shape, it returns this layout's bytes, or None where the data needs the

@@ -142,7 +142,8 @@ def _ternary_entry(f: GGUFFile, canonical: str, slot: Any, hp: HParams, arch: An
                  release=lambda n=canonical: f.release(n),
                  all_zero=lambda n=canonical, c=codec_name, p=tensor_params, s=shape:
                      get_codec(c, **p).all_zero(f.raw(n), s),
-                 ternary=table, load_rows=_rows_loader(f, canonical, shape, codec_name, tensor_params) if table else None)
+                 ternary=table, load_rows=_rows_loader(f, canonical, shape, codec_name, tensor_params) if table else None,
+                 raw=None if companion or arch.permute_qk else (lambda n=canonical: f.raw(n)))
 
 
 def _check_float_tensor(f: GGUFFile, name: str, kind: Kind, type_name: str, hp: HParams, where: str) -> None:

@@ -79,6 +79,9 @@ class Entry:
     ternary: bool = False  # an embedding or head that loads as Ternary (weight-only graphs: qwen3.md §8.2)
     # the rows lo:hi of an embedding or head, decoded without the rest (None: load() and slice)
     load_rows: Callable[[int, int], Ternary | Float] | None = None
+    # the stored bytes of a tensor whose codes and scale are all in them (a GGUF ternary type
+    # without a .scale companion), in codec ``stored`` with ``source_params``
+    raw: Callable[[], np.ndarray] | None = None
 
     @property
     def coded(self) -> bool:

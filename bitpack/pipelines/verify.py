@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..bitstack.budget import blocks_summary
+from ..codecs import get_codec
 from ..codecs._scales import coarsest
 from ..containers.gguf_read import GGUFFile
 from ..errors import BitpackError
@@ -75,6 +76,8 @@ def _compare_entries(a: Any, b: Any) -> dict[str, Any] | None:
     """Two entries' tensors; a ternary table whose rows decode alone a slice at a time, so the
     151,936-row tables of a Bonsai model are never decoded whole. Equal weights have equal
     coarsest scales in every slice, so slicing changes no verdict."""
+    if _same_bytes(a, b):
+        return None
     if a.load_rows is None or b.load_rows is None or a.shape != b.shape:
         return _compare(a.load(), b.load())
     wrong, scales = 0, None
@@ -86,6 +89,34 @@ def _compare_entries(a: Any, b: Any) -> dict[str, Any] | None:
         wrong += (diff or {}).get("codes_differing", 0)
         scales = scales or (diff or {}).get("scales")
     return _difference(wrong, a.shape[0] * a.shape[1], scales)
+
+
+def _same_bytes(a: Any, b: Any) -> bool:
+    """Whether b's stored bytes are a's weights written in b's layout, where that is cheaper to
+    tell than decoding both: the same codec, or a pair with a byte shortcut (Codec.transcode;
+    Bonsai's legacy g128 -> q2_0 is a byte shuffle). A block of rows at a time where rows are
+    byte ranges of their own. Equal bytes are equal weights (every layout has one normal form);
+    False only means "not shown equal here": the tensors are then decoded and compared."""
+    if a.raw is None or b.raw is None or a.shape != b.shape or len(a.shape) != 2:
+        return False
+    src, dst = get_codec(a.stored, **(a.source_params or {})), get_codec(b.stored, **(b.source_params or {}))
+    if src != dst and not dst.transcodes_from(src):
+        return False
+    m, k = a.shape
+    rows_a, rows_b = src.row_bytes(k), dst.row_bytes(k)
+    step = max(1, (1 << 21) // k) if rows_a and rows_b else m
+    raw_a, raw_b = a.raw(), b.raw()
+    try:
+        for lo in range(0, m, step):
+            hi = min(m, lo + step)
+            part_a = raw_a[lo * rows_a : hi * rows_a] if step < m else raw_a
+            part_b = raw_b[lo * rows_b : hi * rows_b] if step < m else raw_b
+            same = part_a if src == dst else dst.transcode(src, part_a, (hi - lo, k))
+            if not np.array_equal(np.asarray(same).view(np.uint8).reshape(-1), part_b.view(np.uint8).reshape(-1)):
+                return False
+    except BitpackError:  # corrupt or not holdable: the decoding comparison says what and where
+        return False
+    return True
 
 
 def _difference(wrong: int, size: int, scales: list[float] | None) -> dict[str, Any] | None:
