@@ -30,12 +30,12 @@ from ..codecs._scales import (
 )
 from ..codecs.base import GGUFCodec
 from ..containers.gguf_read import GGUFFile, GGUFTensor
-from ..containers.gguf_types import DIALECTS, codec_dialects, file_type, types
+from ..containers.gguf_types import file_type, types
 from ..errors import BitpackError, CodecError, CorruptDataError, ScaleError, ShapeError
 from .arch import ALIASES, ARCHITECTURES, Kind, architecture, layer_count, slots
 from .floats import STORAGE
 from .gguf_source import ROTATING_DIALECTS, _codec_params, _tensor_params, rotation_key
-from .gguf_target import GGUFPlan, PlannedTensor
+from .gguf_target import GGUFPlan, PlannedTensor, codec_params, pick_dialect
 
 # Keys the new file states for itself; everything else is the source's, copied as it is.
 OWN_KEYS = ("general.file_type", "general.alignment")
@@ -86,29 +86,19 @@ def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
     plan.kv = [*_copied_kv(f), ("general.file_type", file_type(dialect, codec0.name), "u32"),
                ("bitpack.format_version", 1, "u32"), ("bitpack.dialect", dialect, "string"),
                ("bitpack.codec", codec0.name, "string"),
-               ("bitpack.codec_params", json.dumps(_tensor_codec_params(plan), sort_keys=True), "string"),
+               ("bitpack.codec_params", json.dumps(codec_params(plan), sort_keys=True), "string"),
                ("bitpack.source", json.dumps(source_info or {}, sort_keys=True), "string"),
                ("bitpack.version", __version__, "string")]
     return plan
 
 
 def _dialect(f: GGUFFile, codec: GGUFCodec, dialect: str | None, allow_rotated: bool = False) -> str:
-    """The target dialect: the one asked for, else the codec's first that runs a known
-    architecture (any of the codec's for one bitpack does not know). Hadamard-rotated weights
-    (Bonsai 2) are computed correctly only by a runtime that undoes the rotation: such a file
-    goes to one, or is refused unless ``allow_rotated``."""
-    writable = codec_dialects(codec.name)
+    """The target dialect (pick_dialect). Hadamard-rotated weights (Bonsai 2) are computed
+    correctly only by a runtime that undoes the rotation: such a file goes to one, or is
+    refused unless ``allow_rotated``."""
     arch = architecture(f.architecture).dialects if _known(f.architecture) else None
     rotated = rotation_key(f.kv)
-    if dialect is not None:
-        if dialect not in DIALECTS or not DIALECTS[dialect].writable or dialect not in writable:
-            raise BitpackError(f"{codec.name} is written in {', '.join(writable)}, not {dialect!r}")
-        chosen = dialect
-    else:
-        runs = [d for d in writable if arch is None or d in arch]
-        if not runs:
-            raise BitpackError(f"no runtime executes a {f.architecture} model stored as {codec.name}")
-        chosen = next((d for d in runs if d in ROTATING_DIALECTS), runs[0]) if rotated else runs[0]
+    chosen = pick_dialect(codec.name, f.architecture, arch, dialect, prefer=ROTATING_DIALECTS if rotated else ())
     if rotated and chosen not in ROTATING_DIALECTS and not allow_rotated:
         raise BitpackError(
             f"{f.path} stores its weights Hadamard-rotated (key {rotated}); only {', '.join(ROTATING_DIALECTS)} "
@@ -278,11 +268,6 @@ def _converted(raw: np.ndarray, shape: tuple[int, int], src, codec: GGUFCodec, a
 
 def _copied_kv(f: GGUFFile) -> list[tuple[str, Any, Any]]:
     return [(k, v, f.kv_types[k]) for k, v in f.kv.items() if k not in OWN_KEYS and not k.startswith(OWN_PREFIX)]
-
-
-def _tensor_codec_params(plan: GGUFPlan) -> dict[str, Any]:
-    return {t.name: {k: v for k, v in t.codec.items() if k != "id"} for t in plan.tensors
-            if t.codec and len(t.codec) > 1}
 
 
 def _known(name: str | None) -> bool:

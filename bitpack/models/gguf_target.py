@@ -90,13 +90,22 @@ def ggml_type(dialect: str, *, name: str | None = None, codec: str | None = None
 
 
 def choose_dialect(model: Model, codec: str, dialect: str | None) -> str:
+    return pick_dialect(codec, model.arch.name, model.arch.dialects, dialect)
+
+
+def pick_dialect(codec: str, arch: str, runs_arch: tuple[str, ...] | None, dialect: str | None,
+                 prefer: tuple[str, ...] = ()) -> str:
+    """The target dialect (gguf.md §3, §4.1): the one asked for, checked (known, written by
+    bitpack, has the codec, runs the graph), else the codec's first dialect that runs the graph
+    -- ``prefer``red ones first. ``runs_arch`` None: a graph bitpack does not know, any will do."""
     runs_codec = codec_dialects(codec)
     if dialect is None:
-        for d in runs_codec:
-            if d in model.arch.dialects:
-                return d
-        raise BitpackError(f"no runtime executes a {model.arch.name} model stored as {codec}; "
-                           f"choose i2_s for this architecture")
+        runs = [d for d in runs_codec if runs_arch is None or d in runs_arch]
+        if not runs:
+            fitting = [c.name for c in gguf_codecs() if set(c.type_ids) & set(runs_arch or ())]
+            raise BitpackError(f"no runtime executes a {arch} model stored as {codec}; "
+                               f"choose one of {', '.join(fitting)}")
+        return next((d for d in runs if d in prefer), runs[0])
     if dialect not in DIALECTS:
         raise BitpackError(f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")
     if not DIALECTS[dialect].writable:
@@ -105,9 +114,9 @@ def choose_dialect(model: Model, codec: str, dialect: str | None) -> str:
                            "or q2_0 instead (formats-2026.md §9.4)")
     if dialect not in runs_codec:
         raise BitpackError(f"the {dialect} runtime has no {codec} type (it runs {', '.join(c.name for c in gguf_codecs() if dialect in c.type_ids)})")
-    if dialect not in model.arch.dialects:
-        raise BitpackError(f"the {dialect} runtime does not implement the {model.arch.name} graph "
-                           f"(it would compute a different model; runs it: {', '.join(model.arch.dialects)})")
+    if runs_arch is not None and dialect not in runs_arch:
+        raise BitpackError(f"the {dialect} runtime does not implement the {arch} graph "
+                           f"(it would compute a different model; runs it: {', '.join(runs_arch)})")
     return dialect
 
 
@@ -191,18 +200,17 @@ def _plan_kv(model: Model, plan: GGUFPlan, name: str | None,
         ("bitpack.format_version", 1, "u32"),
         ("bitpack.dialect", plan.dialect, "string"),
         ("bitpack.codec", plan.codec, "string"),
-        ("bitpack.codec_params", json.dumps(_codec_params(plan), sort_keys=True), "string"),
+        ("bitpack.codec_params", json.dumps(codec_params(plan), sort_keys=True), "string"),
         ("bitpack.source", json.dumps(source_info or {"name": Path(model.source).name}, sort_keys=True), "string"),
         ("bitpack.version", __version__, "string"),
     ]
 
 
-def _codec_params(plan: GGUFPlan) -> dict[str, Any]:
-    out = {}
-    for t in plan.tensors:
-        if t.codec and len(t.codec) > 1:
-            out[t.name] = {k: v for k, v in t.codec.items() if k != "id"}
-    return out
+def codec_params(plan: GGUFPlan) -> dict[str, Any]:
+    """bitpack.codec_params: each ternary tensor's codec parameters beyond its id (TL tiles,
+    I2_S's layout), which nothing in the bytes tells a reader."""
+    return {t.name: {k: v for k, v in t.codec.items() if k != "id"} for t in plan.tensors
+            if t.codec and len(t.codec) > 1}
 
 
 def _scale_modes(model: Model, codec: GGUFCodec, allow_rounding: bool, allow_merge: bool,
