@@ -23,7 +23,6 @@ from .._version import __version__
 from ..codecs import get_codec
 from ..codecs._scales import (
     always_exact,
-    coarsest,
     merge_scales,
     round_to,
     to_codec_scales,
@@ -33,9 +32,17 @@ from ..containers.gguf_read import GGUFFile, GGUFTensor
 from ..containers.gguf_types import file_type, types
 from ..errors import BitpackError, CodecError, CorruptDataError, ScaleError, ShapeError
 from .arch import ALIASES, ARCHITECTURES, Kind, architecture, layer_count, slots
+from .compare import compare_entries
 from .floats import STORAGE
-from .gguf_source import ROTATING_DIALECTS, _codec_params, _tensor_params, rotation_key
+from .gguf_source import (
+    ROTATING_DIALECTS,
+    _codec_params,
+    _rows_loader,
+    _tensor_params,
+    rotation_key,
+)
 from .gguf_target import GGUFPlan, PlannedTensor, codec_params, pick_dialect
+from .model import Entry, Ternary
 
 # Keys the new file states for itself; everything else is the source's, copied as it is.
 OWN_KEYS = ("general.file_type", "general.alignment")
@@ -320,16 +327,16 @@ def _differs(a: GGUFFile, ta: GGUFTensor, b: GGUFFile, tb: GGUFTensor) -> str | 
         if a.type_name(ta) != b.type_name(tb):
             return f"type {a.type_name(ta)} vs {b.type_name(tb)}"
         return None if np.array_equal(a.raw(ta), b.raw(tb)) else "the bytes differ"
-    rows = _rows(ta.shape)
-    decoded = []
-    for f, t, c in ((a, ta, ca), (b, tb, cb)):
-        params = _tensor_params(c, t.name, rows, _codec_params(f, str(f.path)), None, str(f.path))
-        decoded.append(get_codec(c, **params).decode(f.raw(t), rows))
-    (codes_a, scale_a), (codes_b, scale_b) = decoded
-    wrong = int(np.count_nonzero(codes_a != codes_b))
-    if wrong:
-        return f"{wrong} of {codes_a.size} codes differ"
-    sa, sb = coarsest(scale_a, codes_a), coarsest(scale_b, codes_b)
-    if np.ndim(sa) != np.ndim(sb) or not np.array_equal(np.float32(sa), np.float32(sb)):
-        return "the scales differ"
-    return None
+    diff = compare_entries(_ternary_entry(a, ta, ca), _ternary_entry(b, tb, cb))
+    return diff["reason"] if diff else None
+
+
+def _ternary_entry(f: GGUFFile, t: GGUFTensor, codec_name: str) -> Entry:
+    """A ternary tensor of a file of any architecture as an entry to compare (every leading
+    dimension counts as rows): its bytes, its decode, and its rows a block at a time."""
+    rows = _rows(t.shape)
+    params = _tensor_params(codec_name, t.name, rows, _codec_params(f, str(f.path)), None, str(f.path))
+    codec = get_codec(codec_name, **params)
+    return Entry(t.name, Kind.TERNARY, rows, codec_name, lambda: Ternary(*codec.decode(f.raw(t), rows)),
+                 source_params=params, raw=lambda: f.raw(t),
+                 load_rows=_rows_loader(f, t.name, rows, codec_name, params))
