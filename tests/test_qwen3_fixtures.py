@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from oracles import require
+from oracles import llama_cpp_logits, qwen3_logits, require
 
 ROOT = Path(__file__).resolve().parents[1]
 from conftest import GENERATOR, make_qwen3  # noqa: F401 - the qwen3 and expected fixtures live there
@@ -299,18 +299,11 @@ def test_legacy_q2_0_gguf(qwen3, expected, variant):
 
 @functools.cache
 def hf_logits(folder: Path) -> np.ndarray:
-    torch = require("torch")
-    transformers = require("transformers")
-    model = transformers.Qwen3ForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    with torch.no_grad():
-        return model(torch.tensor([TOKENS])).logits[0].numpy()
+    return qwen3_logits(folder, TOKENS)
 
 
 def llama_logits(path: Path) -> np.ndarray:
-    llama_cpp = require("llama_cpp")
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=2, logits_all=True, verbose=False, seed=0)
-    llm.eval(TOKENS)
-    return np.array(llm.scores[: len(TOKENS)], dtype=np.float32)
+    return llama_cpp_logits(path, TOKENS)
 
 
 @pytest.mark.oracle
