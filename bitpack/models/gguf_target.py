@@ -318,15 +318,18 @@ def _encoded(codec, codes: np.ndarray, scale: Any, allow_rounding: bool) -> np.n
 
 def _ternary_parts(e: Entry, codec, allow_rounding: bool, merged: Any) -> list[Callable[[], np.ndarray]] | None:
     """A projection whose source ternarizes a block of rows alone (masters, given their scale)
-    and whose target's rows are byte ranges of their own (TQ, the group codecs), a block of
-    rows at a time: the codes stay in the CPU cache and both cores share a large tensor."""
-    if e.load_rows is None or e.release_rows is None or codec.row_bytes(e.shape[1]) is None:
+    and whose target's rows are byte ranges (TQ, the group codecs; I2_S, before its trailer),
+    a block of rows at a time: the codes stay in the CPU cache and both cores share a large tensor."""
+    row = codec.body_row_bytes(e.shape[1])
+    if e.load_rows is None or e.release_rows is None or row is None:
         return None
     spans = row_spans(*e.shape)
-    return [functools.partial(_ternary_rows, e, codec, allow_rounding, merged, lo, hi) for lo, hi in spans or ()] or None
+    return [functools.partial(_ternary_rows, e, codec, allow_rounding, merged, row, lo, hi)
+            for lo, hi in spans or ()] or None
 
 
-def _ternary_rows(e: Entry, codec, allow_rounding: bool, merged: Any, lo: int, hi: int) -> np.ndarray:
+def _ternary_rows(e: Entry, codec, allow_rounding: bool, merged: Any, row: int, lo: int, hi: int) -> np.ndarray:
+    """Rows lo..hi-1 in the target codec; the last block keeps the per-tensor trailer, if any."""
     try:
         t = e.load_rows(lo, hi)
         scale = t.scale if merged is None else merged[lo:hi] if np.ndim(merged) else merged
@@ -334,7 +337,7 @@ def _ternary_rows(e: Entry, codec, allow_rounding: bool, merged: Any, lo: int, h
     except BitpackError as err:
         raise type(err)(f"{e.name}, rows {lo}-{hi - 1}: {err}") from None
     e.release_rows(lo, hi)  # read once: the resident source stays a few blocks, not the tensor
-    return out
+    return out if hi == e.shape[0] else out[: (hi - lo) * row]
 
 
 def _float_parts(e: Entry, dtype: str) -> list[Callable[[], np.ndarray]] | None:

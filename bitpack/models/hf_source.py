@@ -390,8 +390,9 @@ def _scale_reader(ckpt, name, scale_name, layout, linear_class, memo=None):
 
 def _master_rows(ckpt, name, memo):
     """Rows lo:hi of a master projection, ternarized with the whole tensor's scale: mean|W| is a
-    pass over every row, made once (the first block to ask makes it, blocks converted beside it
-    wait), then each block's codes are computed alone -- the same codes as the whole tensor's."""
+    pass over every row, made once (convert() has made it already, in the degenerate-weight
+    check; else the first block to ask makes it and blocks converted beside it wait), then each
+    block's codes are computed alone -- the same codes as the whole tensor's."""
     lock = threading.Lock()
 
     def load_rows(lo: int, hi: int) -> Ternary:
