@@ -386,15 +386,15 @@ def gguf_tokenizer_kv(model: Model, warnings: list[str]) -> list[tuple[str, Any,
 
 
 def write_gguf(plan: GGUFPlan, out: Path, *, overwrite: bool, inputs: list[Path],
-               progress: Callable[[str, int], None] | None = None) -> int:
+               progress: Callable[[str, int], None] | None = None, digest: bool = False) -> tuple[int, str | None]:
     """Write ``plan`` to ``out`` (header and tensor table first, then tensor by tensor);
-    returns the file size."""
+    returns the file size and, given ``digest``, its sha256 (for the receipt)."""
     check_output_file(out, overwrite=overwrite, inputs=inputs)
-    with GGUFWriter(out, alignment=plan.alignment) as writer:
+    with GGUFWriter(out, alignment=plan.alignment, digest=digest) as writer:
         for key, value, kind in plan.kv:
             writer.add_kv(key, value, value_type(kind))
         for t in plan.tensors:
             writer.add_tensor(t.name, t.shape, t.type_id, t.nbytes)
         writer.write_header()
         write_in_order(plan.tensors, writer.write_tensor, progress, writer.write_part)
-    return out.stat().st_size  # leaving the block closes the writer: fsync, then rename into place
+    return out.stat().st_size, writer.sha256  # leaving the block closed the writer: fsync, rename into place
