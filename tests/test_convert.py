@@ -229,7 +229,7 @@ def test_dialect_that_cannot_run_the_graph_is_refused(tmp_path):
 
 
 def test_hf_packed_output_is_a_transformers_layout(tmp_path):
-    safetensors = pytest.importorskip("safetensors.numpy")
+    pytest.importorskip("safetensors.numpy")
     out = convert(MODELS / "b158-bf16", "hf_packed", ConvertOptions(output=tmp_path / "hf"))
     folder = Path(out["output"])
     config = json.loads((folder / "config.json").read_text())
@@ -441,3 +441,47 @@ def test_an_i2_s_layout_is_recorded_and_read_back(tmp_path, layout):
     arm = convert(x86, "i2_s", ConvertOptions(output=tmp_path / f"{layout}.gguf", params={"layout": layout}))["output"]
     assert Path(arm).read_bytes() != Path(x86).read_bytes()
     assert verify(x86, arm)["identical"] is True
+
+
+@pytest.mark.parametrize(("source", "target"), [("b158-bf16", "tq2_0"), ("b158-bf16", "tq1_0"),
+                                                ("b158-bf16", "i2_s"), ("bitnet-f32-sharded", "tq2_0"),
+                                                ("bitnet-f32-sharded", "tl2")])
+def test_a_model_converted_in_parts_is_the_model_converted_whole(tmp_path, monkeypatch, source, target):
+    """Master projections whose target's rows are byte ranges (TQ), and float tensors, are
+    converted a block of rows at a time; the bytes are those of whole-tensor conversion."""
+    from bitpack import parallel
+    from bitpack.models.gguf_target import plan_gguf
+
+    options = {"allow_scale_rounding": (source, target) in NEEDS_ROUNDING}
+    written, split = {}, {}
+    for part_weights in (1 << 30, 1000):  # whole, then blocks of 3 rows of 256
+        monkeypatch.setattr(parallel, "PART_WEIGHTS", part_weights)
+        out = tmp_path / f"out-{part_weights}.gguf"
+        convert(MODELS / source, target, ConvertOptions(output=out, receipt=False, **options))
+        written[part_weights] = out.read_bytes()
+        plan = plan_gguf(open_model(MODELS / source), target, **options)
+        split[part_weights] = {t.name for t in plan.tensors if t.parts}
+    assert written[1000] == written[1 << 30]
+    assert not split[1 << 30]
+    assert "token_embd.weight" in split[1000]
+    assert ("blk.0.attn_q.weight" in split[1000]) == (target != "tl2")
+
+
+def test_a_master_that_fails_in_a_part_names_the_tensor_and_rows(tmp_path, monkeypatch):
+    from bitpack import parallel
+    from bitpack.containers.safetensors_read import Checkpoint
+
+    monkeypatch.setattr(parallel, "PART_WEIGHTS", 2560)  # ten rows of 256 at a time
+    src = tmp_path / "src"
+    shutil.copytree(MODELS / "bitnet-f32-sharded", src)
+    name = "model.layers.0.mlp.up_proj.weight"
+    ckpt = Checkpoint(src)
+    shard, info = ckpt.shard_of(name).path, ckpt.info(name)
+    ckpt.close()
+    with open(shard, "r+b") as fh:  # one NaN in row 23
+        fh.seek(info.offset + (23 * info.shape[1] + 5) * 4)
+        fh.write(np.array([np.nan], dtype="<f4").tobytes())
+    out = tmp_path / "out.gguf"
+    with pytest.raises(BitpackError, match=r"blk.0.ffn_up.weight, rows 0-9: master weights hold NaN"):
+        convert(src, "tq2_0", ConvertOptions(output=out, receipt=False, allow_degenerate=True))
+    assert not out.exists()

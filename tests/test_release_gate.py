@@ -209,7 +209,13 @@ def test_example_workflow_runs_the_gate_for_formats_bitpack_has():
     assert formats and set(formats) <= set(list_codecs())
 
 
+def _unstaged(name: str) -> str:
+    """A file's name, or for a writer's temporary (.<name>.<pid>-<random>.part) its target's."""
+    return name[1:].rsplit(".", 2)[0] if name.endswith(".part") else name
+
+
 def test_input_digests_are_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    from bitpack.containers import files
     from bitpack.pipelines import receipt
 
     monkeypatch.setenv("BITPACK_CACHE_DIR", str(tmp_path / "cache"))
@@ -217,7 +223,8 @@ def test_input_digests_are_remembered_until_the_file_changes(tmp_path, monkeypat
     shutil.copytree(MODELS / "b158-packed", src)
     hashed = []
     real = receipt.sha256_file
-    monkeypatch.setattr(receipt, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    for module in (receipt, files):  # the GGUF writer hashes its output itself, during the fsync
+        monkeypatch.setattr(module, "sha256_file", lambda p: hashed.append(_unstaged(Path(p).name)) or real(p))
     convert(src, "i2_s", ConvertOptions(output=tmp_path / "a.gguf"))
     first = set(hashed)
     assert "model.safetensors" in first
@@ -276,3 +283,14 @@ def test_zero_byte_patterns_agree_with_decoding(codec):
         one[flat] = -1
         assert c.all_zero(c.encode(one.reshape(shape), np.float32(0.5)), shape) is False
     assert get_codec("tq2_0").all_zero(b"", (1, 256)) is None  # no single zero byte: callers decode
+
+
+def test_the_receipt_names_the_output_hashed_while_it_was_synced(tmp_path, monkeypatch):
+    """A GGUF output's digest is computed by its writer during the fsync, and is the file's."""
+    from bitpack.pipelines import receipt
+
+    monkeypatch.setenv("BITPACK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(receipt, "sha256_file", lambda p: pytest.fail(f"{p} hashed again") if p.suffix == ".gguf"
+                        else sha256(p))
+    report = convert(MODELS / "b158-bf16", "i2_s", ConvertOptions(output=tmp_path / "a.gguf"))
+    assert json.loads(Path(report["receipt"]).read_text())["output"]["sha256"] == sha256(tmp_path / "a.gguf")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bitpack import parallel
 from bitpack.codecs import get_codec
 from bitpack.containers.gguf_kv import ValueType as V
 from bitpack.containers.gguf_read import GGUFFile
@@ -248,7 +249,7 @@ def test_a_tensor_converted_in_parts_is_the_tensor_converted_whole(tmp_path, mon
     src = group_gguf(tmp_path / "src.gguf", source)
     written = {}
     for part_weights in (1 << 30, 1000):  # whole, then blocks of 2 or 3 rows
-        monkeypatch.setattr(repack, "PART_WEIGHTS", part_weights)
+        monkeypatch.setattr(parallel, "PART_WEIGHTS", part_weights)
         out = tmp_path / f"out-{part_weights}.gguf"
         convert(src, target, ConvertOptions(output=out, receipt=False, **options))
         written[part_weights] = out.read_bytes()
@@ -264,9 +265,8 @@ def test_a_tensor_converted_in_parts_is_the_tensor_converted_whole(tmp_path, mon
 
 
 def test_corrupt_codes_in_a_part_name_the_tensor_and_rows(tmp_path, monkeypatch):
-    import bitpack.models.gguf_repack as repack
 
-    monkeypatch.setattr(repack, "PART_WEIGHTS", 2560)  # ten rows of 256 at a time
+    monkeypatch.setattr(parallel, "PART_WEIGHTS", 2560)  # ten rows of 256 at a time
     src = group_gguf(tmp_path / "src.gguf", "pq2_0", corrupt_row=23)
     out = tmp_path / "out.gguf"
     with pytest.raises(BitpackError, match=r"blk.0.attn_q.weight, rows 20-29 \(positions counted from row 20\): "
@@ -281,7 +281,7 @@ def test_a_coarser_target_is_checked_a_part_at_a_time_and_refused_as_before(tmp_
     naming its row, as before."""
     import bitpack.models.gguf_repack as repack
 
-    monkeypatch.setattr(repack, "PART_WEIGHTS", 1000)
+    monkeypatch.setattr(parallel, "PART_WEIGHTS", 1000)
     q2, pq = get_codec("q2_0"), get_codec("pq2_0")
     codes = ternary((40, 256))
     scales = np.repeat(np.exp2(RNG.integers(-8, 0, size=(40, 2))).astype(np.float32), 2, axis=1)

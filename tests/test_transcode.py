@@ -171,3 +171,23 @@ def test_the_shortcut_never_decodes_valid_data(src, dst, monkeypatch):
 
     monkeypatch.setattr(a, "decode", no_decode)
     assert np.array_equal(b.transcode(a, buf, (6, 512)), want)
+
+
+@pytest.mark.parametrize("name", ["i2_s", "tq2_0", "tq1_0", "q2_0", "tl2", ("i2_s", "arm"), ("i2_s", "x86_1x4")])
+def test_a_block_of_rows_encodes_to_its_rows_bytes_then_the_trailer(name):
+    """body_row_bytes: a block of rows encodes to those rows' bytes of the whole tensor, then
+    the per-tensor trailer (I2_S's 32 bytes; none for TQ and the group codecs)."""
+    name, params = (name[0], {"layout": name[1]}) if isinstance(name, tuple) else (name, {})
+    codec = get_codec(name, **params)
+    m, k = 40, 256
+    row = codec.body_row_bytes(k)
+    if name == "tl2" or params.get("layout") == "x86_1x4":  # tiles, or rows interleaved in fours: whole only
+        assert row is None
+        return
+    codes = np.random.default_rng(3).integers(-1, 2, size=(m, k)).astype(np.int8)
+    whole = codec.encode(codes, np.float32(0.25))
+    trailer = whole[m * row :]
+    assert trailer.size == (32 if name == "i2_s" else 0)
+    for lo, hi in ((0, 7), (7, 33), (33, 40)):
+        block = codec.encode(codes[lo:hi], np.float32(0.25))
+        assert np.array_equal(block, np.concatenate([whole[lo * row : hi * row], trailer]))

@@ -193,6 +193,12 @@ class Codec(abc.ABC):
         with a per-tensor trailer or tiles across rows."""
         return None
 
+    def body_row_bytes(self, k: int) -> int | None:
+        """As ``row_bytes``, for a layout whose rows may be followed by a per-tensor trailer
+        that depends only on the scale (I2_S): encoding a block of rows then gives those rows'
+        bytes, then the trailer, so a tensor can still be written a block of rows at a time."""
+        return self.row_bytes(k)
+
     def _encode_scale(self, scale: Any, shape: Shape) -> Any:
         """Validate the scale for this codec; the default is one finite f32 value."""
         return as_f32_scale(scale, self.name)

@@ -82,6 +82,11 @@ class I2S(GGUFCodec):
         # The fork's patched ggml_nbytes: nelements / 4 + 32, whatever the shape (gguf.md §1.6)
         return math.prod(shape) // 4 + 32
 
+    def body_row_bytes(self, k: int) -> int | None:
+        # a row is K/4 bytes of whole blocks (x86, arm); x86_1x4 interleaves rows in fours
+        block = LAYOUTS[self.layout]
+        return k // 4 if block is not None and k % block == 0 else None
+
     def code_nbytes(self, shape: Shape) -> int:
         m, k = self.check(shape)
         return m * k // 4

@@ -10,16 +10,29 @@ that was killed outright (``kill -9``, a power cut) and remove it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import BitpackError, ContainerError
 
 _PART = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.part")
+HASH_CHUNK = 8 << 20
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        buf = bytearray(HASH_CHUNK)
+        view = memoryview(buf)
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
 
 
 def create_temp_sibling(path: Path, *, directory: bool = False) -> Path:
@@ -96,8 +109,9 @@ class StagedFile:
     removed by :meth:`discard`, by an exception inside ``with``, or when dropped unfinished.
     Every file writer in bitpack goes through it, so all have the same durability."""
 
-    def __init__(self, path: Path, *, overwrite: bool = True) -> None:
-        self.path, self.overwrite = Path(path), overwrite
+    def __init__(self, path: Path, *, overwrite: bool = True, digest: bool = False) -> None:
+        self.path, self.overwrite, self.digest = Path(path), overwrite, digest
+        self.sha256: str | None = None  # with ``digest``: the committed file's
         self.tmp: Path | None = create_temp_sibling(self.path)
         try:
             self._fh: Any = self.tmp.open("r+b")
@@ -122,7 +136,7 @@ class StagedFile:
             raise ContainerError(f"{self.path}: the output was already finished or discarded")
         try:
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            self._fsync()
             self._fh.close()
             self._fh = None
             _publish(self.tmp, self.path, self.overwrite)
@@ -130,6 +144,18 @@ class StagedFile:
         except BaseException:
             self.discard()
             raise
+
+    def _fsync(self) -> None:
+        """fsync; with ``digest``, the file is hashed meanwhile: the fsync waits for the disk
+        with the cores idle (about 2 s for a 1.2 GB GGUF here), and a receipt reading the
+        finished file again afterwards took as long again."""
+        if not self.digest:
+            os.fsync(self._fh.fileno())
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="bitpack-sha256") as pool:
+            digest = pool.submit(sha256_file, self.tmp)
+            os.fsync(self._fh.fileno())
+            self.sha256 = digest.result()
 
     def discard(self) -> None:
         """Close and delete the temporary; safe to call repeatedly."""

@@ -54,11 +54,12 @@ class GGUFWriter:
     (pitfalls.md P20).
 
     ``dialect``, if given, makes ``add_tensor`` check each declared size against that
-    dialect's type table (gguf.md §1.6).
+    dialect's type table (gguf.md §1.6). ``digest``: ``sha256`` holds the file's digest after
+    ``close()``, hashed while its fsync waits for the disk.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, alignment: int = DEFAULT_ALIGNMENT,
-                 dialect: str | None = None) -> None:
+                 dialect: str | None = None, digest: bool = False) -> None:
         self.path = Path(path)
         if not isinstance(alignment, int) or alignment < 1 or alignment & (alignment - 1) or alignment >= 2**32:
             raise ContainerError(f"{self.path}: alignment must be a power of two, got {alignment!r}")
@@ -66,6 +67,8 @@ class GGUFWriter:
             raise DialectError(f"{self.path}: unknown dialect {dialect!r}; {_DIALECT_HINT}")
         self.alignment = alignment
         self.dialect = dialect
+        self.digest = digest
+        self.sha256: str | None = None
         self._kv: dict[str, bytes] = {}  # key -> encoded (key, type, value)
         self._tensors: list[_Planned] = []
         self._names: set[str] = set()
@@ -163,7 +166,7 @@ class GGUFWriter:
                       U32.pack(t.type_id), U64.pack(t.offset)]
         header = b"".join(parts)
         self.data_start = pad(len(header), self.alignment)
-        self._out, self._state = StagedFile(self.path), "writing"
+        self._out, self._state = StagedFile(self.path, digest=self.digest), "writing"
         self._write(header + bytes(self.data_start - len(header)))
 
     def _write(self, data: Any) -> None:
@@ -223,6 +226,7 @@ class GGUFWriter:
         except BaseException:
             self._state = "aborted"
             raise
+        self.sha256 = self._out.sha256
         self._out, self._state = None, "closed"
 
     def abort(self) -> None:

@@ -230,16 +230,17 @@ class SafetensorsFile:
             self._fail(f"cannot convert {info.dtype} to {target} exactly", name)
         return out.astype(target)
 
-    def release(self, name: str) -> None:
+    def release(self, name: str, start: int = 0, stop: int | None = None) -> None:
         """Tell the kernel the tensor's pages are no longer needed, so a streaming conversion's
-        resident memory stays about one tensor however large the file (views stay valid: the
-        pages are simply read again if touched)."""
+        resident memory stays about one tensor however large the file -- or only those of its
+        bytes start..stop-1, for a tensor read a block of rows at a time (views stay valid:
+        the pages are simply read again if touched)."""
         if getattr(self, "_map", None) is None:
             return
         info = self.info(name)
         page = mmap.PAGESIZE
-        start = info.offset // page * page
-        end = min(info.offset + info.nbytes, self._size)
+        start = (info.offset + start) // page * page
+        end = min(info.offset + (info.nbytes if stop is None else min(stop, info.nbytes)), self._size)
         if end > start and hasattr(self._map, "madvise"):
             self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
 
@@ -422,8 +423,8 @@ class Checkpoint:
     def array(self, name: str, dtype: Any = None) -> np.ndarray:
         return self.shard_of(name).array(name, dtype)
 
-    def release(self, name: str) -> None:
-        self.shard_of(name).release(name)
+    def release(self, name: str, start: int = 0, stop: int | None = None) -> None:
+        self.shard_of(name).release(name, start, stop)
 
     def close(self) -> None:
         for shard in self.shards:

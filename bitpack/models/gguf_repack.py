@@ -31,6 +31,7 @@ from ..codecs.base import GGUFCodec
 from ..containers.gguf_read import GGUFFile, GGUFTensor
 from ..containers.gguf_types import file_type, types
 from ..errors import BitpackError, CodecError, CorruptDataError, ScaleError, ShapeError
+from ..parallel import row_spans
 from .arch import ALIASES, ARCHITECTURES, Kind, architecture, layer_count, slots
 from .compare import compare_entries
 from .floats import STORAGE
@@ -47,10 +48,6 @@ from .model import Entry, Ternary
 # Keys the new file states for itself; everything else is the source's, copied as it is.
 OWN_KEYS = ("general.file_type", "general.alignment")
 OWN_PREFIX = "bitpack."
-# Weights converted at a time in a tensor converted in parts (a block of rows): a few MB of
-# codes, which stay in the CPU cache (whole-tensor passes ran 3-4x slower on a 128256 x 2560
-# embedding), and two blocks in flight keep both cores on one large tensor.
-PART_WEIGHTS = 1 << 21
 
 
 def plan_repack(f: GGUFFile, codec_name: str, *, dialect: str | None = None,
@@ -213,13 +210,12 @@ def _produced(planned: PlannedTensor, f: GGUFFile, src, codec: GGUFCodec, rows: 
 
 
 def _spans(src, codec: GGUFCodec, rows: tuple[int, int]) -> list[tuple[int, int]] | None:
-    """The blocks of rows (start, stop) of about PART_WEIGHTS weights each, for a tensor of
-    more than one whose rows are byte ranges of their own in both layouts; else None."""
+    """The blocks of rows (start, stop) of about PART_WEIGHTS weights each (parallel.row_spans),
+    for a tensor of more than one whose rows are byte ranges of their own in both layouts; else None."""
     m, k = rows
-    step = max(1, PART_WEIGHTS // k)
-    if step >= m or src.row_bytes(k) is None or codec.row_bytes(k) is None:
+    if src.row_bytes(k) is None or codec.row_bytes(k) is None:
         return None
-    return [(r, min(r + step, m)) for r in range(0, m, step)]
+    return row_spans(m, k)
 
 
 def _fits_by_parts(f: GGUFFile, name: str, src, codec: GGUFCodec, rows: tuple[int, int]) -> bool:

@@ -8,6 +8,7 @@ unless the caller allows rounding, in which case every rounded tensor is listed.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..containers.gguf_types import (
 from ..containers.gguf_write import GGUFWriter
 from ..dtypes import FLOAT_STORAGE
 from ..errors import BitpackError, CodecError, ScaleError
-from ..parallel import write_in_order
+from ..parallel import row_spans, write_in_order
 from .arch import Kind, qk_row_order
 from .floats import exact_in, rounded_count, stored_as
 from .model import (
@@ -169,11 +170,13 @@ def _plan_tensors(model: Model, plan: GGUFPlan, codecs: dict[str, Any], scale_mo
             if scale_modes.get(e.name) == "separate":
                 codec = get_codec(codec.name, scale_mode="separate")
             t = ggml_type(dialect, codec=codec.name)
+            merged, rows = plan.merged.get(e.name), order.get(e.name)
             plan.tensors.append(PlannedTensor(
                 e.name, e.shape, t.name, t.id, codec.nbytes(e.shape),
-                _ternary_producer(e, codec, order.get(e.name), allow_scale_rounding, plan.merged.get(e.name)),
+                _ternary_producer(e, codec, rows, allow_scale_rounding, merged),
                 codec.get_config(),
-                codec.bits_per_weight(e.shape), e.release))
+                codec.bits_per_weight(e.shape), e.release,
+                None if rows is not None else _ternary_parts(e, codec, allow_scale_rounding, merged)))
             if codec.tiled:
                 plan.tiles.append((e.shape, codec.tiles(e.shape)))
             if scale_modes.get(e.name) == "separate":
@@ -183,7 +186,8 @@ def _plan_tensors(model: Model, plan: GGUFPlan, codecs: dict[str, Any], scale_mo
         else:
             t = ggml_type(dialect, name=_float_dtype(e, embed_dtype, plan))
             plan.tensors.append(PlannedTensor(e.name, e.shape, t.name, t.id, t.nbytes(e.shape),
-                                              lambda e=e, d=t.name: stored_as(e.load(), d), done=e.release))
+                                              lambda e=e, d=t.name: stored_as(e.load(), d), done=e.release,
+                                              parts=_float_parts(e, t.name)))
 
 
 def _plan_kv(model: Model, plan: GGUFPlan, name: str | None,
@@ -306,13 +310,59 @@ def _ternary_producer(e: Entry, codec, rows, allow_rounding: bool, merged: Any =
         if rows is not None:  # llama: q/k rows for NORM RoPE; per-row or per-group scales move with them
             codes = codes[rows]
             scale = scale[rows] if np.ndim(scale) else scale
-        if codec.params.get("scale_mode") == "separate":
-            scale = np.float32(1)  # the exact scale is the companion .scale tensor
-        elif np.ndim(scale) == 0 and allow_rounding:
-            scale = np.float32(round_to(scale, codec.scale_dtype))  # listed in plan.notes
-        return codec.encode(codes, scale)
+        return _encoded(codec, codes, scale, allow_rounding)
 
     return produce
+
+
+def _encoded(codec, codes: np.ndarray, scale: Any, allow_rounding: bool) -> np.ndarray:
+    """Codes and their scale in ``codec``, as the plan stores the scale."""
+    if codec.params.get("scale_mode") == "separate":
+        scale = np.float32(1)  # the exact scale is the companion .scale tensor
+    elif np.ndim(scale) == 0 and allow_rounding:
+        scale = np.float32(round_to(scale, codec.scale_dtype))  # listed in plan.notes
+    return codec.encode(codes, scale)
+
+
+def _ternary_parts(e: Entry, codec, allow_rounding: bool, merged: Any) -> list[Callable[[], np.ndarray]] | None:
+    """A projection whose source ternarizes a block of rows alone (masters, given their scale)
+    and whose target's rows are byte ranges (TQ, the group codecs; I2_S, before its trailer),
+    a block of rows at a time: the codes stay in the CPU cache and both cores share a large tensor."""
+    row = codec.body_row_bytes(e.shape[1])
+    if e.load_rows is None or e.release_rows is None or row is None:
+        return None
+    spans = row_spans(*e.shape)
+    return [functools.partial(_ternary_rows, e, codec, allow_rounding, merged, row, lo, hi)
+            for lo, hi in spans or ()] or None
+
+
+def _ternary_rows(e: Entry, codec, allow_rounding: bool, merged: Any, row: int, lo: int, hi: int) -> np.ndarray:
+    """Rows lo..hi-1 in the target codec; the last block keeps the per-tensor trailer, if any."""
+    try:
+        t = e.load_rows(lo, hi)
+        scale = t.scale if merged is None else merged[lo:hi] if np.ndim(merged) else merged
+        out = _encoded(codec, t.codes, scale, allow_rounding)
+    except BitpackError as err:
+        raise type(err)(f"{e.name}, rows {lo}-{hi - 1}: {err}") from None
+    e.release_rows(lo, hi)  # read once: the resident source stays a few blocks, not the tensor
+    return out if hi == e.shape[0] else out[: (hi - lo) * row]
+
+
+def _float_parts(e: Entry, dtype: str) -> list[Callable[[], np.ndarray]] | None:
+    """A large float tensor (the embedding) from a source that drops pages by rows, a block of
+    rows at a time: resident memory stays a few blocks, not the tensor (657 MB in 2B-4T)."""
+    spans = row_spans(*e.shape) if len(e.shape) == 2 and e.release_rows is not None else None
+    return [functools.partial(_float_rows, e, dtype, lo, hi) for lo, hi in spans] if spans else None
+
+
+def _float_rows(e: Entry, dtype: str, lo: int, hi: int) -> np.ndarray:
+    value = e.load()
+    block = value.raw[lo:hi]
+    out = stored_as(Float(block, value.stored), dtype)
+    if out is block:  # the source's own bytes: copied, so its pages can go before the writer reads them
+        out = block.copy()
+    e.release_rows(lo, hi)
+    return out
 
 
 def _float_dtype(e: Entry, embed_dtype: str | None, plan: GGUFPlan) -> str:
@@ -344,15 +394,15 @@ def gguf_tokenizer_kv(model: Model, warnings: list[str]) -> list[tuple[str, Any,
 
 
 def write_gguf(plan: GGUFPlan, out: Path, *, overwrite: bool, inputs: list[Path],
-               progress: Callable[[str, int], None] | None = None) -> int:
+               progress: Callable[[str, int], None] | None = None, digest: bool = False) -> tuple[int, str | None]:
     """Write ``plan`` to ``out`` (header and tensor table first, then tensor by tensor);
-    returns the file size."""
+    returns the file size and, given ``digest``, its sha256 (for the receipt)."""
     check_output_file(out, overwrite=overwrite, inputs=inputs)
-    with GGUFWriter(out, alignment=plan.alignment) as writer:
+    with GGUFWriter(out, alignment=plan.alignment, digest=digest) as writer:
         for key, value, kind in plan.kv:
             writer.add_kv(key, value, value_type(kind))
         for t in plan.tensors:
             writer.add_tensor(t.name, t.shape, t.type_id, t.nbytes)
         writer.write_header()
         write_in_order(plan.tensors, writer.write_tensor, progress, writer.write_part)
-    return out.stat().st_size  # leaving the block closes the writer: fsync, then rename into place
+    return out.stat().st_size, writer.sha256  # leaving the block closed the writer: fsync, rename into place

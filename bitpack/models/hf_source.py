@@ -16,6 +16,7 @@ are never ternarized.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,7 +180,8 @@ class _Reading:
         if info.dtype not in FLOAT_DTYPES:
             raise BitpackError(f"{self.where}: {found} is {info.dtype}; expected a float tensor")
         return Entry(canonical, slot.kind, tuple(info.shape), info.dtype, _float_loader(self.ckpt, found),
-                     source_name=found, release=lambda n=found: self.ckpt.release(n))
+                     source_name=found, release=lambda n=found: self.ckpt.release(n),
+                     release_rows=_row_release(self.ckpt, found))
 
     def _float_projection(self, canonical: str, slot: Any, found: str) -> Entry:
         shape = self.hp.ternary_shape(canonical)
@@ -201,11 +203,14 @@ class _Reading:
             self.used.add(scale_name)
             _check_scale(ckpt, scale_name, shape, codec_name, self.where)
         memo: dict = {}  # a master's mean|W|, computed once for its scale and codes
+        master = layout == "master"
         return Entry(canonical, slot.kind, shape, codec_name or ckpt.info(found).dtype,
                      _ternary_loader(ckpt, found, scale_name, shape, layout, self.linear_class, codec_name,
                                      self.where, memo),
                      source_name=found, scale=_scale_reader(ckpt, found, scale_name, layout, self.linear_class, memo),
                      release=lambda n=found: ckpt.release(n),
+                     load_rows=_master_rows(ckpt, found, memo) if master else None,
+                     release_rows=_row_release(ckpt, found) if master else None,
                      source_scale=None if layout == "master" else (lambda n=scale_name: ckpt.raw(n).copy()),
                      all_zero=None if layout == "master" else (
                          lambda n=found, s=shape: get_codec(codec_name).all_zero(ckpt.raw(n), s)))
@@ -381,6 +386,33 @@ def _scale_reader(ckpt, name, scale_name, layout, linear_class, memo=None):
         return LINEAR_CLASSES.get(linear_class, OWN).scale(np.float32(ws.reshape(-1)[0]))
 
     return scale
+
+
+def _master_rows(ckpt, name, memo):
+    """Rows lo:hi of a master projection, ternarized with the whole tensor's scale: mean|W| is a
+    pass over every row, made once (convert() has made it already, in the degenerate-weight
+    check; else the first block to ask makes it and blocks converted beside it wait), then each
+    block's codes are computed alone -- the same codes as the whole tensor's."""
+    lock = threading.Lock()
+
+    def load_rows(lo: int, hi: int) -> Ternary:
+        raw, stored = ckpt.raw(name), ckpt.info(name).dtype
+        with lock:
+            if "mean" not in memo:
+                absmean_scale(raw, stored, memo)
+        t = absmean_stored(raw[lo:hi], stored, memo=memo)
+        return Ternary(t.codes, t.scale)
+
+    return load_rows
+
+
+def _row_release(ckpt, name):
+    """Drop the pages of rows lo:hi of a stored 2-D tensor; None for other shapes (whole only)."""
+    info = ckpt.info(name)
+    if len(info.shape) != 2 or not info.shape[0]:
+        return None
+    row = info.nbytes // info.shape[0]
+    return lambda lo, hi: ckpt.release(name, lo * row, hi * row)
 
 
 def _float_loader(ckpt, name):

@@ -77,8 +77,12 @@ class Entry:
     source_scale: Callable[[], np.ndarray] | None = None  # a packed source's own weight_scale tensor
     all_zero: Callable[[], bool | None] | None = None  # every code 0, from the stored bytes (Codec.all_zero)
     ternary: bool = False  # an embedding or head that loads as Ternary (weight-only graphs: qwen3.md §8.2)
-    # the rows lo:hi of an embedding or head, decoded without the rest (None: load() and slice)
+    # the rows lo:hi of an embedding or head (or of a master projection, ternarized with the whole
+    # tensor's scale), decoded without the rest (None: load() and slice)
     load_rows: Callable[[int, int], Ternary | Float] | None = None
+    # drop the source pages of rows lo:hi (a tensor written a block of rows at a time); None:
+    # the source reads whole tensors, and the target converts them whole
+    release_rows: Callable[[int, int], None] | None = None
     # the stored bytes of a tensor whose codes and scale are all in them (a GGUF ternary type
     # without a .scale companion), in codec ``stored`` with ``source_params``
     raw: Callable[[], np.ndarray] | None = None

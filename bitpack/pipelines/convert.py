@@ -164,18 +164,20 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     write = _write_stack if cls.name == "bitstack" else _write_gguf if cls.container == "gguf" else _write_hf
     done = write(model, cls.name, out, options, progress, source_info)
     tensors, config, extra = done.pop("tensors"), done.pop("config"), done.pop("extra")
+    sha256 = done.pop("sha256", None)  # a GGUF writer hashes its file during the fsync
     report = {
         "output": str(out), "format": cls.name, "source": {**source_info, **origin}, "architecture": model.arch.name,
         "tensors": tensors, "bytes_written": done["bytes_written"], "seconds": round(time.perf_counter() - started, 3),
         "rounded": done["rounded"], "warnings": warnings + done["warnings"], **extra, "verify": None, "receipt": None,
     }
-    return _finish(report, source_path, out, origin, hasher, config, options, progress, started)
+    return _finish(report, source_path, out, origin, hasher, config, options, progress, started, sha256)
 
 
 def _finish(report: dict[str, Any], source_path: Path, out: Path, origin: dict[str, Any], hasher: Hasher | None,
             config: dict[str, Any], options: ConvertOptions, progress: Progress | None,
-            started: float) -> dict[str, Any]:
-    """What every conversion ends with: the optional verify, then the receipt."""
+            started: float, sha256: str | None = None) -> dict[str, Any]:
+    """What every conversion ends with: the optional verify, then the receipt (``sha256``: the
+    output's, if its writer hashed it)."""
     if options.verify:
         _notify(progress, "stage", "verifying")
         try:
@@ -190,7 +192,7 @@ def _finish(report: dict[str, Any], source_path: Path, out: Path, origin: dict[s
         report["receipt"] = str(write_receipt(
             out, source=origin, inputs=hasher.result(), target={"format": report["format"], "config": config},
             tensors=report["tensors"], verify=report["verify"],
-            companions=[Path(report["kernel_config"])] if "kernel_config" in report else []))
+            companions=[Path(report["kernel_config"])] if "kernel_config" in report else [], output_sha256=sha256))
     else:  # an older receipt beside a replaced output would describe another file
         receipt_path(out).unlink(missing_ok=True)
     report["seconds"] = round(time.perf_counter() - started, 3)
@@ -223,7 +225,8 @@ def _repack(source: Source, codec: str, options: ConvertOptions, progress: Progr
                            allow_scale_merge=options.allow_scale_merge, allow_rotated=options.allow_rotated,
                            source_info=source_info)
         _notify(progress, "plan", len(plan.tensors), sum(t.nbytes for t in plan.tensors))
-        written = write_gguf(plan, out, overwrite=options.overwrite, inputs=[source.path], progress=progress)
+        written, sha256 = write_gguf(plan, out, overwrite=options.overwrite, inputs=[source.path], progress=progress,
+                                     digest=options.receipt)
     tensors = [{"name": t.name, "type": t.type_name, "codec": (t.codec or {}).get("id"),
                 "bits_per_weight": t.bits_per_weight} for t in plan.tensors]
     report = {"output": str(out), "format": codec, "source": {**source_info, **source.origin},
@@ -232,7 +235,7 @@ def _repack(source: Source, codec: str, options: ConvertOptions, progress: Progr
               "rounded": plan.notes, "warnings": plan.warnings, "dialect": plan.dialect, "verify": None,
               "receipt": None}
     config = {"dialect": plan.dialect, "params": options.params or None, "repack": True, "lossy": plan.notes or None}
-    return _finish(report, source.path, out, source.origin, hasher, config, options, progress, started)
+    return _finish(report, source.path, out, source.origin, hasher, config, options, progress, started, sha256)
 
 
 def _write_gguf(model: Model, codec: str, out: Path, options: ConvertOptions, progress: Progress | None,
@@ -242,7 +245,8 @@ def _write_gguf(model: Model, codec: str, out: Path, options: ConvertOptions, pr
                      allow_scale_merge=options.allow_scale_merge,
                      source_info=source_info)
     _notify(progress, "plan", len(plan.tensors), sum(t.nbytes for t in plan.tensors))
-    written = write_gguf(plan, out, overwrite=options.overwrite, inputs=model.files, progress=progress)
+    written, sha256 = write_gguf(plan, out, overwrite=options.overwrite, inputs=model.files, progress=progress,
+                                 digest=options.receipt)
     extra: dict[str, Any] = {"dialect": plan.dialect}
     if plan.tiles:  # the file bitnet.cpp's kernel generator reads, beside the output
         ini = out.with_name(out.name + ".kernel_config.ini")
@@ -254,7 +258,7 @@ def _write_gguf(model: Model, codec: str, out: Path, options: ConvertOptions, pr
         "config": {"dialect": plan.dialect, "params": options.params or None, "embed_dtype": options.embed_dtype,
                    "tiles": [{"shape": list(shape), **t.as_dict()} for shape, t in sorted(set(plan.tiles))] or None,
                    "lossy": plan.notes or None},  # every rounded or merged scale, in the receipt too
-        "extra": extra, "bytes_written": written, "rounded": plan.notes, "warnings": plan.warnings,
+        "extra": extra, "bytes_written": written, "rounded": plan.notes, "warnings": plan.warnings, "sha256": sha256,
     }
 
 

@@ -23,23 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..containers.files import write_atomic
+from ..containers.files import sha256_file, write_atomic
 from ..containers.hf_dir import (
     RECEIPT_SUFFIX,  # also how --overwrite recognises a directory bitpack wrote
 )
 
-CHUNK = 8 << 20
 SCHEMA = 1
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 def cache_path() -> Path:
@@ -113,11 +102,12 @@ class Hasher:
         return [{"path": str(f), "sha256": self._hashes[f]} for f in self.files]
 
 
-def output_digest(out: Path) -> dict[str, Any]:
-    """A file's sha256; for a model directory, every file's and one over the sorted list
-    (``sha256sum``-style lines "<hex>  <name>\\n"), so one value still names the whole output."""
+def output_digest(out: Path, sha256: str | None = None) -> dict[str, Any]:
+    """A file's sha256 (``sha256``: already known, hashed as the file was written); for a model
+    directory, every file's and one over the sorted list (``sha256sum``-style lines
+    "<hex>  <name>\\n"), so one value still names the whole output."""
     if out.is_file():
-        return {"path": str(out), "sha256": sha256_file(out)}
+        return {"path": str(out), "sha256": sha256 or sha256_file(out)}
     files = sorted(p for p in out.rglob("*") if p.is_file())
     listed = [{"path": str(p.relative_to(out)), "sha256": sha256_file(p)} for p in files]
     manifest = "".join(f"{f['sha256']}  {f['path']}\n" for f in listed)
@@ -130,10 +120,11 @@ def receipt_path(out: Path) -> Path:
 
 def write_receipt(out: Path, *, source: dict[str, Any], inputs: list[dict[str, str]], target: dict[str, Any],
                   tensors: list[dict[str, Any]], verify: dict[str, Any] | None,
-                  companions: list[Path] = ()) -> Path:
+                  companions: list[Path] = (), output_sha256: str | None = None) -> Path:
     """``companions``: files written beside a single-file output (a TL GGUF's kernel_config.ini);
-    they are listed in ``output.files`` with the output itself."""
-    output = output_digest(out)
+    they are listed in ``output.files`` with the output itself. ``output_sha256``: the output's
+    digest, if its writer hashed it already."""
+    output = output_digest(out, output_sha256)
     if companions:
         output["files"] = [{"path": out.name, "sha256": output["sha256"]},
                            *({"path": p.name, "sha256": sha256_file(p)} for p in companions)]
