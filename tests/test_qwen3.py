@@ -138,6 +138,10 @@ def test_rotated_weights_are_never_run_as_plain_and_go_only_to_the_fork(qwen3, t
         assert f.kv["prism.hadamard.block_size"] == 128 and f.dialect == "prism"
     report = verify(rotated, pq)
     assert report["identical"] and report["logits_compared"] is False and "Hadamard" in report["note"]
+    for target in ("unpacked", "int8", "bitstack"):  # no runtime of these undoes the rotation
+        with pytest.raises(BitpackError, match="Hadamard-rotated.*without the keys"):
+            out(tmp_path, rotated, target)
+        assert not (tmp_path / f"rot-{target}").exists()
 
 
 def test_unpacked_is_an_ordinary_checkpoint_and_refused_for_bitnet(qwen3, tmp_path):

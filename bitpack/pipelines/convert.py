@@ -153,6 +153,7 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
                            architecture=options.architecture,
                            scale_convention=options.scale_convention, revision=options.revision,
                            progress=options.show_downloads)
+    _refuse_rotated(model, cls.name)
     origin = model.origin or {"path": str(src)}
     source_path = Path(origin.get("path", str(src)))
     read = [*model.files, *([Path(options.calibration)] if options.calibration and cls.name == "bitstack" else [])]
@@ -317,6 +318,17 @@ def _write_stack(model: Model, codec: str, out: Path, options: ConvertOptions, p
         extra["calibration"] = info
     return {"tensors": stack["tensors"], "config": {**stack["codec_params"], "calibration": info},
             "extra": extra, "bytes_written": stack["bytes_written"], "rounded": [], "warnings": stack["warnings"]}
+
+
+def _refuse_rotated(model: Model, target: str) -> None:
+    """Weights stored Hadamard-rotated (qwen3.md §9) go only to GGUF files, for a runtime that
+    undoes the rotation (the repack carries the keys). Every other target would hold the folded
+    weights without the contract, and its runtime would write fluent but wrong text."""
+    if model.rotated:
+        raise BitpackError(f"{model.source} stores its weights Hadamard-rotated (key {model.rotated}); a {target} "
+                           "output would keep the rotated weights without the keys, and no runtime of it undoes "
+                           "the rotation. Convert it to a GGUF file for the Prism fork (pq2_0, ptq1_0, or q2_0 "
+                           "--dialect prism)")
 
 
 def _check_source(model: Model, allow: bool, hub: bool) -> list[str]:
