@@ -297,3 +297,65 @@ def test_a_ternary_qwen3_decomposes_into_a_stack(qwen3, tmp_path):
     convert(src, "bitstack", ConvertOptions(output=stack, receipt=False, blocks=4, rank=4))
     report = verify(src, stack, min_top1=0.5)
     assert report["passed"] and not report["tensor_differences"]  # tables kept as their exact values
+
+
+def hadamard_matrix(n: int) -> np.ndarray:
+    i = np.arange(n)
+    return np.where(np.bitwise_count(i[:, None] & i[None, :]) % 2, -1.0, 1.0) / np.sqrt(n)
+
+
+def test_hadamard_folded_weights_run_as_the_unfolded_model(qwen3, tmp_path):
+    """Bonsai 2's contract (qwen3.md §9.2) on the untied model: every projection and the head
+    stored folded (W' = W·diag(s)·H), the embedding stored latent (z = H(s ⊙ e)). The executor
+    must compute what the unfolded model computes: W = W'·H·diag(s), e = s ⊙ (H z), written here
+    as plain F32 tensors by an independent NumPy computation."""
+    from bitpack.containers.gguf_kv import ValueType as V
+
+    rng = np.random.default_rng(9)
+    n, widths = 128, (256, 384)
+    signs = {w: rng.choice([-1, 1], size=w) for w in widths}
+    h = hadamard_matrix(n)
+    src = out(tmp_path, qwen3["qwen3-untied-Q2_0-legacy"], "pq2_0")
+    model = open_model(src)
+    folded = [e.name for e in model.coded if e.name != "token_embd.weight"]
+    keys = [("prism.hadamard.version", 1, V.UINT32), ("prism.hadamard.block_size", n, V.UINT32),
+            ("prism.hadamard.transform", "normalized-sylvester-walsh-hadamard", V.STRING),
+            ("prism.hadamard.axis", "input-last-dimension", V.STRING),
+            ("prism.hadamard.sign_mode", "explicit", V.STRING),
+            ("prism.hadamard.weight_names", folded, (V.ARRAY, V.STRING)),
+            ("prism.hadamard.inverse_weight_names", ["token_embd.weight"], (V.ARRAY, V.STRING)),
+            ("prism.hadamard.sign_widths", np.array(widths, dtype=np.int32), V.ARRAY),
+            ("prism.hadamard.sign_values", np.concatenate([signs[w] for w in widths]).astype(np.int32), V.ARRAY)]
+    rotated = rewritten(src, tmp_path / "bonsai2.gguf", extra_kv=keys)
+
+    def unfolded(e) -> np.ndarray:  # float64: W'·H_K·diag(s_K), or s ⊙ (H z) for the latent table
+        w = e.load().values.astype(np.float64)
+        k = w.shape[1]
+        hk = np.kron(np.eye(k // n), h)
+        return (w @ hk) * signs[k] if e.name in folded else (w @ hk.T) * signs[k]
+
+    reference = tmp_path / "unfolded.gguf"
+    with GGUFFile(src) as f, GGUFWriter(reference) as w:
+        for key, value in f.kv.items():
+            if key != "general.alignment":
+                w.add_kv(key, value, f.kv_types[key])
+        for t in f.tensors:
+            w.add_tensor(t.name, t.shape, 0, 4 * int(np.prod(t.shape)))
+        w.write_header()
+        for t in f.tensors:
+            e = model.entry(t.name)
+            values = unfolded(e) if e.coded else e.load().values
+            w.write_tensor(t.name, np.ascontiguousarray(values, dtype="<f4"))
+
+    got = executor(open_model(rotated)).forward(TOKENS)
+    want = executor(open_model(reference)).forward(TOKENS)
+    plain = executor(model).forward(TOKENS)  # the same bytes run as if plain: a different model
+    scale = np.abs(want).max()
+    print(f"rotated vs unfolded: {np.abs(got - want).max() / scale:.2e}, as plain: {np.abs(plain - want).max() / scale:.2e}")
+    assert np.abs(got - want).max() / scale < 1e-5
+    assert (got.argmax(-1) == want.argmax(-1)).all()
+    assert np.abs(plain - want).max() / scale > 1e-2
+    done = bitpack("inspect", rotated)
+    assert "Hadamard-rotated" in done.stderr + done.stdout and "bitpack's executor" in done.stderr + done.stdout
+    report = verify(rotated, out(tmp_path, rotated, "ptq1_0"))  # the contract is run: logits compared
+    assert report["identical"] and report["max_abs_diff"] == 0 and report.get("logits_compared", True)

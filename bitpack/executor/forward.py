@@ -59,10 +59,11 @@ class Executor:
         holds one projection at a time."""
         if numerics not in MODES:
             raise BitpackError(f"unknown numerics mode {numerics!r} (known: {', '.join(MODES)}, hf)")
-        if model.rotated:  # run as if plain, it would give fluent-looking wrong logits (qwen3.md §9.4)
-            raise BitpackError(f"{model.source} stores its weights Hadamard-rotated (key {model.rotated}); "
-                               "bitpack's executor does not apply the inverse transform, so it does not run this "
+        if model.rotated and model.rotation is None:  # never run as if plain (qwen3.md §9.4)
+            raise BitpackError(f"{model.source} stores its weights Hadamard-rotated (key {model.rotated}) under a "
+                               f"contract bitpack does not run ({model.rotation_problem}); it does not run this "
                                "model or compare its logits (verify compares its tensors)")
+        self.rotation = model.rotation  # applied in every numerics mode (qwen3.md §7)
         self.model = model
         self.n: Numerics = MODES[numerics]
         self.hp = model.hparams
@@ -98,7 +99,10 @@ class Executor:
         return self._widen(Float(table.raw[ids], table.stored))
 
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
-        """One projection: its weights are loaded here, used once and their pages dropped."""
+        """One projection: its weights are loaded here, used once and their pages dropped. A
+        folded weight (rotation.py) multiplies the transformed input H(s ⊙ x)."""
+        if self.rotation is not None and name in self.rotation.folded:
+            x = self.rotation.transform(x)
         if self.capture is not None:
             x.flags.writeable = False  # the executor never writes into its activations in place
             self.capture(name, x)
@@ -186,6 +190,8 @@ class Executor:
         head_name = "output.weight" if "output.weight" in self._entries else "token_embd.weight"
         head = self._entries[head_name]
         rows = head.shape[0]
+        if self.rotation is not None and head_name in self.rotation.folded | self.rotation.latent:
+            z = self.rotation.transform(z)  # z·eᵀ = H(s ⊙ z)·(H(s ⊙ e))ᵀ for a latent table too
         logits = np.empty((z.shape[0], rows), dtype=F32)
         if head.coded:  # a ternary head: decoded a slice of rows at a time, never whole
             for lo in range(0, rows, HEAD_ROWS):
@@ -208,8 +214,12 @@ class Executor:
         as ggml's get_rows dequantizes them), never the whole table widened."""
         entry = self._entries["token_embd.weight"]
         if not entry.coded:
-            return self._rows(self._stored("token_embd.weight"), ids)
-        return np.concatenate([self._table_values(self._table_rows(entry, int(i), int(i) + 1)) for i in ids])
+            rows = self._rows(self._stored("token_embd.weight"), ids)
+        else:
+            rows = np.concatenate([self._table_values(self._table_rows(entry, int(i), int(i) + 1)) for i in ids])
+        if self.rotation is not None and entry.name in self.rotation.latent:  # stored H(s ⊙ e): restore e
+            rows = self.rotation.restore(rows)
+        return rows
 
     def _table_rows(self, entry, lo: int, hi: int) -> Ternary:
         """Rows lo:hi of a ternary embedding or head: decoded alone where the layout allows,

@@ -31,10 +31,11 @@ from .floats import STORAGE
 from .grid import read_grids
 from .hparams import HParams
 from .model import Entry, Float, Model, Ternary
+from .rotation import PREFIX as ROTATION_PREFIX
+from .rotation import read_rotation
 
 # Keys that say the weights are stored rotated, and the dialects whose runtime undoes it
 # (qwen3.md §9.3): the PrismML fork from prism-v7 applies the inverse Hadamard transform.
-ROTATION_PREFIX = "prism.hadamard."
 ROTATING_DIALECTS = ("prism",)
 
 
@@ -105,13 +106,26 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
     if extra:
         raise BitpackError(f"{where}: tensors the {name} graph does not use: {', '.join(extra[:8])}")
     float_reason = read_grids(entries, arch, where)
+    rotation, problem = _rotation(f, entries, where)
     return Model(
         source=str(path), container="gguf", layout=f"gguf {'/'.join(sorted({e.stored for e in entries if e.kind is Kind.TERNARY}))}",
         arch=arch, hparams=hp, entries=entries, files=[Path(path)],
         tokenizer_kv={k: (v, f.kv_types[k]) for k, v in f.kv.items() if k.startswith("tokenizer.")},
         dialect=f.dialect, codec_params=params, warnings=warnings,
         precision="float" if float_reason else "ternary", float_reason=float_reason, rotated=rotation_key(f.kv),
+        rotation=rotation, rotation_problem=problem,
     )
+
+
+def _rotation(f: GGUFFile, entries: list[Entry], where: str) -> tuple[Any, str | None]:
+    """The file's Hadamard contract (rotation.py), or why bitpack does not run it; the file
+    still opens (inspect, tensor comparison, repack for the Prism fork)."""
+    if rotation_key(f.kv) is None:
+        return None, None
+    try:
+        return read_rotation(f.kv, {e.name: e.shape[-1] for e in entries}, where), None
+    except BitpackError as err:
+        return None, str(err)
 
 
 def _ternary_entry(f: GGUFFile, canonical: str, slot: Any, hp: HParams, arch: Any, params: dict[str, Any],

@@ -145,6 +145,8 @@ class Model:
     origin: dict[str, Any] | None = None  # where the files came from (a Hub repo and commit); receipts
     float_reason: str | None = None  # why float projections are not ternary (the first off-grid group)
     rotated: str | None = None  # the metadata key saying the weights are stored rotated (qwen3.md §9)
+    rotation: Any = None  # its contract (rotation.Rotation) when bitpack runs it, else None
+    rotation_problem: str | None = None  # why a rotated model's contract is not one bitpack runs
     stack: Any = None  # the block selection when the source is a BitStack stack
 
     @property

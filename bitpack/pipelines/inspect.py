@@ -58,6 +58,8 @@ def inspect(path: str | Path, *, dialect: str | None = None, tile_params: dict[s
                             "and warns that generation quality will be degraded")
         if not model.tokenizer_kv:
             warnings.append("the file carries no tokenizer")
+        if model.rotated:
+            warnings += _rotation_warning([model.rotated], model.rotation_problem)
     size = sum(Path(f).stat().st_size for f in model.files if Path(f).suffix in (".gguf", ".safetensors"))
     return {
         "path": str(path),
@@ -94,12 +96,17 @@ def inspect_file(path: str | Path, local: Path, dialect: str | None) -> dict[str
                              *_rotation_warning(f.kv)]}
 
 
-def _rotation_warning(keys: Any) -> list[str]:
+def _rotation_warning(keys: Any, problem: str | None = "") -> list[str]:
+    """Who computes a rotated file correctly; ``problem``: why bitpack's executor does not run its
+    contract (None: it does; "": not asked, a graph the executor does not run)."""
     key = rotation_key(keys)
     if key is None:
         return []
-    return [f"weights are stored Hadamard-rotated ({key}): only {', '.join(DIALECTS[d].readers for d in ROTATING_DIALECTS)} "
-            "compute this file correctly; other runtimes produce fluent but wrong text"]
+    ours = "" if problem == "" else (" and bitpack's executor (which applies the transform)" if problem is None
+                                     else f"; bitpack does not run this contract ({problem})")
+    return [f"weights are stored Hadamard-rotated ({key}): only {', '.join(DIALECTS[d].readers for d in ROTATING_DIALECTS)}"
+            f"{ours if problem is None else ''} compute this file correctly{ours if problem else ''}; other runtimes "
+            "produce fluent but wrong text"]
 
 
 def _ternary(e, t: Ternary, container: str, warnings: list[str], weight_only: bool = False) -> dict[str, Any]:

@@ -178,9 +178,11 @@ def _unknown_architecture(reference: Any, candidate: Any, *options: dict[str, An
         with GGUFFile(path, dialect=(opts or {}).get("dialect")) as f:
             if not knows_architecture(path, (opts or {}).get("dialect")):
                 return f"bitpack's executor does not run architecture {f.architecture or '(none)'!r}"
-            if rotation_key(f.kv):
-                return (f"{path.name} stores its weights Hadamard-rotated ({rotation_key(f.kv)}), which bitpack's "
-                        "executor does not undo")
+            rotated = rotation_key(f.kv) is not None
+        if rotated:
+            problem = open_model(path, **(opts or {})).rotation_problem
+            if problem:
+                return f"{path.name} stores its weights Hadamard-rotated under a contract bitpack does not run ({problem})"
     return None
 
 
