@@ -226,8 +226,25 @@ def largest_tensor_bytes(src: Path) -> tuple[str, int]:
     return best
 
 
+ANCHOR_FORMATS = ("tq1_0", "tq2_0")  # what llama.cpp's converter writes (--outtype)
+
+
+def run_anchor(llama_cpp: Path, src: Path, fmt: str, out_dir: Path) -> dict:
+    """llama.cpp's own converter on the same checkpoint, to the same format, in a fresh process
+    (measured as bitpack's children are); its output is removed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"anchor-{fmt}.gguf"
+    argv = [sys.executable, str(llama_cpp / "convert_hf_to_gguf.py"), str(src), "--outtype", fmt, "--outfile", str(out)]
+    row, stdout, stderr = run_measured(argv, out_dir)
+    row.pop("_monitor")
+    if row["returncode"] != 0:
+        row["error"] = (stderr.strip() or stdout.strip())[-2000:]
+    out.unlink(missing_ok=True)
+    return row
+
+
 def bench_model(src: Path, shape: str | None, formats: list[str], repeat: int, out_base: Path,
-                keep: bool, allow_rounding: bool = False) -> dict:
+                keep: bool, allow_rounding: bool = False, llama_cpp: Path | None = None) -> dict:
     files = model_files(src)
     in_bytes = sum(f.stat().st_size for f in files)
     lt_name, lt_bytes = largest_tensor_bytes(src)
@@ -243,7 +260,7 @@ def bench_model(src: Path, shape: str | None, formats: list[str], repeat: int, o
         # bitnet-b1.58 graph: no separate scale tensors, the scale lives in the fp16 block scales
         asr = fmt in ("tq1_0", "tq2_0") and (shape == "2b4t" or allow_rounding)
         out_dir = out_base / f"{src.name}-{fmt}"
-        runs, writes = [], []
+        runs, writes, anchors = [], [], []
         for i in range(repeat):
             print(f"  {fmt} run {i + 1}/{repeat} ...", end=" ", flush=True)
             r = run_child(src, fmt, out_dir, asr)
@@ -258,8 +275,13 @@ def bench_model(src: Path, shape: str | None, formats: list[str], repeat: int, o
             writes.append(write_zeros(out_dir / ".baseline-write", r["output_bytes"]))
             if i < repeat - 1 or not keep:
                 shutil.rmtree(out_dir, ignore_errors=True)
+            if llama_cpp is not None and fmt in ANCHOR_FORMATS:  # interleaved: the same minute's load
+                a = run_anchor(llama_cpp, src, fmt, out_base / f"{src.name}-{fmt}-anchor")
+                anchors.append(a)
+                print("    llama.cpp convert_hf_to_gguf.py: " + (f"FAILED: {a['error'][-300:]}" if "error" in a else
+                      f"{a['wall_s']:.2f} s wall, peak RSS {a['maxrss_bytes'] / GB:.2f} GB"), flush=True)
         res["conversions"].append({"format": fmt, "allow_scale_rounding": asr, "runs": runs,
-                                   "write_baseline": {"times_s": writes}})
+                                   "write_baseline": {"times_s": writes}, "anchor_runs": anchors})
     return res
 
 
@@ -344,6 +366,10 @@ def targets(results: list[dict]) -> str:
             if ok and "peak_gb" in t:
                 verdict.append(f"<= {t['peak_gb']} GB: RSS {'MET' if rss <= t['peak_gb'] else 'not met'}, "
                                f"anon {'MET' if anon <= t['peak_gb'] else 'not met'}")
+            measured = [a["wall_s"] for a in c.get("anchor_runs", []) if "error" not in a]
+            if ok and measured:
+                verdict.append(f"llama.cpp's converter in this run: {min(measured):.2f} s wall, bitpack "
+                               f"{min(measured) / wall:.1f}x faster (wall to wall, start-up included)")
             lt = m["largest_tensor"]["bytes"] / GB
             target = "; ".join(verdict) or "no target"
             lines.append(f"  {m['shape'] or '-'!s:<6} {c['format']:<6} {got}   {target}; "
@@ -368,6 +394,9 @@ def main() -> None:
                     help="convert without writing the receipt (no input/output hashing), to measure its cost")
     ap.add_argument("--keep-outputs", action="store_true", help="keep the last output of each format")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
+    ap.add_argument("--llama-cpp", type=Path,
+                    help="a llama.cpp source tree (its convert_hf_to_gguf.py, e.g. vendor/llama.cpp of the "
+                         "llama-cpp-python sdist): run it on tq1_0/tq2_0 beside each bitpack run")
     args = ap.parse_args()
     os.environ["BITPACK_BENCH_RECEIPT"] = "0" if args.no_receipt else "1"  # read by the child
     if args.repeat < 1:
@@ -404,7 +433,7 @@ def main() -> None:
     for src, shape in todo:
         formats = args.formats.split(",") if args.formats else DEFAULT_FORMATS[shape]
         results.append(bench_model(src, shape, formats, args.repeat, out_base, args.keep_outputs,
-                                   args.allow_scale_rounding))
+                                   args.allow_scale_rounding, args.llama_cpp))
     load_end = os.getloadavg()
 
     print()

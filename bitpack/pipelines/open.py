@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..containers.hub import fetch, parse_repo_id, split_file
 from ..containers.sniff import sniff
 from ..errors import BitpackError
 from ..models.gguf_source import open_gguf
@@ -50,6 +49,9 @@ def resolve(src: str | Path, revision: str | None = None, *, progress: bool = Tr
         if revision is not None:
             raise BitpackError(f"--revision applies to Hub repo ids; {src} is a local path")
         return Source(path, {"path": str(path)})
+    # huggingface_hub costs about 0.2 s to import: loaded only when a source is not a local path
+    from ..containers.hub import fetch, parse_repo_id, split_file
+
     repo_text, filename = split_file(str(src))
     parsed = parse_repo_id(repo_text)
     if parsed is None:
