@@ -15,7 +15,8 @@ Measurements, each in its own child process (so that peak memory is its own):
   the second (warm) reuses the decoded codes, as llama.cpp's eval reuses what its load prepared.
 * ``large``: the 1bitLLM-large-shaped f32 checkpoint converted to tq2_0
   (``allow_scale_rounding=False``: the ``bitnet`` architecture stores exact ``.scale`` tensors).
-  bitpack's executor in ``llamacpp`` numerics, and llama.cpp's prompt evaluation of the same
+  bitpack's executor in ``llamacpp`` numerics (``keep_codes="float32"``: the first pass decodes
+  and widens each projection once, the warm pass runs BLAS on the kept arrays), and llama.cpp's prompt evaluation of the same
   GGUF and tokens through llama-cpp-python (``Llama(path, n_ctx=64, n_threads=2,
   logits_all=True, verbose=False)``, ``llm.eval(tokens)``; load time apart; a second, warm
   eval after ``llm.reset()``), and the logit difference between the two
@@ -63,9 +64,10 @@ from bitpack.pipelines.open import open_model
 from bitpack.executor.forward import Executor
 t1 = time.perf_counter()
 path, numerics, tokens, out = sys.argv[1], sys.argv[2], [int(t) for t in sys.argv[3].split(",")], sys.argv[4]
+keep = sys.argv[5] if sys.argv[5] == "float32" else True
 model = open_model(path)
 t2 = time.perf_counter()
-ex = Executor(model, numerics, keep_codes=True)
+ex = Executor(model, numerics, keep_codes=keep)
 logits = ex.forward(tokens)
 t3 = time.perf_counter()
 again = ex.forward(tokens)  # the codes decoded by the first pass, as llama.cpp's eval after its load
@@ -169,7 +171,7 @@ def bench_2b4t(src: Path, n: int, out_base: Path, work: Path, reconvert: bool) -
               f"max_abs_diff={r['child'].get('max_abs_diff')} seconds={r['child'].get('seconds')}", flush=True)
     res["verify"] = r
     r = measure([sys.executable, "-c", EXECUTOR, str(gguf), "exact", ",".join(map(str, tokens)),
-                 str(work / "2b4t-exact.npy")], work)
+                 str(work / "2b4t-exact.npy"), "int8"], work)  # 2.4 G weights: int8 codes kept (2.4 GB)
     show(r, "executor (exact, i2_s)")
     res["executor"] = r
     return res
@@ -183,7 +185,8 @@ def bench_large(src: Path, n: int, out_base: Path, work: Path, reconvert: bool) 
     res = {"shape": "large", "source": str(src), "format": "tq2_0", "gguf": str(gguf),
            "gguf_bytes": gguf.stat().st_size, "tokens": tokens, "conversion": conv}
     ours = work / "large-llamacpp.npy"
-    r = measure([sys.executable, "-c", EXECUTOR, str(gguf), "llamacpp", ",".join(map(str, tokens)), str(ours)], work)
+    r = measure([sys.executable, "-c", EXECUTOR, str(gguf), "llamacpp", ",".join(map(str, tokens)), str(ours),
+                 "float32"], work)  # codes kept widened: the warm pass is BLAS on the kept arrays
     show(r, "executor (llamacpp, tq2_0)")
     res["executor"] = r
     if importlib.util.find_spec("llama_cpp") is None:

@@ -132,3 +132,26 @@ def test_kept_codes_give_the_same_logits(tmp_path):
         same(ex.forward([3, 1, 4, 1, 5]), fresh)
         assert ex._kept and all(t.codes.dtype == np.int8 for t in ex._kept.values())
         same(ex.forward([3, 1, 4, 1, 5]), fresh)
+
+
+@pytest.mark.parametrize("source, codec", [("bitnet-f32-sharded", "tq2_0"), ("b158-bf16", "i2_s")])
+def test_codes_kept_as_float32_give_the_same_logits(tmp_path, source, codec):
+    """keep_codes="float32": the kept codes are the BLAS input itself, read only; every mode
+    gives the fresh executor's logits, on the first pass and the warm one."""
+    path = tmp_path / f"{codec}.gguf"
+    convert(MODELS / source, codec, ConvertOptions(output=path))
+    for mode in sorted(MODES):
+        fresh = executor(open_model(path), mode).forward([3, 1, 4, 1, 5])
+        ex = Executor(open_model(path), mode, keep_codes="float32")
+        same(ex.forward([3, 1, 4, 1, 5]), fresh)
+        assert ex._kept and all(t.codes.dtype == np.float32 for t in ex._kept.values())
+        same(ex.forward([3, 1, 4, 1, 5]), fresh)
+
+
+def test_kept_float32_codes_of_a_weight_only_model_are_never_scaled_in_place(qwen3):
+    """A weight-only projection forms W = s x t in place: never in the kept codes."""
+    path = qwen3["qwen3-untied-Q2_0-legacy"]
+    fresh = executor(open_model(path)).forward([3, 1, 4])
+    ex = Executor(open_model(path), keep_codes="float32")
+    same(ex.forward([3, 1, 4]), fresh)
+    same(ex.forward([3, 1, 4]), fresh)

@@ -87,7 +87,7 @@ def nonzero_groups(codes: np.ndarray, width: int) -> np.ndarray:
     (validated, zero = 1) or int8 t; both are given as (M, K)."""
     m, k = codes.shape
     zero = np.uint8(1) if codes.dtype == np.uint8 else np.int8(0)
-    if width % 64 == 0 and codes.flags.c_contiguous:
+    if width % 64 == 0 and codes.flags.c_contiguous and codes.itemsize == 1:
         # Fast path: compare eight codes at a time as uint64, then reduce the booleans of a
         # group eight at a time (_bits.rows_any).
         differs = codes.reshape(-1, width).view(np.uint64) != np.uint64(int(zero) * 0x0101010101010101)

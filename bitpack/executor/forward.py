@@ -53,10 +53,11 @@ Capture = Callable[[str, np.ndarray], None]  # (canonical projection name, its f
 
 class Executor:
     def __init__(self, model: Model, numerics: str = "exact", capture: Capture | None = None,
-                 keep_codes: bool = False) -> None:
+                 keep_codes: bool | str = False) -> None:
         """``keep_codes``: keep every ternary projection's decoded codes (int8, one byte per weight)
-        after its first use, so later ``forward`` calls skip decoding; off by default, which
-        holds one projection at a time."""
+        after its first use, so later ``forward`` calls skip decoding; ``"float32"`` keeps them
+        widened (four bytes per weight), so later calls skip the widening too and the BLAS calls
+        read the kept arrays directly. Off by default, which holds one projection at a time."""
         if numerics not in MODES:
             raise BitpackError(f"unknown numerics mode {numerics!r} (known: {', '.join(MODES)}, hf)")
         if model.rotated and model.rotation is None:  # never run as if plain (qwen3.md §9.4)
@@ -71,11 +72,15 @@ class Executor:
         self._entries = {e.name: e for e in model.entries}
         self._code_buffer = np.empty(0, dtype=F32)  # float32 codes of the current projection, reused
         self._kept: dict[str, Ternary] | None = {} if keep_codes else None
+        self._kept_dtype = F32 if keep_codes == "float32" else np.int8
         self._whole: dict[str, Ternary] = {}  # a ternary table whose rows cannot decode alone
 
     def _codes_f32(self, codes: np.ndarray) -> np.ndarray:
         """The int8 codes widened to float32 (BLAS input, §8) in one buffer that every projection
-        reuses: no fresh allocation (and page faults) per projection. Valid until the next call."""
+        reuses: no fresh allocation (and page faults) per projection. Valid until the next call.
+        Codes kept as float32 are returned as they are (read only)."""
+        if codes.dtype == F32:
+            return codes
         if self._code_buffer.size < codes.size:
             self._code_buffer = np.empty(codes.size, dtype=F32)
         out = self._code_buffer[: codes.size].reshape(codes.shape)
@@ -119,7 +124,7 @@ class Executor:
         if entry.release:  # the codes are decoded copies: the file's pages can go
             entry.release()
         if self._kept is not None:
-            self._kept[name] = value
+            self._kept[name] = Ternary(value.codes.astype(self._kept_dtype, copy=False), value.scale)
         return self._ternary_linear(x, name, value)
 
     def _float_linear(self, x: np.ndarray, weight: Float) -> np.ndarray:
@@ -152,8 +157,9 @@ class Executor:
         if scheme == "q8_0":  # the weight type's own groups, each scaled after its Q8_0 blocks
             group = codec_class(stored).group_size
             return bitlinear_q8_0(x, codes, to_codec_scales(t.scale, t.codes, "group", group, "f32", stored))
-        if self.model.arch.weight_only:
-            return self._float_matmul(self._in_weight_dtype(x, stored), _scaled(codes, scale))
+        if self.model.arch.weight_only:  # W = s x t formed in place: never in kept codes
+            weights = codes.copy() if codes is t.codes else codes
+            return self._float_matmul(self._in_weight_dtype(x, stored), _scaled(weights, scale))
         return bitlinear(x, codes, scale, self.n, f32_scale=scheme == "f32-scale")
 
     def _float_matmul(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
