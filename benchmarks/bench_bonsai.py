@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_convert import read_all, write_zeros
+from bench_convert import made, read_all, write_zeros
 from bitpack.containers.gguf_kv import ValueType as V
 from bitpack.containers.gguf_write import GGUFWriter
 
@@ -111,11 +111,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    src = args.dir / f"bonsai-8b-L{args.layers}-q2_0-legacy.gguf"
-    if not src.exists():
-        t0 = time.perf_counter()
-        make(src, args.layers)
-        print(f"made {src} ({src.stat().st_size:,} bytes) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    src = made(args.dir / f"bonsai-8b-L{args.layers}-q2_0-legacy.gguf", make, args.layers)
     out = args.dir / "bonsai-8b-q2_0.gguf"
     bitpack = [sys.executable, "-m", "bitpack"]
     results = {"source": str(src), "source_bytes": src.stat().st_size, "load_start": os.getloadavg()[0]}

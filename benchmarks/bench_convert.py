@@ -122,6 +122,16 @@ def read_all(files: list[Path]) -> float:
     return time.perf_counter() - t0
 
 
+def made(path: Path, make, layers: int) -> Path:
+    """``path``, written first by ``make(path, layers)`` when it is missing (timed, on stderr):
+    the synthetic inputs of bench_repack.py and bench_bonsai.py, made once and reused."""
+    if not path.exists():
+        t0 = time.perf_counter()
+        make(path, layers)
+        print(f"made {path} ({path.stat().st_size:,} bytes) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return path
+
+
 def write_zeros(path: Path, size: int) -> float:
     """Write ``size`` zero bytes in 64 MiB chunks, fsync; returns seconds. The file is removed."""
     zeros = bytes(CHUNK)

@@ -13,6 +13,7 @@ import numpy as np
 from ..codecs import get_codec
 from ..codecs._scales import coarsest
 from ..errors import BitpackError
+from ..parallel import row_spans
 from .floats import as_float
 from .model import Entry, Float, Ternary
 
@@ -53,13 +54,12 @@ def _same_bytes(a: Entry, b: Entry) -> bool:
         return False
     m, k = a.shape
     rows_a, rows_b = src.row_bytes(k), dst.row_bytes(k)
-    step = max(1, (1 << 21) // k) if rows_a and rows_b else m
+    spans = (row_spans(m, k) if rows_a and rows_b else None) or [(0, m)]
     raw_a, raw_b = a.raw(), b.raw()
     try:
-        for lo in range(0, m, step):
-            hi = min(m, lo + step)
-            part_a = raw_a[lo * rows_a : hi * rows_a] if step < m else raw_a
-            part_b = raw_b[lo * rows_b : hi * rows_b] if step < m else raw_b
+        for lo, hi in spans:
+            part_a = raw_a[lo * rows_a : hi * rows_a] if len(spans) > 1 else raw_a
+            part_b = raw_b[lo * rows_b : hi * rows_b] if len(spans) > 1 else raw_b
             same = part_a if src == dst else dst.transcode(src, part_a, (hi - lo, k))
             if not np.array_equal(np.asarray(same).view(np.uint8).reshape(-1), part_b.view(np.uint8).reshape(-1)):
                 return False

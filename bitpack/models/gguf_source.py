@@ -106,7 +106,7 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
     if extra:
         raise BitpackError(f"{where}: tensors the {name} graph does not use: {', '.join(extra[:8])}")
     float_reason = read_grids(entries, arch, where)
-    rotation, problem = _rotation(f, entries, where)
+    rotation, problem = rotation_of(f, where)
     return Model(
         source=str(path), container="gguf", layout=f"gguf {'/'.join(sorted({e.stored for e in entries if e.kind is Kind.TERNARY}))}",
         arch=arch, hparams=hp, entries=entries, files=[Path(path)],
@@ -117,13 +117,13 @@ def open_gguf(path: Path, dialect: str | None = None, tile_params: dict[str, Any
     )
 
 
-def _rotation(f: GGUFFile, entries: list[Entry], where: str) -> tuple[Any, str | None]:
-    """The file's Hadamard contract (rotation.py), or why bitpack does not run it; the file
-    still opens (inspect, tensor comparison, repack for the Prism fork)."""
+def rotation_of(f: GGUFFile, where: str) -> tuple[Any, str | None]:
+    """The file's Hadamard contract (rotation.py), or why bitpack does not run it, from the
+    header alone; the file still opens (inspect, tensor comparison, repack for the Prism fork)."""
     if rotation_key(f.kv) is None:
         return None, None
     try:
-        return read_rotation(f.kv, {e.name: e.shape[-1] for e in entries}, where), None
+        return read_rotation(f.kv, {t.name: t.shape[-1] for t in f.tensors}, where), None
     except BitpackError as err:
         return None, str(err)
 

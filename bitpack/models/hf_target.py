@@ -156,7 +156,7 @@ def _plan_unpacked(model: Model, source_info: dict[str, Any] | None) -> HFPlan:
                            "float weights online with its own absmean, which need not give these codes back. "
                            "Write hf_packed (transformers' BitNet layout) instead")
     scales = read_scales(model.coded)
-    dtype = next(d for d in ("F16", "BF16", "F32") if _holds(model, scales, d))
+    dtype = next(d for d in NARROWEST_FIRST if _holds(model, scales, d))
     codec = get_codec("unpacked", dtype=dtype.lower())
     fit_codec(model.coded, codec)
     plan = HFPlan(codec.name, {}, {}, [], [], warnings=list(model.warnings))
@@ -171,10 +171,17 @@ def _plan_unpacked(model: Model, source_info: dict[str, Any] | None) -> HFPlan:
     return plan
 
 
+NARROWEST_FIRST = ("F16", "BF16", "F32")
+
+
+def _exact_scales(scales: Any, dtype: str) -> bool:
+    """Is s x t exact in ``dtype`` for every value of every scale in ``scales``?"""
+    return all((round_through(v, dtype) == v).all() for v in (np.asarray(s, dtype=np.float32) for s in scales))
+
+
 def _narrowest(scale: Any) -> str:
     """The narrowest float dtype in which s x t is exact for every value of ``scale``."""
-    values = np.asarray(scale, dtype=np.float32)
-    return next(d for d in ("F16", "BF16", "F32") if (round_through(values, d) == values).all())
+    return next(d for d in NARROWEST_FIRST if _exact_scales([scale], d))
 
 
 def _loaded(e) -> tuple[np.ndarray, Any]:
@@ -184,10 +191,8 @@ def _loaded(e) -> tuple[np.ndarray, Any]:
 
 def _holds(model: Model, scales: dict[str, Any], dtype: str) -> bool:
     """Does ``dtype`` hold every ternary value (its scales) and every float tensor exactly?"""
-    for value in scales.values():
-        values = np.asarray(value, dtype=np.float32)
-        if (round_through(values, dtype) != values).any():
-            return False
+    if not _exact_scales(scales.values(), dtype):
+        return False
     for e in model.entries:
         if not e.coded:
             held = exact_in(e.load(), dtype)

@@ -21,7 +21,7 @@ from ..executor import executor
 from ..models.arch import Kind
 from ..models.compare import compare_entries
 from ..models.gguf_repack import compare_files, knows_architecture
-from ..models.gguf_source import rotation_key
+from ..models.gguf_source import rotation_of
 from ..models.model import Model
 from .open import open_model, resolve, sniff
 
@@ -178,9 +178,7 @@ def _unknown_architecture(reference: Any, candidate: Any, *options: dict[str, An
         with GGUFFile(path, dialect=(opts or {}).get("dialect")) as f:
             if not knows_architecture(path, (opts or {}).get("dialect")):
                 return f"bitpack's executor does not run architecture {f.architecture or '(none)'!r}"
-            rotated = rotation_key(f.kv) is not None
-        if rotated:
-            problem = open_model(path, **(opts or {})).rotation_problem
+            _, problem = rotation_of(f, str(path))  # from the header: no tensor is read
             if problem:
                 return f"{path.name} stores its weights Hadamard-rotated under a contract bitpack does not run ({problem})"
     return None
