@@ -155,3 +155,14 @@ def test_kept_float32_codes_of_a_weight_only_model_are_never_scaled_in_place(qwe
     ex = Executor(open_model(path), keep_codes="float32")
     same(ex.forward([3, 1, 4]), fresh)
     same(ex.forward([3, 1, 4]), fresh)
+
+
+@pytest.mark.parametrize("source, own_scale", [("b158-packed", False), ("llama-packed", True)])
+def test_kept_codes_in_hf_numerics_keep_a_packed_checkpoints_own_weight_scale(source, own_scale):
+    """hf numerics divide by a bitlinear checkpoint's own bf16 weight_scale
+    (Ternary.source_weight_scale; autobitlinear has none): the kept weight carries it."""
+    fresh = executor(open_model(MODELS / source), "hf").forward([3, 1, 4, 1, 5])
+    ex = executor(open_model(MODELS / source), "hf", keep_codes=True)
+    same(ex.forward([3, 1, 4, 1, 5]), fresh)
+    assert ex._kept and all((t.source_weight_scale is not None) == own_scale for t in ex._kept.values())
+    same(ex.forward([3, 1, 4, 1, 5]), fresh)

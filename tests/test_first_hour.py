@@ -165,6 +165,7 @@ def test_run_max_new_tokens_continues_greedily_and_says_how_long_it_took(tmp_pat
     ran = json.loads(done.stdout)
     generated = ran["generated"]
     assert len(generated["tokens"]) == 3 and generated["seconds"] >= 0 and isinstance(generated["text"], str)
+    assert generated["codes_kept"] is True  # a fixture's few kilobytes of codes fit any machine
     assert generated["tokens"][0] == ran["positions"][-1]["top"][0]["id"]
     forward = executor(open_model(model)).forward  # each token is the argmax after everything before it
     prefix = list(ran["tokens"])
@@ -173,3 +174,23 @@ def test_run_max_new_tokens_continues_greedily_and_says_how_long_it_took(tmp_pat
         prefix.append(token)
     shown = bitpack("run", model, "--prompt", "the house where", "--max-new-tokens", "3")
     assert "continuation (3 tokens, greedy" in shown.stdout and repr(generated["text"]) in shown.stdout
+    assert "decoded codes kept" in shown.stdout
+
+
+def test_a_continuation_keeps_decoded_codes_only_when_they_fit():
+    """Steps after the first re-run the prefix: kept codes (a byte per weight) skip decoding
+    them again, when half the available memory holds them; unknown memory keeps nothing."""
+    from bitpack.executor import kept_codes_bytes
+    from bitpack.pipelines.open import open_model
+    from bitpack.pipelines.run import available_memory, keep_for_continuation
+
+    model = open_model(MODELS / "b158-packed")
+    need = kept_codes_bytes(model)
+    assert need == 2 * (2 * 256 * 256 + 2 * 128 * 256 + 3 * 512 * 256)  # 2 layers: q, o; k, v; gate, up, down
+    assert keep_for_continuation(model, 3, available=2 * need)
+    assert not keep_for_continuation(model, 3, available=2 * need - 1)
+    assert not keep_for_continuation(model, 1, available=10 * need)  # no step re-runs the prefix
+    if Path("/proc/meminfo").exists():
+        assert available_memory() > 0
+    else:
+        assert available_memory() is None

@@ -249,7 +249,12 @@ def run_model(
     from ..executor import executor
     from ..models.text import decode_text, encode_text, token_texts
     from ..pipelines.open import open_model
-    from ..pipelines.run import check_logits_path, greedy_continuation, top_tokens
+    from ..pipelines.run import (
+        check_logits_path,
+        greedy_continuation,
+        keep_for_continuation,
+        top_tokens,
+    )
     from ..pipelines.run import save_logits as write_logits
 
     if tokens is not None and prompt is not None:
@@ -269,7 +274,8 @@ def run_model(
             raise BitpackError("--prompt gave no tokens")
     else:
         ids = token_list(tokens)
-    run = executor(m, value(numerics))
+    kept = keep_for_continuation(m, max_new_tokens)
+    run = executor(m, value(numerics), keep_codes=kept)
     logits = run.forward(ids)
     if save_logits is not None:
         write_logits(save_logits, logits, overwrite=overwrite)
@@ -285,7 +291,7 @@ def run_model(
     if max_new_tokens:
         new, seconds = greedy_continuation(run.forward, ids, logits[-1], max_new_tokens,
                                            m.hparams.eos_token_id)
-        generated = {"tokens": new, "text": decode_text(m, new), "seconds": round(seconds, 3)}
+        generated = {"tokens": new, "text": decode_text(m, new), "seconds": round(seconds, 3), "codes_kept": kept}
     if json_out:
         render.emit_json({"model": model, "tokens": ids, "numerics": value(numerics), "positions": result,
                     **({"generated": generated} if generated is not None else {}),
@@ -305,4 +311,4 @@ def run_model(
     if generated is not None:
         shown = repr(generated["text"]) if generated["text"] is not None else ",".join(map(str, generated["tokens"]))
         render.say(render.stdout, f"continuation ({len(generated['tokens'])} tokens, greedy, "
-                   f"{generated['seconds']:.3f} s): {shown}")
+                   f"{generated['seconds']:.3f} s{', decoded codes kept' if kept else ''}): {shown}")

@@ -23,6 +23,8 @@ gate and up). The array is made read-only: a capture reads it, or copies what it
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Callable
 
 import numpy as np
@@ -31,7 +33,7 @@ from ..codecs import codec_class, list_codecs
 from ..codecs._scales import coarsest, to_codec_scales
 from ..errors import BitpackError
 from ..models.floats import STORAGE, round_through
-from ..models.model import Float, Model, Ternary
+from ..models.model import Float, Kind, Model, Ternary
 from .numerics import (
     MODES,
     Numerics,
@@ -124,7 +126,7 @@ class Executor:
         if entry.release:  # the codes are decoded copies: the file's pages can go
             entry.release()
         if self._kept is not None:
-            self._kept[name] = Ternary(value.codes.astype(self._kept_dtype, copy=False), value.scale)
+            self._kept[name] = dataclasses.replace(value, codes=value.codes.astype(self._kept_dtype, copy=False))
         return self._ternary_linear(x, name, value)
 
     def _float_linear(self, x: np.ndarray, weight: Float) -> np.ndarray:
@@ -301,6 +303,12 @@ class Executor:
         t = q.shape[1]
         scores = np.where(np.tril(np.ones((t, t), dtype=bool)), scores, F32(-np.inf)).astype(F32)
         return (softmax(scores, self.n) @ v).astype(F32)
+
+
+def kept_codes_bytes(model: Model) -> int:
+    """The memory ``keep_codes=True`` holds after one pass: a byte per weight of every ternary
+    projection (embedding and head are never kept)."""
+    return sum(math.prod(e.shape) for e in model.entries if e.kind is Kind.TERNARY)
 
 
 def _scaled(codes: np.ndarray, scale) -> np.ndarray:

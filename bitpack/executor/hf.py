@@ -42,8 +42,8 @@ TORCH_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 
 
 class HFExecutor(Executor):
-    def __init__(self, model: Model, capture: Capture | None = None) -> None:
-        super().__init__(model, "exact", capture)
+    def __init__(self, model: Model, capture: Capture | None = None, keep_codes: bool | str = False) -> None:
+        super().__init__(model, "exact", capture, keep_codes)
         if model.precision == "float" or model.arch.weight_only:  # nn.Linear layers (qwen3: §7)
             self.dtype = _float_model_dtype(model)
             self.online, self.linear_class = False, None

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..containers.files import StagedFile, check_output_file
 from ..errors import BitpackError
+from ..executor import kept_codes_bytes
 
 
 def check_logits_path(path: Path, *, overwrite: bool, inputs: list[Path]) -> None:
@@ -41,6 +42,33 @@ def top_tokens(logits: np.ndarray, positions: list[int], k: int) -> list[dict[st
         rows.append({"position": i, "top": [{"id": int(t), "logit": float(logits[i, t]), "prob": float(probs[t])}
                                             for t in top]})
     return rows
+
+
+KEEP_SHARE = 0.5  # kept codes may use at most this share of the memory the system reports available
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (Linux), else None: unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def keep_for_continuation(model: Any, max_new: int, available: int | None = None) -> bool:
+    """Whether the executor keeps each projection's decoded codes after the prompt's pass, so
+    that every step of a continuation skips decoding (about 3x faster per step on a TQ2_0
+    model): only when a step follows and the codes (a byte per weight) fit in KEEP_SHARE of
+    the available memory. Unknown memory keeps nothing: the executor then holds one projection
+    at a time, as without a continuation."""
+    if max_new < 2:  # the first new token comes from the prompt's own logits
+        return False
+    available = available_memory() if available is None else available
+    return available is not None and kept_codes_bytes(model) <= KEEP_SHARE * available
 
 
 def greedy_continuation(forward: Any, ids: list[int], last: np.ndarray, max_new: int,
