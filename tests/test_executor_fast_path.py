@@ -23,6 +23,7 @@ from bitpack.executor.numerics import (
     quantize_activations,
     quantize_q8_0,
     quantize_q8k,
+    tq_lane_order,
 )
 from bitpack.pipelines.convert import ConvertOptions, convert
 from bitpack.pipelines.open import open_model
@@ -44,12 +45,25 @@ def reference_bitlinear(x, codes, scale, n, f32_scale=False):
 
 
 def reference_q8k(x, codes, block_scale, after):
+    """ggml_vec_dot_tq2_0_q8_K's x86 AVX2 loop written out per output: the stored digit c = t + 1
+    times q summed per int32 lane j (block columns e with (e % 32) // 4 == j), minus the lane's
+    two Q8_K bsums (columns 32j..32j+31), then a fused multiply-add into lane j's float32
+    accumulator per block, and hsum_float_8's order at the end."""
     q, d = quantize_q8k(x)
-    out = np.zeros((x.shape[0], codes.shape[0]), dtype=F32)
+    digits, qi = (codes + 1).astype(np.int64), q.astype(np.int64)
+    lane = (np.arange(256) % 32) // 4
+    sumf = [np.zeros((x.shape[0], codes.shape[0]), dtype=F32) for _ in range(8)]
     for b in range(codes.shape[1] // 256):
-        acc = q[:, b * 256 : (b + 1) * 256] @ codes[:, b * 256 : (b + 1) * 256].T
+        cols = slice(b * 256, (b + 1) * 256)
+        bsums = qi[:, cols].reshape(-1, 16, 16).sum(axis=-1)
         d_w = block_scale[:, b][None, :] if np.ndim(block_scale) else F32(block_scale)
-        out += (acc * (d_w * d[:, b : b + 1]).astype(F32)).astype(F32)
+        scale = (d_w * d[:, b : b + 1]).astype(F32)
+        for j in range(8):
+            mine = lane == j
+            lane_sum = qi[:, cols][:, mine] @ digits[:, cols][:, mine].T - (bsums[:, 2 * j] + bsums[:, 2 * j + 1])[:, None]
+            sumf[j] = (lane_sum * scale.astype(np.float64) + sumf[j].astype(np.float64)).astype(F32)  # one rounding
+    s = sumf
+    out = (((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))).astype(F32)
     return out if after is None else (out * after).astype(F32)
 
 
@@ -99,7 +113,8 @@ def test_q8k_equals_the_block_loop(seed):
     rng, x, codes = case(seed)
     for block_scale, after in ((F32(1), F32(0.8125)), (F32(np.float16(0.3)), None),
                                (rng.uniform(0.1, 1, (48, 4)).astype(F32), None)):
-        same(bitlinear_q8k(x, codes, block_scale, after), reference_q8k(x, codes, block_scale, after))
+        in_lanes = tq_lane_order(codes.astype(np.int8)).astype(F32)
+        same(bitlinear_q8k(x, in_lanes, block_scale, after), reference_q8k(x, codes, block_scale, after))
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -12,9 +12,14 @@ BitLinear (int8 activations, exact integer matmul) in BitNet graphs, or, in weig
 (qwen3: Ternary Bonsai), as ``x @ W.T`` with W = s x t materialised exactly in float32 and
 per-head q/k norms before RoPE; a ``Float`` one (a full-precision checkpoint, a BitStack
 reconstruction) as a plain float32 ``x @ W.T`` with no activation quantization. A ternary
-embedding or head is decoded a slice of rows at a time. In ``llamacpp`` numerics a ternary
-weight's activations are quantized as llama.cpp's kernel for its type does (Q8_K, Q8_0). In ``llamacpp`` numerics the input of an F16/BF16 float projection is first
-rounded to the weight's type, as ggml converts it (the same rule as for the head).
+embedding or head is decoded a slice of rows at a time.
+
+In ``llamacpp`` numerics a ternary weight's activations are quantized as llama.cpp's kernel
+for its type does (Q8_K, Q8_0), and the x86 AVX2 build's float order is followed where it
+decides bits: the TQ kernels' 8 lanes (codes regrouped once per load: _in_kernel_order),
+ggml's vectorised exp, the fused RoPE rotation, tinyBLAS's lanes for the F16 K·Q and P·V
+products. The hidden states are then llama.cpp's bit for bit; the head and F16/BF16 float
+projections run as one BLAS call on inputs rounded to the weight's type, as ggml converts them.
 
 ``capture(name, x)``, when given, is called with the float32 input [T, K] of every
 projection before it runs (canonical name; q, k and v receive the same array object, as do
@@ -40,12 +45,15 @@ from .numerics import (
     bitlinear,
     bitlinear_q8_0,
     bitlinear_q8k,
+    ggml_silu,
+    lane_matmul,
     rms_norm,
     rope_neox,
     rope_tables,
     rope_tables_ggml,
     silu,
     softmax,
+    tq_lane_order,
 )
 
 F32 = np.float32
@@ -125,6 +133,7 @@ class Executor:
         assert isinstance(value, Ternary)
         if entry.release:  # the codes are decoded copies: the file's pages can go
             entry.release()
+        value = self._in_kernel_order(entry.stored, value)
         if self._kept is not None:
             self._kept[name] = dataclasses.replace(value, codes=value.codes.astype(self._kept_dtype, copy=False))
         return self._ternary_linear(x, name, value)
@@ -137,12 +146,20 @@ class Executor:
         """ggml converts the activations to an F16/BF16 weight's type before the matmul."""
         return round_through(x, stored) if self.n.head_in_weight_dtype and stored in STORAGE else x
 
+    def _in_kernel_order(self, stored: str, t: Ternary) -> Ternary:
+        """The weight with its columns in the order the mode's kernel for ``stored`` sums them
+        (the x86 TQ kernels' lanes: tq_lane_order), once per load; only _ternary_matmul reads
+        the result, and any order within a 256-block leaves its scales the same."""
+        if self._activation_quant(stored) == "q8_K":
+            return dataclasses.replace(t, codes=tq_lane_order(t.codes))
+        return t
+
     def _ternary_linear(self, x: np.ndarray, name: str, t: Ternary) -> np.ndarray:
         entry = self._entries[name]
         return self._ternary_matmul(x, entry.stored, t, entry.source_params)
 
     def _ternary_matmul(self, x: np.ndarray, stored: str, t: Ternary, params: dict | None = None) -> np.ndarray:
-        """x times a ternary weight: as the numerics mode's runtime kernel for the stored type
+        """x times a ternary weight, its codes in kernel order (_in_kernel_order): as the numerics mode's runtime kernel for the stored type
         computes it, else a BitLinear (BitNet graphs), else x @ W.T in float32 with W = s x t
         materialised exactly (weight-only graphs, qwen3.md §7: no activation quantization)."""
         scale = coarsest(t.scale, t.codes)  # one layout's groups or another's: the same sums
@@ -203,7 +220,7 @@ class Executor:
         logits = np.empty((z.shape[0], rows), dtype=F32)
         if head.coded:  # a ternary head: decoded a slice of rows at a time, never whole
             for lo in range(0, rows, HEAD_ROWS):
-                t = self._table_rows(head, lo, min(rows, lo + HEAD_ROWS))
+                t = self._in_kernel_order(head.stored, self._table_rows(head, lo, min(rows, lo + HEAD_ROWS)))
                 logits[:, lo : lo + t.codes.shape[0]] = self._ternary_matmul(z, head.stored, t)
         else:  # the head is the largest matrix: widen it to float32 a slice of rows at a time
             table = self._stored(head_name)
@@ -252,14 +269,14 @@ class Executor:
         return tables(positions, self.hp.head_dim, self.hp.rope_theta, self.hp.rope_scaling)
 
     def _rope(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-        return rope_neox(x, cos, sin)
+        return rope_neox(x, cos, sin, fused=self.n.avx2_kernels)
 
     def _gate(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
         if self.model.arch.hidden_act == "relu2":
             act = np.maximum(gate, F32(0))
             act = act * act
         else:  # silu
-            act = silu(gate)
+            act = ggml_silu(gate) if self.n.avx2_kernels else silu(gate)
         return (act * up).astype(F32)
 
     def _add(self, h: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -299,10 +316,11 @@ class Executor:
         k = np.repeat(k, group, axis=0)
         v = np.repeat(v, group, axis=0)
         scale = F32(1) / np.sqrt(F32(self.hp.head_dim))
-        scores = (q @ k.transpose(0, 2, 1)) * scale
+        matmul = lane_matmul if self.n.avx2_kernels else np.matmul  # F16 K and V: ggml's lane order
+        scores = (matmul(q, k.transpose(0, 2, 1)) * scale).astype(F32)
         t = q.shape[1]
         scores = np.where(np.tril(np.ones((t, t), dtype=bool)), scores, F32(-np.inf)).astype(F32)
-        return (softmax(scores, self.n) @ v).astype(F32)
+        return matmul(softmax(scores, self.n), v).astype(F32)
 
 
 def kept_codes_bytes(model: Model) -> int:

@@ -28,6 +28,9 @@ class Numerics:
     runtime: str | None = None  # whose kernels: a codec's activation_quant is looked up by it
     head_in_weight_dtype: bool = False  # the head's input rounded to the head weight's dtype (ggml)
     ggml_rope: bool = False  # RoPE angles by ggml's repeated multiplication (rope_tables_ggml)
+    # llama.cpp's x86 AVX2+FMA kernels (the CI build): the TQ dot in 8 float lanes, SiLU and
+    # softmax with ggml's vectorised exp (ggml_expf)
+    avx2_kernels: bool = False
 
 
 MODES = {
@@ -37,7 +40,7 @@ MODES = {
     "bitnetcpp-seq": Numerics("bitnetcpp-seq", double_sums=True, scale_in_double=True, f16_values=True,
                               f16_probabilities=True, runtime="bitnet.cpp"),
     "llamacpp": Numerics("llamacpp", double_sums=True, f16_values=True, f16_probabilities=True, f16_keys=True,
-                         head_in_weight_dtype=True, ggml_rope=True, runtime="llama.cpp"),
+                         head_in_weight_dtype=True, ggml_rope=True, avx2_kernels=True, runtime="llama.cpp"),
 }
 
 
@@ -57,15 +60,123 @@ def quantize_q8k(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bitlinear_q8k(x: np.ndarray, codes: np.ndarray, block_scale, after: np.float32 | None) -> np.ndarray:
-    """A TQ1_0/TQ2_0 matmul as ggml's CPU kernels compute it: per 256-block integer sums,
-    each scaled by f32(d_w * d_x) and accumulated in float32 in block order, then the
-    optional per-tensor ``.scale`` multiply."""
+    """A TQ1_0/TQ2_0 matmul as ggml's x86 AVX2 kernels compute it (``ggml_vec_dot_tq{1,2}_0_q8_K``
+    in arch/x86/quants.c), for ``codes`` in lane order (tq_lane_order): every 256-block's
+    integer sum is split over 8 int32 lanes, each lane is multiplied by f32(d_w * d_x) and
+    added into its own float32 accumulator with one fused multiply-add per block, and the 8
+    accumulators are summed at the end (hsum8). Then the optional per-tensor ``.scale`` multiply."""
     q, d = quantize_q8k(x)
-    acc = block_sums(q, codes, 256)  # [B, T, M], exact integers
+    lanes = tq_lane_sums(q, codes)  # [B, 8, T, M], exact integers
     d_w = block_scale.T[:, None, :] if np.ndim(block_scale) else F32(block_scale)  # [B, 1, M] or a scalar
-    terms = acc * (d_w * d.T[:, :, None]).astype(F32)  # f32(acc_b * f32(d_w * d_x)), every block at once
-    out = in_order_sum(terms)
+    scales = (d_w * d.T[:, :, None]).astype(F32)  # f32(d_w * d_x): [B, T, M] or [B, T, 1]
+    acc = np.zeros(lanes.shape[1:], dtype=F32)  # [8, T, M]
+    fused = np.empty(acc.shape, dtype=np.float64)
+    for lane_sums, scale in zip(lanes, scales.astype(np.float64)):  # block order
+        np.multiply(lane_sums, scale, out=fused)  # exact: 15 x 24 bits
+        fused += acc
+        np.copyto(acc, fused, casting="same_kind")  # rounded once: the fused multiply-add
+    out = hsum8(np.moveaxis(acc, 0, -1))
     return out if after is None else (out * after).astype(F32)
+
+
+def tq_lane_order(codes: np.ndarray) -> np.ndarray:
+    """int8 codes [M, K] with each 256-block's columns regrouped by the x86 TQ kernels' int32
+    lane: both kernels load the digit of block column e into byte e % 32 of a register, so lane
+    j holds the 32 columns e = 32a + 4j + r (a < 8, r < 4); the new order is (j, a, r). Each run
+    of 4 columns moves as one 32-bit word."""
+    m, k = codes.shape
+    words = np.ascontiguousarray(codes, dtype=np.int8).view(np.uint32).reshape(m, k // 256, 8, 8)
+    return np.ascontiguousarray(words.transpose(0, 1, 3, 2)).view(np.int8).reshape(m, k)
+
+
+def tq_lane_sums(q: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The x86 TQ kernels' integer lane sums, [K/256, 8, T, M], for q [T, K] and codes [M, K] in
+    lane order. A kernel adds the digit c = t + 1 times q over its lane's 32 columns and then
+    subtracts the Q8_K bsums of columns 32j..32j+31 (which is how the +1 cancels), so lane j is
+    the sum of t·q over its columns plus (its columns' q sum - the q sum of columns 32j..32j+31)."""
+    t, k = q.shape
+    m, blocks = codes.shape[0], k // 256
+    lane_q = np.ascontiguousarray(q.reshape(t, blocks, 8, 8, 4).transpose(0, 1, 3, 2, 4)).reshape(t, k)
+    sums = block_sums(lane_q, codes, 32).reshape(blocks, 8, t, m)
+    lane_q_sums = lane_q.reshape(t, blocks, 8, 32).sum(axis=-1)
+    run_sums = q.reshape(t, blocks, 8, 32).sum(axis=-1)  # each lane's pair of bsums
+    sums += (lane_q_sums - run_sums).transpose(1, 2, 0)[..., None]  # exact: |values| < 2**15
+    return sums
+
+
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """f32(a·b + c) rounded once, as a fused multiply-add: a float32 product is exact in float64
+    and the float64 sum is rounded to float32. (A true FMA can differ only when that float64 sum is
+    itself inexact and lands on a float32 tie, a case of probability about 2**-29 per operation.)"""
+    return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)).astype(F32)
+
+
+def hsum8(x: np.ndarray) -> np.ndarray:
+    """x[..., 8] summed as ggml's hsum_float_8: ((x0 + x4) + (x2 + x6)) + ((x1 + x5) + (x3 + x7)) in float32."""
+    pairs = (x[..., 4:8] + x[..., 0:4]).astype(F32)
+    halves = (pairs[..., 0:2] + pairs[..., 2:4]).astype(F32)
+    return (halves[..., 0] + halves[..., 1]).astype(F32)
+
+
+def lane_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b ([..., M, K] times [..., K, N]) as llama.cpp's F16 matmul (llamafile's tinyBLAS,
+    AVX2) sums it: column k of the inner dimension goes to float32 lane k % 8, each lane adds
+    its products in k order, and hsum8 adds the lanes. The inputs hold float16 values, so every
+    product is exact in float32 and a fused multiply-add is a plain float32 add."""
+    k = a.shape[-1]
+    steps = -(-k // 8)
+    pad = steps * 8 - k  # the kernel's zero padding (KV cells past the last token)
+    a8 = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)]).reshape(*a.shape[:-1], steps, 8)
+    b8 = np.pad(np.swapaxes(b, -1, -2), [(0, 0)] * (b.ndim - 1) + [(0, pad)])
+    b8 = b8.reshape(*b8.shape[:-1], steps, 8)  # [..., N, steps, 8]
+    acc = np.zeros((*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1], 8), dtype=F32)
+    for s in range(steps):
+        acc += a8[..., :, None, s, :] * b8[..., None, :, s, :]
+    return hsum8(acc)
+
+
+def _f32(hex_literal: str) -> np.float32:
+    return F32(float.fromhex(hex_literal))
+
+
+# ggml_v_expf's constants (ggml-cpu/vec.h, from Arm's optimized routines)
+_SHIFT, _LOG2E = _f32("0x1.8p23"), _f32("0x1.715476p+0")
+_LN2_HI, _LN2_LO = _f32("0x1.62e4p-1"), _f32("0x1.7f7d1cp-20")
+_P = [_f32(v) for v in ("0x1.0e4020p-7", "0x1.573e2ep-5", "0x1.555e66p-3", "0x1.fffdb6p-2", "0x1.ffffecp-1")]
+_ONE_BITS = np.uint32(0x3F800000)  # the bits of 1.0f
+
+
+def ggml_expf(x: np.ndarray) -> np.ndarray:
+    """e**x as ggml's AVX2 ``ggml_v_expf`` computes it in float32 (within 1.5 ulp of the true
+    value, not always the correctly rounded one): x = n·ln2 + b with n = rint(x·log2 e), 2**n
+    built in the exponent bits, e**b by a degree-5 polynomial, every step one float32 rounding
+    or one fused multiply-add; |n| > 126 takes the scaled path, |n| > 192 over- or underflows."""
+    x = np.asarray(x, dtype=F32)
+    z = fma32(x, _LOG2E, _SHIFT)
+    n = (z - _SHIFT).astype(F32)
+    b = fma32(-n, _LN2_LO, fma32(-n, _LN2_HI, x))
+    e = z.view(np.uint32) << np.uint32(23)  # n's low bits into the exponent field (wrapping)
+    k = (e + _ONE_BITS).view(F32)
+    u = (b * b).astype(F32)
+    j = fma32(fma32(fma32(_P[0], b, _P[1]), u, fma32(_P[2], b, _P[3])), u, (_P[4] * b).astype(F32))
+    out = fma32(j, k, k)
+    big = np.abs(n) > F32(126)
+    if big.any():  # outside [-126, 126] octaves: 2**n split in two factors, or flushed
+        g = np.where(n <= 0, np.uint32(0x82000000), np.uint32(0))
+        s1 = (g + np.uint32(0x7F000000)).view(F32)
+        s2 = (e - g).view(F32)
+        with np.errstate(over="ignore", under="ignore"):
+            scaled = (fma32(s2, j, s2) * s1).astype(F32)
+            flushed = (s1 * s1).astype(F32)
+        out = np.where(np.abs(n) > F32(192), flushed, np.where(big, scaled, out))
+    return out
+
+
+def ggml_silu(x: np.ndarray) -> np.ndarray:
+    """x / (1 + e**-x) with ggml_expf, as ggml's AVX2 ``ggml_v_silu`` (llama.cpp's SwiGLU)."""
+    x = np.asarray(x, dtype=F32)
+    with np.errstate(over="ignore"):
+        return (x / (F32(1) + ggml_expf((F32(0) - x).astype(F32)))).astype(F32)
 
 
 def block_sums(q: np.ndarray, codes: np.ndarray, width: int) -> np.ndarray:
@@ -120,9 +231,9 @@ def silu(gate: np.ndarray) -> np.ndarray:
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, n: Numerics) -> np.ndarray:
-    if n.double_sums:
-        mean = (x.astype(np.float64) ** 2).mean(axis=-1, keepdims=True)
-        scale = (F32(1) / np.sqrt(F32(mean + eps))).astype(F32)
+    if n.double_sums:  # ggml: float32 squares summed in double, the mean rounded to float32, + eps in float32
+        mean = ((x * x).astype(np.float64).sum(axis=-1, keepdims=True) / x.shape[-1]).astype(F32)
+        scale = (F32(1) / np.sqrt(mean + F32(eps))).astype(F32)
     else:
         mean = np.mean(x * x, axis=-1, keepdims=True, dtype=F32)
         scale = F32(1) / np.sqrt(mean + F32(eps))
@@ -231,20 +342,33 @@ def _yarn_range(d: int, original: int, base: float, log) -> tuple[int, int]:
     return max(0, int(np.floor(corr(32.0)))), min(d - 1, int(np.ceil(corr(1.0))))
 
 
-def rope_neox(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """Rotate-half RoPE on x [heads, T, d]."""
+def rope_neox(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, fused: bool = False) -> np.ndarray:
+    """Rotate-half RoPE on x [heads, T, d]. ``fused``: as the x86 build of ggml's rotate_pairs
+    compiles x0·cos - x1·sin and x0·sin + x1·cos, the first product fused with the sum
+    (fma(x0, cos, -(x1·sin)), fma(x0, sin, x1·cos)); measured bit-exact against llama.cpp."""
     half = x.shape[-1] // 2
     a, b = x[..., :half], x[..., half:]
+    if fused:
+        return np.concatenate([fma32(a, cos, -(b * sin)), fma32(a, sin, (b * cos).astype(F32))], axis=-1)
     return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1).astype(F32)
 
 
 def softmax(scores: np.ndarray, n: Numerics) -> np.ndarray:
     scores = scores - scores.max(axis=-1, keepdims=True)
-    e = np.exp(scores, dtype=F32)
-    if n.double_sums:
+    if n.avx2_kernels:  # ggml_vec_soft_max_f32: ggml_expf, each run of 8 summed by hsum8, in double
+        masked = np.isneginf(scores)
+        e = np.where(masked, F32(0), ggml_expf(np.where(masked, F32(0), scores)))
+        width = -(-e.shape[-1] // 8) * 8  # the KV cells past the last token are masked: zeros
+        runs = np.zeros((*e.shape[:-1], width), dtype=F32)
+        runs[..., : e.shape[-1]] = e
+        total = hsum8(runs.reshape(*e.shape[:-1], width // 8, 8)).astype(np.float64).sum(axis=-1, keepdims=True)
+        p = e * (1.0 / total).astype(F32)
+    elif n.double_sums:
+        e = np.exp(scores, dtype=F32)
         total = e.sum(axis=-1, keepdims=True, dtype=np.float64)
         p = e * (1.0 / total).astype(F32)
     else:
+        e = np.exp(scores, dtype=F32)
         p = e / e.sum(axis=-1, keepdims=True, dtype=F32)
     if n.f16_probabilities:
         p = p.astype(np.float16).astype(F32)
