@@ -73,8 +73,7 @@ def bitlinear_q8k(x: np.ndarray, codes: np.ndarray, block_scale, after: np.float
     fused = np.empty(acc.shape, dtype=np.float64)
     for lane_sums, scale in zip(lanes, scales.astype(np.float64)):  # block order
         np.multiply(lane_sums, scale, out=fused)  # exact: 15 x 24 bits
-        fused += acc
-        np.copyto(acc, fused, casting="same_kind")  # rounded once: the fused multiply-add
+        np.add(fused, acc, out=acc, dtype=np.float64, casting="same_kind")  # rounded once: the fused multiply-add
     out = hsum8(np.moveaxis(acc, 0, -1))
     return out if after is None else (out * after).astype(F32)
 
