@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_convert import made, read_all, write_zeros
+from bench_convert import child_env, compile_package, made, read_all, write_zeros
 from bitpack.containers.gguf_kv import ValueType as V
 from bitpack.containers.gguf_write import GGUFWriter
 
@@ -93,7 +93,8 @@ WRAPPER = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]
 def timed(cmd: list[str]) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], capture_output=True, text=True,
+                          env=child_env())
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
@@ -110,6 +111,7 @@ def main() -> int:
     ap.add_argument("--layers", type=int, default=36)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    compile_package()
     args.dir.mkdir(parents=True, exist_ok=True)
     src = made(args.dir / f"bonsai-8b-L{args.layers}-q2_0-legacy.gguf", make, args.layers)
     out = args.dir / "bonsai-8b-q2_0.gguf"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_convert import made, read_all, write_zeros
+from bench_convert import child_env, compile_package, made, read_all, write_zeros
 from bitpack.codecs import get_codec
 from bitpack.containers.gguf_kv import ValueType as V
 from bitpack.containers.gguf_write import GGUFWriter
@@ -61,7 +61,7 @@ def convert(src: Path, target: str, out: Path) -> dict:
            "--overwrite", "--no-receipt", "--json"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=child_env())
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall_s": round(wall, 2), "seconds": json.loads(done.stdout)["seconds"],
@@ -76,6 +76,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    compile_package()
     args.dir.mkdir(parents=True, exist_ok=True)
     src = made(args.dir / f"bonsai-g128-2b4t-L{args.layers}-pq2_0.gguf", make, args.layers)
     results = {"source": str(src), "source_bytes": src.stat().st_size, "load_start": os.getloadavg()[0], "runs": {}}

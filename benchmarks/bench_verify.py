@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_synthetic  # shapes and folder names
-from bench_convert import GB, machine, model_files, read_all, run_child, run_measured
+from bench_convert import GB, compile_package, machine, model_files, read_all, run_child, run_measured
 
 from bitpack.pipelines.verify import default_tokens, logits_report
 
@@ -319,6 +319,7 @@ def main() -> None:
     ap.add_argument("--reconvert", action="store_true", help="convert again even when the GGUF exists")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
     args = ap.parse_args()
+    compile_package()
     if args.tokens < 1:
         ap.error("--tokens must be >= 1")
     shapes = args.shape.split(",")
