@@ -159,9 +159,10 @@ class Executor:
         return self._ternary_matmul(x, entry.stored, t, entry.source_params)
 
     def _ternary_matmul(self, x: np.ndarray, stored: str, t: Ternary, params: dict | None = None) -> np.ndarray:
-        """x times a ternary weight, its codes in kernel order (_in_kernel_order): as the numerics mode's runtime kernel for the stored type
-        computes it, else a BitLinear (BitNet graphs), else x @ W.T in float32 with W = s x t
-        materialised exactly (weight-only graphs, qwen3.md §7: no activation quantization)."""
+        """x times a ternary weight whose codes are in kernel order (_in_kernel_order): as the
+        numerics mode's runtime kernel for the stored type computes it, else a BitLinear (BitNet
+        graphs), else x @ W.T in float32 with W = s x t materialised exactly (weight-only graphs,
+        qwen3.md §7: no activation quantization)."""
         scale = coarsest(t.scale, t.codes)  # one layout's groups or another's: the same sums
         scale = scale.astype(F32) if np.ndim(scale) else F32(scale)
         codes, scheme = self._codes_f32(t.codes), self._activation_quant(stored)

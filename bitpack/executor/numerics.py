@@ -4,7 +4,10 @@
 float32, BitLinear with per-token absmax int8 activations and an exact integer matmul
 (float32 BLAS on integers below 2**24 is exact, §8). ``bitnetcpp`` reproduces bitnet.cpp's
 CPU path for I2_S and TL2 (§6.3a, §9.1): double-precision maxima and norm sums, float16 V
-cache, and in token-by-token decoding float16 attention probabilities.
+cache, and in token-by-token decoding float16 attention probabilities. ``llamacpp`` reproduces
+the CPU path of llama.cpp's x86 AVX2 build (architectures.md §9, qwen3.md §6): Q8_K / Q8_0
+activations inside the matmul, float16 K, V and probabilities, and the build's float order
+where it decides bits (the TQ kernels' lanes, ggml_expf, fused multiply-adds, tinyBLAS lanes).
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ class Numerics:
     runtime: str | None = None  # whose kernels: a codec's activation_quant is looked up by it
     head_in_weight_dtype: bool = False  # the head's input rounded to the head weight's dtype (ggml)
     ggml_rope: bool = False  # RoPE angles by ggml's repeated multiplication (rope_tables_ggml)
-    # llama.cpp's x86 AVX2+FMA kernels (the CI build): the TQ dot in 8 float lanes, SiLU and
-    # softmax with ggml's vectorised exp (ggml_expf)
+    # llama.cpp's x86 AVX2+FMA build (the one CI compiles): the TQ dot in 8 float lanes, ggml_expf
+    # in SiLU and softmax, the fused RoPE rotation, tinyBLAS's 8 lanes in the F16 attention products
     avx2_kernels: bool = False
 
 
