@@ -98,6 +98,16 @@ def unpack_pair(words: np.ndarray, shift: int, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def unpack_pairs(words: np.ndarray, shifts: tuple[int, ...], out: np.ndarray) -> np.ndarray:
+    """out[..., n, :] = the 2-bit code at bit ``shifts[n]`` of every byte of ``words[..., :]``
+    (wide views; out has a pair axis just before the word axis). One broadcast shift and one
+    mask over all of ``out``: twice as fast as unpack_pair per pair when the rows are short
+    (TQ2_0's 32 bytes), because NumPy's inner loop then runs along whole rows."""
+    np.right_shift(words[..., None, :], np.array(shifts, dtype=words.dtype)[:, None], out=out)
+    out &= word_mask(out, LOW_PAIR)
+    return out
+
+
 def find_code3(words: np.ndarray) -> int | None:
     """Flat byte index of the first byte holding a 2-bit code 3, or None."""
     bad = words & (words >> words.dtype.type(1)) & word_mask(words, EVEN_BITS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._bits import codes_to_ternary, lanes, pack_pairs, refuse_code3, unpack_pair
+from ._bits import codes_to_ternary, lanes, pack_pairs, refuse_code3, unpack_pairs
 from ._tq import TQCodec
 
 _SHIFTS = (0, 2, 4, 6)
@@ -33,8 +33,6 @@ class TQ2_0(TQCodec):  # noqa: N801 - named after the GGML type
     def _unpack_blocks(self, qs: np.ndarray) -> np.ndarray:
         words = lanes(qs.reshape(-1, 2, 32))
         refuse_code3(words, self.name)
-        c = np.empty((qs.shape[0], 2, 4, 32), dtype=np.uint8)
-        groups = lanes(c)
-        for n, shift in enumerate(_SHIFTS):
-            unpack_pair(words, shift, groups[:, :, n])
+        c = np.empty((qs.shape[0], 2, 4, 32), dtype=np.uint8)  # (block, half g, pair n, m)
+        unpack_pairs(words, _SHIFTS, lanes(c))
         return codes_to_ternary(c).reshape(-1, 256)
