@@ -35,7 +35,7 @@ def llama_cpp_hidden(path, tokens: list[int]):
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=2, embedding=True, verbose=False, seed=0,
                           pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE)
     llm.eval(tokens)
-    rows = [llama_cpp.llama_get_embeddings_ith(llm._ctx.ctx, i) for i in range(len(tokens))]
+    rows = [llama_cpp.llama_get_embeddings_ith(llm.ctx, i) for i in range(len(tokens))]
     return np.array([np.ctypeslib.as_array(row, shape=(llm.n_embd(),)) for row in rows], dtype=np.float32)
 
 
