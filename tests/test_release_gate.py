@@ -294,3 +294,22 @@ def test_the_receipt_names_the_output_hashed_while_it_was_synced(tmp_path, monke
                         else sha256(p))
     report = convert(MODELS / "b158-bf16", "i2_s", ConvertOptions(output=tmp_path / "a.gguf"))
     assert json.loads(Path(report["receipt"]).read_text())["output"]["sha256"] == sha256(tmp_path / "a.gguf")
+
+
+@pytest.mark.parametrize("source, codec", [("b158-bf16", "int8"), ("b158-bf16", "hf_packed"),
+                                           ("qwen3-tied-Q2_0-legacy", "unpacked")])
+def test_a_directory_receipt_takes_the_weights_digest_hashed_while_they_were_synced(tmp_path, monkeypatch, request,
+                                                                                    source, codec):
+    """An HF output's model.safetensors is hashed by its writer during the fsync, not read
+    again for the receipt; the small files are hashed afterwards; every digest is the file's."""
+    from bitpack.pipelines import receipt
+
+    path = request.getfixturevalue("qwen3")[source] if source.startswith("qwen3") else MODELS / source
+    monkeypatch.setenv("BITPACK_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / codec
+    monkeypatch.setattr(receipt, "sha256_file", lambda p: pytest.fail(f"{p} hashed again")
+                        if p.name == "model.safetensors" and Path(p).is_relative_to(out) else sha256(p))
+    report = convert(path, codec, ConvertOptions(output=out))
+    files = {f["path"]: f["sha256"] for f in json.loads(Path(report["receipt"]).read_text())["output"]["files"]}
+    assert files["model.safetensors"] == sha256(out / "model.safetensors")
+    assert {p.name for p in out.iterdir()} == set(files) and all(files[n] == sha256(out / n) for n in files)

@@ -160,6 +160,7 @@ class ModelDirWriter:
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.staging: Path | None = create_temp_sibling(self.out_dir, directory=True)
         self.committed = False
+        self._hashed: dict[str, SafetensorsWriter] = {}
 
     def _check_target(self) -> None:
         out = self.out_dir
@@ -212,9 +213,19 @@ class ModelDirWriter:
         return self.write_json(name, {"metadata": {"total_size": int(total_size)},
                                       "weight_map": dict(weight_map)})
 
-    def safetensors(self, name: str, metadata: Mapping[str, str] | None = None) -> SafetensorsWriter:
-        """A streaming writer for ``name`` inside the staging directory."""
-        return SafetensorsWriter(self.path_for(name), metadata)
+    def safetensors(self, name: str, metadata: Mapping[str, str] | None = None, *,
+                    digest: bool = False) -> SafetensorsWriter:
+        """A streaming writer for ``name`` inside the staging directory; with ``digest`` it
+        hashes the file during its fsync, and :attr:`digests` lists the result."""
+        writer = SafetensorsWriter(self.path_for(name), metadata, digest=digest)
+        if digest:
+            self._hashed[name] = writer
+        return writer
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """{file name: sha256} of the safetensors files hashed as they were written (closed ones)."""
+        return {name: w.sha256 for name, w in self._hashed.items() if w.sha256 is not None}
 
     def copy(self, file: str | os.PathLike[str], name: str | None = None) -> Path:
         """Copy ``file`` unchanged (contents only) as ``name`` (default: its own name)."""

@@ -32,7 +32,9 @@ class SafetensorsWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None,
-                 *, overwrite: bool = False):
+                 *, overwrite: bool = False, digest: bool = False):
+        """``digest``: hash the file while its fsync waits for the disk; ``sha256`` holds the
+        digest once :meth:`close` has published it."""
         self.path = Path(path)
         if metadata is not None and not all(isinstance(k, str) and isinstance(v, str)
                                             for k, v in metadata.items()):
@@ -45,7 +47,8 @@ class SafetensorsWriter:
         self._cursor = 0  # data bytes declared so far
         self._order: list[str] = []
         self._next = 0  # index into _order of the next tensor to write
-        self._out: StagedFile | None = StagedFile(self.path, overwrite=overwrite)
+        self.sha256: str | None = None
+        self._out: StagedFile | None = StagedFile(self.path, overwrite=overwrite, digest=digest)
         self._header_written = False
 
     def add(self, name: str, dtype: str, shape: Iterable[int]) -> None:
@@ -130,6 +133,7 @@ class SafetensorsWriter:
         except BaseException:
             self.abort()
             raise
+        self.sha256 = self._out.sha256
         self._out = None
 
     def abort(self) -> None:

@@ -204,8 +204,9 @@ def _holds(model: Model, scales: dict[str, Any], dtype: str) -> bool:
 
 
 def write_hf(plan: HFPlan, out_dir: Path, *, overwrite: bool, protect: list[Path],
-             progress: Callable[[str, int], None] | None = None) -> int:
-    """Write ``plan`` into ``out_dir`` atomically; returns the bytes written."""
+             progress: Callable[[str, int], None] | None = None, digest: bool = False) -> tuple[int, dict[str, str]]:
+    """Write ``plan`` into ``out_dir`` atomically; returns the bytes written and, with ``digest``,
+    {file name: sha256} of the weights file, hashed while its fsync waited for the disk."""
     with ModelDirWriter(out_dir, overwrite=overwrite, protect=protect) as writer:
         writer.write_json("config.json", plan.config)
         for path in plan.copy:
@@ -213,12 +214,12 @@ def write_hf(plan: HFPlan, out_dir: Path, *, overwrite: bool, protect: list[Path
                 writer.copy(path)
         for name, data in plan.files.items():
             writer.write_bytes(name, data)
-        with writer.safetensors("model.safetensors", plan.metadata) as st:
+        with writer.safetensors("model.safetensors", plan.metadata, digest=digest) as st:
             for t in plan.tensors:
                 st.add(t.name, t.dtype, t.shape)
             write_in_order(plan.tensors, st.write, progress)
         writer.commit()
-    return sum(p.stat().st_size for p in Path(out_dir).iterdir() if p.is_file())
+    return sum(p.stat().st_size for p in Path(out_dir).iterdir() if p.is_file()), writer.digests
 
 
 def hf_config(model: Model, torch_dtype: str = "bfloat16") -> dict[str, Any]:

@@ -165,7 +165,7 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
     write = _write_stack if cls.name == "bitstack" else _write_gguf if cls.container == "gguf" else _write_hf
     done = write(model, cls.name, out, options, progress, source_info)
     tensors, config, extra = done.pop("tensors"), done.pop("config"), done.pop("extra")
-    sha256 = done.pop("sha256", None)  # a GGUF writer hashes its file during the fsync
+    sha256 = done.pop("sha256", None)  # GGUF and HF writers hash their files during the fsync
     report = {
         "output": str(out), "format": cls.name, "source": {**source_info, **origin}, "architecture": model.arch.name,
         "tensors": tensors, "bytes_written": done["bytes_written"], "seconds": round(time.perf_counter() - started, 3),
@@ -176,9 +176,9 @@ def convert(src: str | Path, to: str, options: ConvertOptions | None = None,
 
 def _finish(report: dict[str, Any], source_path: Path, out: Path, origin: dict[str, Any], hasher: Hasher | None,
             config: dict[str, Any], options: ConvertOptions, progress: Progress | None,
-            started: float, sha256: str | None = None) -> dict[str, Any]:
-    """What every conversion ends with: the optional verify, then the receipt (``sha256``: the
-    output's, if its writer hashed it)."""
+            started: float, sha256: str | dict[str, str] | None = None) -> dict[str, Any]:
+    """What every conversion ends with: the optional verify, then the receipt (``sha256``: what
+    the writer hashed already, the output file's digest or {file in the output folder: digest})."""
     if options.verify:
         _notify(progress, "stage", "verifying")
         try:
@@ -270,8 +270,8 @@ def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, prog
                    allow_scale_rounding=options.allow_scale_rounding, source_info=source_info)
     _notify(progress, "plan", len(plan.tensors),
             sum(math.prod(t.shape) * DTYPES[t.dtype].itemsize for t in plan.tensors))
-    written = write_hf(plan, out, overwrite=options.overwrite, protect=[Path(f) for f in model.files],
-                       progress=progress)
+    written, sha256 = write_hf(plan, out, overwrite=options.overwrite, protect=[Path(f) for f in model.files],
+                               progress=progress, digest=options.receipt)
     logical = {hf_name(e.name): e.shape for e in model.coded}
     linear_class = plan.config.get("quantization_config", {}).get("linear_class")  # none: unpacked floats
     return {
@@ -281,7 +281,7 @@ def _write_hf(model: Model, codec: str, out: Path, options: ConvertOptions, prog
                     for t in plan.tensors],
         "config": {"linear_class": linear_class, "scale_dtype": scale_dtype},
         "extra": {"linear_class": linear_class}, "bytes_written": written, "rounded": plan.notes,
-        "warnings": plan.warnings,
+        "warnings": plan.warnings, "sha256": sha256,
     }
 
 

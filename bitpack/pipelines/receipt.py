@@ -102,14 +102,17 @@ class Hasher:
         return [{"path": str(f), "sha256": self._hashes[f]} for f in self.files]
 
 
-def output_digest(out: Path, sha256: str | None = None) -> dict[str, Any]:
-    """A file's sha256 (``sha256``: already known, hashed as the file was written); for a model
-    directory, every file's and one over the sorted list (``sha256sum``-style lines
-    "<hex>  <name>\\n"), so one value still names the whole output."""
+def output_digest(out: Path, sha256: str | dict[str, str] | None = None) -> dict[str, Any]:
+    """A file's sha256; for a model directory, every file's and one over the sorted list
+    (``sha256sum``-style lines "<hex>  <name>\\n"), so one value still names the whole output.
+    ``sha256``: what is already known, hashed as it was written (the file's digest, or
+    {relative path: digest} for files of the directory); the rest is read and hashed here."""
     if out.is_file():
-        return {"path": str(out), "sha256": sha256 or sha256_file(out)}
+        return {"path": str(out), "sha256": (sha256 if isinstance(sha256, str) else None) or sha256_file(out)}
+    known = sha256 if isinstance(sha256, dict) else {}
     files = sorted(p for p in out.rglob("*") if p.is_file())
-    listed = [{"path": str(p.relative_to(out)), "sha256": sha256_file(p)} for p in files]
+    listed = [{"path": str(p.relative_to(out)), "sha256": known.get(p.relative_to(out).as_posix()) or sha256_file(p)}
+              for p in files]
     manifest = "".join(f"{f['sha256']}  {f['path']}\n" for f in listed)
     return {"path": str(out), "sha256": hashlib.sha256(manifest.encode()).hexdigest(), "files": listed}
 
@@ -120,7 +123,7 @@ def receipt_path(out: Path) -> Path:
 
 def write_receipt(out: Path, *, source: dict[str, Any], inputs: list[dict[str, str]], target: dict[str, Any],
                   tensors: list[dict[str, Any]], verify: dict[str, Any] | None,
-                  companions: list[Path] = (), output_sha256: str | None = None) -> Path:
+                  companions: list[Path] = (), output_sha256: str | dict[str, str] | None = None) -> Path:
     """``companions``: files written beside a single-file output (a TL GGUF's kernel_config.ini);
     they are listed in ``output.files`` with the output itself. ``output_sha256``: the output's
     digest, if its writer hashed it already."""
