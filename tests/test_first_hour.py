@@ -190,6 +190,7 @@ def test_a_continuation_keeps_decoded_codes_only_when_they_fit():
     assert keep_for_continuation(model, 3, available=2 * need)
     assert not keep_for_continuation(model, 3, available=2 * need - 1)
     assert not keep_for_continuation(model, 1, available=10 * need)  # no step re-runs the prefix
+    assert not keep_for_continuation(open_model(MODELS / "llama-f16"), 3, available=1 << 40)  # floats: nothing
     if Path("/proc/meminfo").exists():
         assert available_memory() > 0
     else:

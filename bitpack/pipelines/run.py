@@ -67,8 +67,9 @@ def keep_for_continuation(model: Any, max_new: int, available: int | None = None
     at a time, as without a continuation."""
     if max_new < 2:  # the first new token comes from the prompt's own logits
         return False
+    need = kept_codes_bytes(model)  # 0 for a float model (a BitStack stack): nothing to keep
     available = available_memory() if available is None else available
-    return available is not None and kept_codes_bytes(model) <= KEEP_SHARE * available
+    return need > 0 and available is not None and need <= KEEP_SHARE * available
 
 
 def greedy_continuation(forward: Any, ids: list[int], last: np.ndarray, max_new: int,
