@@ -326,7 +326,9 @@ class Executor:
 
 def kept_codes_bytes(model: Model) -> int:
     """The memory ``keep_codes=True`` holds after one pass: a byte per weight of every ternary
-    projection (embedding and head are never kept)."""
+    projection (embedding and head are never kept); 0 when the projections load as floats."""
+    if model.precision != "ternary":
+        return 0
     return sum(math.prod(e.shape) for e in model.entries if e.kind is Kind.TERNARY)
 
 

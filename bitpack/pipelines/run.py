@@ -67,7 +67,7 @@ def keep_for_continuation(model: Any, max_new: int, available: int | None = None
     at a time, as without a continuation."""
     if max_new < 2:  # the first new token comes from the prompt's own logits
         return False
-    need = kept_codes_bytes(model)  # 0 for a float model (a BitStack stack): nothing to keep
+    need = kept_codes_bytes(model)  # 0 for a float model or a BitStack stack: nothing to keep
     available = available_memory() if available is None else available
     return need > 0 and available is not None and need <= KEEP_SHARE * available
 
