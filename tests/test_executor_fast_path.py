@@ -198,3 +198,24 @@ def test_ggml_expf_stays_within_ggmls_error_and_saturates_quietly():
     extremes = ggml_expf(np.array([-1000, -200, -104, 89, 200, 1000], dtype=F32))
     assert (extremes[:3] == 0).all() and np.isinf(extremes[3:]).all()
     assert np.array_equal(ggml_silu(np.array([-1000, 0, 1000], dtype=F32)), np.array([-0.0, 0, 1000], dtype=F32))
+
+
+def test_lane_matmul_is_tinyblas_lane_order_in_any_row_blocks(monkeypatch):
+    """lane_matmul (llamacpp numerics' F16 attention products) equals tinyBLAS's loop written out
+    per output (lane k % 8 adds its products in k order, hsum_float_8 at the end), bit for bit,
+    whether the rows go in one block or many."""
+    from bitpack.executor import numerics
+
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((2, 5, 21)).astype(np.float16).astype(F32)  # K = 21: zero-padded to 24
+    b = rng.standard_normal((2, 21, 3)).astype(np.float16).astype(F32)
+    want = np.empty((2, 5, 3), dtype=F32)
+    for h, i, j in np.ndindex(want.shape):
+        lanes = np.zeros(8, dtype=F32)
+        for k in range(21):
+            lanes[k % 8] = F32(lanes[k % 8] + a[h, i, k] * b[h, k, j])
+        want[h, i, j] = F32(F32(F32(lanes[0] + lanes[4]) + F32(lanes[2] + lanes[6]))
+                            + F32(F32(lanes[1] + lanes[5]) + F32(lanes[3] + lanes[7])))
+    same(numerics.lane_matmul(a, b), want)
+    monkeypatch.setattr(numerics, "LANE_CHUNK", 8)
+    same(numerics.lane_matmul(a, b), want)

@@ -12,6 +12,7 @@ where it decides bits (the TQ kernels' lanes, ggml_expf, fused multiply-adds, ti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,21 +121,33 @@ def hsum8(x: np.ndarray) -> np.ndarray:
     return (halves[..., 0] + halves[..., 1]).astype(F32)
 
 
+LANE_CHUNK = 1 << 21  # lane accumulators per row block of lane_matmul (8 MB of float32)
+
+
 def lane_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b ([..., M, K] times [..., K, N]) as llama.cpp's F16 matmul (llamafile's tinyBLAS,
     AVX2) sums it: column k of the inner dimension goes to float32 lane k % 8, each lane adds
     its products in k order, and hsum8 adds the lanes. The inputs hold float16 values, so every
-    product is exact in float32 and a fused multiply-add is a plain float32 add."""
+    product is exact in float32 and a fused multiply-add is a plain float32 add. Rows go a
+    block at a time, so a long prompt's attention never holds more than LANE_CHUNK lanes."""
     k = a.shape[-1]
     steps = -(-k // 8)
     pad = steps * 8 - k  # the kernel's zero padding (KV cells past the last token)
     a8 = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)]).reshape(*a.shape[:-1], steps, 8)
     b8 = np.pad(np.swapaxes(b, -1, -2), [(0, 0)] * (b.ndim - 1) + [(0, pad)])
     b8 = b8.reshape(*b8.shape[:-1], steps, 8)  # [..., N, steps, 8]
-    acc = np.zeros((*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1], 8), dtype=F32)
-    for s in range(steps):
-        acc += a8[..., :, None, s, :] * b8[..., None, :, s, :]
-    return hsum8(acc)
+    batch, m, n = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1]
+    out = np.empty((*batch, m, n), dtype=F32)
+    rows = max(1, LANE_CHUNK // max(1, math.prod(batch) * n * 8))
+    for lo in range(0, m, rows):
+        hi = min(m, lo + rows)
+        acc = np.zeros((*batch, hi - lo, n, 8), dtype=F32)
+        product = np.empty_like(acc)
+        for s in range(steps):
+            np.multiply(a8[..., lo:hi, None, s, :], b8[..., None, :, s, :], out=product)
+            acc += product
+        out[..., lo:hi, :] = hsum8(acc)
+    return out
 
 
 def _f32(hex_literal: str) -> np.float32:
