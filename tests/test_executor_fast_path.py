@@ -109,7 +109,12 @@ def test_bitlinear_scales_equal_the_block_loop(seed, mode):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_q8k_equals_the_block_loop(seed):
+@pytest.mark.parametrize("token_block", [None, 2])  # None: every token in one block
+def test_q8k_equals_the_block_loop(seed, token_block, monkeypatch):
+    from bitpack.executor import numerics
+
+    if token_block is not None:  # 7 tokens in blocks of 2: the per-token sums must not notice
+        monkeypatch.setattr(numerics, "Q8K_LANES", token_block * 8 * 4 * 48)
     rng, x, codes = case(seed)
     for block_scale, after in ((F32(1), F32(0.8125)), (F32(np.float16(0.3)), None),
                                (rng.uniform(0.1, 1, (48, 4)).astype(F32), None)):

@@ -63,12 +63,21 @@ def quantize_q8k(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q.reshape(t, k), d
 
 
+Q8K_LANES = 1 << 24  # lane sums per token block of bitlinear_q8k (64 MB of float32)
+
+
 def bitlinear_q8k(x: np.ndarray, codes: np.ndarray, block_scale, after: np.float32 | None) -> np.ndarray:
     """A TQ1_0/TQ2_0 matmul as ggml's x86 AVX2 kernels compute it (``ggml_vec_dot_tq{1,2}_0_q8_K``
     in arch/x86/quants.c), for ``codes`` in lane order (tq_lane_order): every 256-block's
     integer sum is split over 8 int32 lanes, each lane is multiplied by f32(d_w * d_x) and
     added into its own float32 accumulator with one fused multiply-add per block, and the 8
-    accumulators are summed at the end (hsum8). Then the optional per-tensor ``.scale`` multiply."""
+    accumulators are summed at the end (hsum8). Then the optional per-tensor ``.scale`` multiply.
+    Tokens go a block at a time (every token's sums are its own), so a long prompt holds at most
+    Q8K_LANES lane sums."""
+    tokens = max(1, Q8K_LANES // (8 * (x.shape[1] // 256) * codes.shape[0]))
+    if x.shape[0] > tokens:
+        return np.concatenate([bitlinear_q8k(x[lo : lo + tokens], codes, block_scale, after)
+                               for lo in range(0, x.shape[0], tokens)])
     q, d = quantize_q8k(x)
     lanes = tq_lane_sums(q, codes)  # [B, 8, T, M], exact integers
     d_w = block_scale.T[:, None, :] if np.ndim(block_scale) else F32(block_scale)  # [B, 1, M] or a scalar
