@@ -34,10 +34,10 @@ def _triplet(index: int, sign: int) -> list[int] | None:
     return list(_TRITS3[list(_V3).index(-index if sign else index)])
 
 
-def _pair_tables() -> tuple[np.ndarray, list[np.ndarray]]:
+def _pair_tables() -> tuple[np.ndarray, np.ndarray]:
     """Decode tables keyed by one index byte plus its two sign bits:
-    key = sign_hi << 9 | sign_lo << 8 | byte. Each gives the six ternary values of the
-    two triplets as three little-endian uint16 pairs; VALID marks keys an encoder writes."""
+    key = sign_hi << 9 | sign_lo << 8 | byte. SIX gives the six ternary values of the two
+    triplets as one 6-byte item (one gather per key, not three); VALID marks keys an encoder writes."""
     valid = np.zeros(1024, dtype=bool)
     six = np.zeros((1024, 6), dtype=np.int8)
     for key in range(1024):
@@ -46,11 +46,10 @@ def _pair_tables() -> tuple[np.ndarray, list[np.ndarray]]:
         if hi is not None and lo is not None:
             valid[key] = True
             six[key] = hi + lo
-    pairs = six.view(np.uint16)
-    return valid, [np.ascontiguousarray(pairs[:, j]) for j in range(3)]
+    return valid, six.view("V6").reshape(1024)
 
 
-PAIR_KEY_VALID, PAIR_KEY_TERNARY = _pair_tables()
+PAIR_KEY_VALID, PAIR_KEY_SIX = _pair_tables()
 
 # Sign bits: a row's 8 triplets u = 0..7 are packed MSB-first into one byte (np.packbits);
 # rows r and r + 16 then interleave into one uint16 word, u of row r at bit 15 - 2u,
@@ -200,7 +199,7 @@ class TL2(TLCodec):
             sign_bytes = np.ascontiguousarray(filed.transpose(_SIGNS_TO_ROWS)).reshape(m, k3 // 24)
             key = nibbles.reshape(m, k3 // 6).astype(np.uint16)
             key |= SIGN_PAIRS[sign_bytes].view(np.uint8).reshape(m, k3 // 6).astype(np.uint16) << np.uint16(8)
-            ok = PAIR_KEY_VALID[key]
+            ok = np.take(PAIR_KEY_VALID, key, mode="clip")  # key < 1024 by construction: clip never acts
             if not ok.all():
                 row, col = np.argwhere(~ok)[0]
                 raise CorruptDataError(
@@ -208,9 +207,8 @@ class TL2(TLCodec):
                     f"key 0x{int(key[row, col]):03X} (an index above 13, or a sign bit on index 0); "
                     "no encoder writes it"
                 )
-            six = out[:, :k3].view(np.uint16).reshape(m, k3 // 6, 3)
-            for j, table in enumerate(PAIR_KEY_TERNARY):
-                six[..., j] = table[key]
+            # "clip": no bounds pass (key < 1024 by construction)
+            np.take(PAIR_KEY_SIX, key, out=out[:, :k3].view("V6"), mode="clip")
         if k2:
             tail, at = _take(data, at, (*rows, k2 // 32, 8), _BYTES_TO_FILE, _BYTES_TO_ROWS)
             out[:, k3:] = unpack_pair_bytes(tail.reshape(m, k2 // 4), self.name)
