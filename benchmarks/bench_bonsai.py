@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_convert import child_env, compile_package, made, read_all, write_zeros
+from bench_convert import child_env, compile_package, finish, made, read_all, write_zeros
 from bitpack.containers.gguf_kv import ValueType as V
 from bitpack.containers.gguf_write import GGUFWriter
 
@@ -135,10 +135,7 @@ def main() -> int:
         k: report[k] for k in ("identical", "max_abs_diff", "tokens", "seconds")}
     print(f"verify (16 tokens): {check['wall_s']} s wall, {check['cpu_s']} s CPU, peak RSS "
           f"{check['peak_rss_mib']} MiB, identical={report['identical']} (max diff {report['max_abs_diff']})")
-    results["load_end"] = os.getloadavg()[0]
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
-    return 0
+    return finish(results, args.json)
 
 
 if __name__ == "__main__":

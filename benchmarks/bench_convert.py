@@ -132,6 +132,15 @@ def made(path: Path, make, layers: int) -> Path:
     return path
 
 
+def finish(results: dict, path: Path | None) -> int:
+    """The end of bench_repack.py and bench_bonsai.py: the load average at the end recorded and,
+    given ``path`` (--json), the results written there; the exit status."""
+    results["load_end"] = os.getloadavg()[0]
+    if path:
+        path.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
 def write_zeros(path: Path, size: int) -> float:
     """Write ``size`` zero bytes in 64 MiB chunks, fsync; returns seconds. The file is removed."""
     zeros = bytes(CHUNK)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_convert import child_env, compile_package, made, read_all, write_zeros
+from bench_convert import child_env, compile_package, finish, made, read_all, write_zeros
 from bitpack.codecs import get_codec
 from bitpack.containers.gguf_kv import ValueType as V
 from bitpack.containers.gguf_write import GGUFWriter
@@ -93,10 +93,7 @@ def main() -> int:
               f"peak RSS {best['peak_rss_mib']} MiB, I/O floor {read + write:.2f} s "
               f"(read {read:.2f} + write {write:.2f}), {best['seconds'] / (read + write):.2f}x the floor")
         out.unlink(missing_ok=True)
-    results["load_end"] = os.getloadavg()[0]
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
-    return 0
+    return finish(results, args.json)
 
 
 if __name__ == "__main__":

@@ -110,9 +110,8 @@ def output_digest(out: Path, sha256: str | dict[str, str] | None = None) -> dict
     if out.is_file():
         return {"path": str(out), "sha256": (sha256 if isinstance(sha256, str) else None) or sha256_file(out)}
     known = sha256 if isinstance(sha256, dict) else {}
-    files = sorted(p for p in out.rglob("*") if p.is_file())
-    listed = [{"path": str(p.relative_to(out)), "sha256": known.get(p.relative_to(out).as_posix()) or sha256_file(p)}
-              for p in files]
+    names = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    listed = [{"path": str(n), "sha256": known.get(n.as_posix()) or sha256_file(out / n)} for n in names]
     manifest = "".join(f"{f['sha256']}  {f['path']}\n" for f in listed)
     return {"path": str(out), "sha256": hashlib.sha256(manifest.encode()).hexdigest(), "files": listed}
 
